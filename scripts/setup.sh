@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian/Ubuntu machine: system packages
+# (liblzma-dev to build the codec, xdelta3 as the interop oracle), a venv in .venv, and the
+# project in editable mode with its dev extras.  Idempotent: re-running skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v xdelta3 >/dev/null 2>&1 || need_apt+=(xdelta3)
+[ -f /usr/include/lzma.h ] || need_apt+=(liblzma-dev)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+stamp=.venv/.installed-$(cat pyproject.toml setup.py xdelta_ffi/_build.py xdelta_ffi/_glue.c | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || ! .venv/bin/python -c 'import xdelta_ffi._xdelta3_cffi' >/dev/null 2>&1; then
+  echo "setup: pip install -e '.[dev]'" >&2
+  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -vE "Location 'file|^\s*$" >&2 || true
+  .venv/bin/python -c 'import xdelta_ffi._xdelta3_cffi' # fail loudly if the build did not happen
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,43 @@
+"""In-process streaming xdelta3 (VCDIFF) codec built with cffi.
+
+>>> from xdelta_ffi import encode, decode
+>>> delta = encode(b"hello world" * 100, b"hello there" * 100)
+>>> decode(b"hello world" * 100, delta) == b"hello there" * 100
+True
+"""
+
+from ._errors import (
+    CodecStateError,
+    CorruptDeltaError,
+    SourceMismatchError,
+    SourceReadError,
+    TruncatedDeltaError,
+    XDeltaError,
+)
+from ._stream import (
+    DEFAULT_LEVEL,
+    Decoder,
+    Encoder,
+    decode,
+    encode,
+    encoder_memory_estimate,
+)
+
+#: Version of the bundled xdelta3 library.
+XDELTA3_VERSION = "3.1.1"
+
+__all__ = [
+    "DEFAULT_LEVEL",
+    "XDELTA3_VERSION",
+    "CodecStateError",
+    "CorruptDeltaError",
+    "Decoder",
+    "Encoder",
+    "SourceMismatchError",
+    "SourceReadError",
+    "TruncatedDeltaError",
+    "XDeltaError",
+    "decode",
+    "encode",
+    "encoder_memory_estimate",
+]

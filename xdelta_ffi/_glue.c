@@ -1,0 +1,351 @@
+/* Streaming glue around one xd3_stream.
+ *
+ * Compiled in the same translation unit as xdelta3.c (see _build.py), so it may use the library's
+ * static helpers and matcher presets.  Python drives dg_run(); everything that can be answered in
+ * C is: source blocks come from memory, from the file descriptor by pread(), or from a small LRU
+ * block cache, and only a cache miss on a caller-supplied source returns to Python.  Every call is
+ * made by cffi with the GIL released.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DG_NEED_INPUT 0
+#define DG_OUTPUT 1
+#define DG_NEED_BLOCK 2
+#define DG_DONE 3
+#define DG_ERROR -1
+
+typedef struct dg_codec {
+  xd3_stream stream;
+  xd3_config config;
+  xd3_source source;
+  int encoding;
+
+  /* Source: exactly one of src_mem / src_fd / "caller supplies blocks" is in use. */
+  const uint8_t *src_mem;
+  int src_fd;
+  uint64_t src_size;
+  uint32_t blksize;
+  int64_t wanted_blkno;
+
+  /* LRU block cache: slot_of[blkno] is the slot holding that block, or -1. */
+  uint32_t nslots;
+  uint8_t *slot_data;
+  int64_t *slot_blkno;
+  uint64_t *slot_stamp;
+  int32_t *slot_of;
+  uint64_t nblocks;
+  uint64_t clock;
+  uint64_t hits, misses;
+
+  /* Input not yet handed to xd3.  Trap: never more than winsize bytes per xd3_avail_input. */
+  const uint8_t *in_ptr;
+  size_t in_rem;
+  int want_input;
+  int input_closed;
+  int flush_sent;
+  int output_pending;
+  int done;
+  int failed;
+  uint64_t total_out;
+  char errmsg[256];
+} dg_codec;
+
+static const uint8_t dg_empty[1] = {0};
+
+static void dg_set_error(dg_codec *c, int code, const char *what) {
+  const char *msg = c->stream.msg;
+  if (code > 0) {
+    msg = strerror(code);
+  }
+  snprintf(c->errmsg, sizeof(c->errmsg), "%s: %s (%s)", what, msg ? msg : "no detail",
+           xd3_strerror(code));
+  c->failed = code ? code : XD3_INTERNAL;
+}
+
+const char *dg_error(dg_codec *c) { return c->errmsg; }
+
+int dg_error_code(dg_codec *c) { return c->failed; }
+
+static void dg_select_slot_for(dg_codec *c, int64_t blkno, uint32_t *slot_out) {
+  uint32_t victim = 0;
+  uint64_t oldest = UINT64_MAX;
+  uint32_t i;
+  for (i = 0; i < c->nslots; i++) {
+    if (c->slot_blkno[i] < 0) {
+      victim = i;
+      break;
+    }
+    if (c->slot_stamp[i] < oldest) {
+      oldest = c->slot_stamp[i];
+      victim = i;
+    }
+  }
+  if (c->slot_blkno[victim] >= 0) {
+    c->slot_of[c->slot_blkno[victim]] = -1;
+  }
+  c->slot_blkno[victim] = blkno;
+  c->slot_of[blkno] = (int32_t)victim;
+  *slot_out = victim;
+}
+
+static void dg_expose(dg_codec *c, xd3_source *src, int64_t blkno, const uint8_t *data,
+                      usize_t len) {
+  src->curblkno = (xoff_t)blkno;
+  src->curblk = data;
+  src->onblk = len;
+}
+
+static usize_t dg_block_len(dg_codec *c, int64_t blkno) {
+  uint64_t off = (uint64_t)blkno * c->blksize;
+  if (off >= c->src_size) {
+    return 0;
+  }
+  uint64_t rem = c->src_size - off;
+  return (usize_t)(rem < c->blksize ? rem : c->blksize);
+}
+
+static int dg_getblk(xd3_stream *stream, xd3_source *src, xoff_t blkno_x) {
+  dg_codec *c = (dg_codec *)stream->opaque;
+  int64_t blkno = (int64_t)blkno_x;
+  usize_t len = dg_block_len(c, blkno);
+
+  if (c->src_mem != NULL || len == 0) {
+    const uint8_t *base = c->src_mem != NULL ? c->src_mem : dg_empty;
+    dg_expose(c, src, blkno, len ? base + (uint64_t)blkno * c->blksize : dg_empty, len);
+    return 0;
+  }
+  if ((uint64_t)blkno < c->nblocks && c->slot_of[blkno] >= 0) {
+    uint32_t slot = (uint32_t)c->slot_of[blkno];
+    c->slot_stamp[slot] = ++c->clock;
+    c->hits++;
+    dg_expose(c, src, blkno, c->slot_data + (uint64_t)slot * c->blksize, len);
+    return 0;
+  }
+  c->misses++;
+  if (c->src_fd < 0) {
+    c->wanted_blkno = blkno;
+    stream->msg = "getblk source input";
+    return XD3_GETSRCBLK;
+  }
+  uint32_t slot;
+  dg_select_slot_for(c, blkno, &slot);
+  c->slot_stamp[slot] = ++c->clock;
+  uint8_t *dst = c->slot_data + (uint64_t)slot * c->blksize;
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = pread(c->src_fd, dst + got, len - got, (off_t)((uint64_t)blkno * c->blksize + got));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      c->slot_of[blkno] = -1;
+      c->slot_blkno[slot] = -1;
+      stream->msg = n < 0 ? "source read failed" : "source file shrank while reading";
+      return n < 0 ? errno : XD3_INVALID_INPUT;
+    }
+    got += (size_t)n;
+  }
+  dg_expose(c, src, blkno, dst, len);
+  return 0;
+}
+
+/* Builds the RFC 3284 code table once, before any thread can race on its lazy initialisation. */
+void dg_global_init(void) { (void)xd3_rfc3284_code_table(); }
+
+static const xd3_smatcher *dg_preset(int level) {
+  if (level <= 1) return &__smatcher_fastest;
+  if (level == 2) return &__smatcher_faster;
+  if (level <= 5) return &__smatcher_fast;
+  if (level == 6) return &__smatcher_default;
+  return &__smatcher_slow;
+}
+
+static xd3_smatch_cfg dg_smatch_cfg(int level) {
+  if (level <= 1) return XD3_SMATCH_FASTEST;
+  if (level == 2) return XD3_SMATCH_FASTER;
+  if (level <= 5) return XD3_SMATCH_FAST;
+  if (level == 6) return XD3_SMATCH_DEFAULT;
+  return XD3_SMATCH_SLOW;
+}
+
+void dg_free(dg_codec *c) {
+  if (c == NULL) return;
+  xd3_free_stream(&c->stream);
+  free(c->slot_data);
+  free(c->slot_blkno);
+  free(c->slot_stamp);
+  free(c->slot_of);
+  free(c);
+}
+
+/* level 0 means "no compression of added bytes" (the CLI's -0); large_step > the preset's
+ * shrinks the source hash table to cap memory for very large references. */
+dg_codec *dg_new(int encoding, int level, uint32_t flags, uint32_t winsize, uint64_t src_size,
+                 uint32_t blksize, uint32_t nslots, uint64_t src_winsize, uint32_t large_step,
+                 int src_fd, const uint8_t *src_mem, char *err, size_t errlen) {
+  dg_codec *c = (dg_codec *)calloc(1, sizeof(dg_codec));
+  int ret;
+  if (c == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  c->encoding = encoding;
+  c->src_fd = src_fd;
+  c->src_mem = src_mem;
+  c->src_size = src_size;
+  c->blksize = blksize;
+  c->wanted_blkno = -1;
+  c->want_input = 1;
+  c->nblocks = (src_size + blksize - 1) / blksize;
+  if (src_mem == NULL && c->nblocks > 0) {
+    uint32_t i;
+    if (nslots > c->nblocks) nslots = (uint32_t)c->nblocks;
+    if (nslots == 0) nslots = 1;
+    c->nslots = nslots;
+    c->slot_data = (uint8_t *)malloc((size_t)nslots * blksize);
+    c->slot_blkno = (int64_t *)malloc(sizeof(int64_t) * nslots);
+    c->slot_stamp = (uint64_t *)calloc(nslots, sizeof(uint64_t));
+    c->slot_of = (int32_t *)malloc(sizeof(int32_t) * c->nblocks);
+    if (!c->slot_data || !c->slot_blkno || !c->slot_stamp || !c->slot_of) {
+      snprintf(err, errlen, "out of memory for the source block cache");
+      dg_free(c);
+      return NULL;
+    }
+    for (i = 0; i < nslots; i++) c->slot_blkno[i] = -1;
+    memset(c->slot_of, 0xff, sizeof(int32_t) * c->nblocks);
+  }
+
+  xd3_init_config(&c->config, flags);
+  c->config.winsize = winsize;
+  c->config.getblk = dg_getblk;
+  c->config.opaque = c;
+  if (encoding) {
+    const xd3_smatcher *preset = dg_preset(level);
+    c->config.smatch_cfg = dg_smatch_cfg(level);
+    if (level == 0) {
+      c->config.flags |= XD3_NOCOMPRESS;
+    }
+    if (large_step > preset->large_step) {
+      c->config.smatch_cfg = XD3_SMATCH_SOFT;
+      c->config.smatcher_soft = *preset;
+      c->config.smatcher_soft.large_step = large_step;
+    }
+  }
+  if ((ret = xd3_config_stream(&c->stream, &c->config)) != 0) {
+    snprintf(err, errlen, "xd3_config_stream: %s (%s)", c->stream.msg ? c->stream.msg : "",
+             xd3_strerror(ret));
+    dg_free(c);
+    return NULL;
+  }
+  if (src_size == 0) {
+    return c; /* no source: plain VCDIFF compression of the target */
+  }
+  c->source.blksize = blksize;
+  c->source.name = "source";
+  c->source.max_winsize = (xoff_t)src_winsize;
+  if ((ret = xd3_set_source_and_size(&c->stream, &c->source, (xoff_t)src_size)) != 0) {
+    snprintf(err, errlen, "xd3_set_source: %s (%s)", c->stream.msg ? c->stream.msg : "",
+             xd3_strerror(ret));
+    dg_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void dg_set_input(dg_codec *c, const uint8_t *data, size_t len) {
+  c->in_ptr = data;
+  c->in_rem = len;
+}
+
+void dg_close_input(dg_codec *c) { c->input_closed = 1; }
+
+int64_t dg_wanted_block(dg_codec *c) { return c->wanted_blkno; }
+
+/* Copies a caller-read block into the cache and hands it to xd3 as the current block. */
+int dg_supply_block(dg_codec *c, int64_t blkno, const uint8_t *data, size_t len) {
+  uint32_t slot;
+  if (blkno != c->wanted_blkno || len != dg_block_len(c, blkno)) {
+    snprintf(c->errmsg, sizeof(c->errmsg),
+             "source block %lld: expected %u bytes, the source returned %zu",
+             (long long)blkno, (unsigned)dg_block_len(c, blkno), len);
+    c->failed = XD3_INVALID_INPUT;
+    return DG_ERROR;
+  }
+  dg_select_slot_for(c, blkno, &slot);
+  c->slot_stamp[slot] = ++c->clock;
+  memcpy(c->slot_data + (uint64_t)slot * c->blksize, data, len);
+  dg_expose(c, &c->source, blkno, c->slot_data + (uint64_t)slot * c->blksize, (usize_t)len);
+  c->wanted_blkno = -1;
+  return 0;
+}
+
+const uint8_t *dg_output(dg_codec *c, size_t *len) {
+  *len = c->stream.avail_out;
+  return c->stream.next_out;
+}
+
+uint64_t dg_cache_hits(dg_codec *c) { return c->hits; }
+uint64_t dg_cache_misses(dg_codec *c) { return c->misses; }
+
+static int dg_finish(dg_codec *c) {
+  int ret = xd3_close_stream(&c->stream);
+  if (ret != 0) {
+    dg_set_error(c, ret, c->encoding ? "encoder" : "truncated delta");
+    return DG_ERROR;
+  }
+  c->done = 1;
+  return DG_DONE;
+}
+
+/* Runs the state machine until it needs input, has output, misses a source block, or ends. */
+int dg_run(dg_codec *c) {
+  xd3_stream *s = &c->stream;
+  if (c->failed) return DG_ERROR;
+  if (c->done) return DG_DONE;
+  if (c->output_pending) {
+    xd3_consume_output(s);
+    c->output_pending = 0;
+  }
+  for (;;) {
+    int ret;
+    if (c->want_input) {
+      if (c->in_rem > 0) {
+        size_t n = c->in_rem < s->winsize ? c->in_rem : s->winsize;
+        xd3_avail_input(s, c->in_ptr, (usize_t)n);
+        c->in_ptr += n;
+        c->in_rem -= n;
+      } else if (!c->input_closed) {
+        return DG_NEED_INPUT;
+      } else if (c->encoding && !c->flush_sent) {
+        xd3_set_flags(s, s->flags | XD3_FLUSH);
+        xd3_avail_input(s, dg_empty, 0);
+        c->flush_sent = 1;
+      } else {
+        return dg_finish(c);
+      }
+      c->want_input = 0;
+    }
+    ret = c->encoding ? xd3_encode_input(s) : xd3_decode_input(s);
+    switch (ret) {
+      case XD3_INPUT:
+        c->want_input = 1;
+        continue;
+      case XD3_OUTPUT:
+        c->output_pending = 1;
+        c->total_out += s->avail_out;
+        return DG_OUTPUT;
+      case XD3_GETSRCBLK:
+        return DG_NEED_BLOCK;
+      case XD3_GOTHEADER:
+      case XD3_WINSTART:
+      case XD3_WINFINISH:
+        continue;
+      default:
+        dg_set_error(c, ret, c->encoding ? "encoder" : "decoder");
+        return DG_ERROR;
+    }
+  }
+}

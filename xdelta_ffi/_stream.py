@@ -1,0 +1,451 @@
+"""Streaming VCDIFF encoder and decoder over one ``xd3_stream`` each.
+
+The C glue (``_glue.c``) runs xdelta3's state machine and answers source-block requests itself
+whenever it can: from a buffer in memory (no copy), from a file by ``pread`` into an LRU block
+cache, or from that cache.  Only a cache miss on a caller-supplied ``read_block`` source comes back
+to Python.  cffi releases the GIL around every call, so codecs in different threads run in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import mmap
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, TypeAlias
+
+from ._errors import (
+    CodecStateError,
+    CorruptDeltaError,
+    SourceMismatchError,
+    SourceReadError,
+    TruncatedDeltaError,
+    XDeltaError,
+)
+from ._xdelta3_cffi import ffi, lib
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+
+#: Default compression level (the CLI's -N).  Chosen from benchmarks/results: see docs/codec.md.
+DEFAULT_LEVEL: Final = 9
+#: Debian's xdelta3 3.0.11 cannot decode windows over 16 MiB; 8 MiB is the CLI's default.
+MAX_WINDOW: Final = 16 * MiB
+DEFAULT_WINDOW: Final = 8 * MiB
+#: With 32-bit usize_t the source window is capped at 2 GiB.
+MAX_SOURCE_WINDOW: Final = 2048 * MiB
+DEFAULT_BLOCK: Final = 1 * MiB
+#: Memory for the encoder's source block cache (only used for file and read_block sources).
+DEFAULT_ENCODER_CACHE: Final = 128 * MiB
+DEFAULT_DECODER_CACHE: Final = 16 * MiB
+#: Cap on the source hash table: beyond it the matcher samples the source more sparsely.
+DEFAULT_TABLE_MEMORY: Final = 256 * MiB
+
+_SECONDARY: Final = {
+    "lzma": lib.XD3_SEC_LZMA,
+    "djw": lib.XD3_SEC_DJW,
+    "fgk": lib.XD3_SEC_FGK,
+    None: 0,
+}
+# The matcher presets' source-hash step (LSTEP) by level, from xdelta3-cfgs.h.
+_LARGE_STEP: Final = {0: 26, 1: 26, 2: 15, 3: 8, 4: 8, 5: 8, 6: 3, 7: 2, 8: 2, 9: 2}
+_USIZE: Final = 4
+
+ReadBlock: TypeAlias = Callable[[int, int], bytes]
+#: Objects exporting the buffer protocol (collections.abc.Buffer is 3.12+).
+Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
+SourceLike: TypeAlias = str | os.PathLike[str] | Buffer | ReadBlock
+
+lib.dg_global_init()
+
+
+def _pow2ceil(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _pow2floor(n: int) -> int:
+    return 1 << (n.bit_length() - 1) if n > 0 else 0
+
+
+def source_window_for(source_size: int) -> int:
+    """Smallest power-of-two window that covers the whole source (capped at 2 GiB)."""
+    return min(MAX_SOURCE_WINDOW, max(lib.XD3_ALLOCSIZE, _pow2ceil(source_size)))
+
+
+def large_step_for(level: int, source_window: int, table_memory: int) -> int:
+    """Source hash step that keeps the source hash table within ``table_memory`` bytes.
+
+    The table has ``pow2floor(source_window / step)`` slots of 4 bytes; the level's preset step is
+    kept whenever it fits.
+    """
+    preset = _LARGE_STEP[level]
+    slots_cap = max(1, _pow2floor(table_memory // _USIZE))
+    return max(preset, source_window // (2 * slots_cap) + 1)
+
+
+def encoder_memory_estimate(
+    source_size: int,
+    *,
+    level: int = DEFAULT_LEVEL,
+    window_size: int = DEFAULT_WINDOW,
+    cache_size: int = DEFAULT_ENCODER_CACHE,
+    table_memory: int = DEFAULT_TABLE_MEMORY,
+) -> int:
+    """Bytes the encoder allocates in C, by the formula in docs/codec.md."""
+    srcwin = source_window_for(source_size)
+    step = large_step_for(level, srcwin, table_memory)
+    source_table = _pow2floor(srcwin // step) * _USIZE
+    target_table = _pow2floor(window_size) * _USIZE
+    cache = min(cache_size, source_size)
+    return source_table + target_table + window_size + cache + 2 * MiB
+
+
+class _Source:
+    """Resolves a source argument into what the C glue understands."""
+
+    def __init__(self, source: SourceLike, source_size: int | None) -> None:
+        self.fd = -1
+        self.owns_fd = False
+        self.mem: Any = ffi.NULL
+        self.read_block: ReadBlock | None = None
+        if isinstance(source, str | os.PathLike):
+            try:
+                self.fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise SourceReadError(f"cannot open source {os.fspath(source)!r}: {exc}") from exc
+            self.owns_fd = True
+            self.size = os.fstat(self.fd).st_size
+        elif isinstance(source, bytes | bytearray | memoryview | mmap.mmap):
+            view = memoryview(source)
+            self.size = view.nbytes
+            # from_buffer keeps the exporter alive and gives a pointer without copying.
+            self.mem = ffi.from_buffer(view.cast("B")) if self.size else ffi.NULL
+        elif callable(source):
+            if source_size is None:
+                raise CodecStateError("a read_block source needs source_size=")
+            self.read_block = source
+            self.size = source_size
+        else:
+            raise CodecStateError(
+                f"source must be a path, a bytes-like object or read_block(offset, size); "
+                f"got {type(source).__name__}"
+            )
+        if source_size is not None and source_size != self.size:
+            self.close()
+            raise CodecStateError(f"source_size={source_size} but the source has {self.size} bytes")
+
+    def close(self) -> None:
+        if self.owns_fd and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+
+def _raise_codec_error(codec: Any, encoding: bool) -> None:
+    message = ffi.string(lib.dg_error(codec)).decode("utf-8", "replace")
+    code = int(lib.dg_error_code(codec))
+    if encoding:
+        raise XDeltaError(message, code)
+    if "checksum mismatch" in message:
+        raise SourceMismatchError(f"delta does not match this source: {message}", code)
+    if "eof in decode" in message:
+        raise TruncatedDeltaError(f"delta is truncated: {message}", code)
+    if code > 0:
+        raise SourceReadError(message, code)
+    raise CorruptDeltaError(f"invalid delta: {message}", code)
+
+
+class _Codec:
+    """Shared driver: feed bytes in, collect bytes out, answer source-block misses."""
+
+    _encoding: bool
+
+    def __init__(self, source: _Source, codec: Any, block_size: int) -> None:
+        self._source = source
+        self._codec = ffi.gc(codec, lib.dg_free)
+        self._block_size = block_size
+        self._lock = threading.Lock()
+        self._finished = False
+        self._bytes_in = 0
+        self._bytes_out = 0
+
+    @property
+    def bytes_in(self) -> int:
+        """Bytes fed so far."""
+        return self._bytes_in
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes produced so far."""
+        return self._bytes_out
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def cache_stats(self) -> tuple[int, int]:
+        """Source block cache (hits, misses)."""
+        if self._codec is None:
+            return (0, 0)
+        return int(lib.dg_cache_hits(self._codec)), int(lib.dg_cache_misses(self._codec))
+
+    def _drive(self, out: list[bytes]) -> None:
+        codec = self._codec
+        size_p = ffi.new("size_t *")
+        while True:
+            status = lib.dg_run(codec)
+            if status == lib.DG_OUTPUT:
+                ptr = lib.dg_output(codec, size_p)
+                chunk = ffi.buffer(ptr, size_p[0])[:]
+                self._bytes_out += len(chunk)
+                out.append(chunk)
+            elif status == lib.DG_NEED_BLOCK:
+                self._supply(int(lib.dg_wanted_block(codec)))
+            elif status == lib.DG_ERROR:
+                _raise_codec_error(codec, self._encoding)
+            else:
+                return
+
+    def _supply(self, blkno: int) -> None:
+        assert self._source.read_block is not None
+        offset = blkno * self._block_size
+        want = min(self._block_size, self._source.size - offset)
+        try:
+            block = self._source.read_block(offset, want)
+        except XDeltaError:
+            raise
+        except Exception as exc:
+            raise SourceReadError(f"read_block({offset}, {want}) failed: {exc!r}") from exc
+        if len(block) != want:
+            raise SourceReadError(
+                f"read_block({offset}, {want}) returned {len(block)} bytes; source too short?"
+            )
+        with ffi.from_buffer(block) as buf:
+            if lib.dg_supply_block(self._codec, blkno, buf, len(block)) != 0:
+                _raise_codec_error(self._codec, self._encoding)
+
+    def _enter(self) -> Any:
+        if not self._lock.acquire(blocking=False):
+            raise CodecStateError("codec objects are not thread-safe: concurrent call")
+        if self._finished or self._codec is None:
+            self._lock.release()
+            raise CodecStateError("codec already finished or closed")
+        return self._codec
+
+    def feed(self, data: Buffer) -> bytes:
+        """Feed the next chunk of input (any size); return the output it completed."""
+        codec = self._enter()
+        out: list[bytes] = []
+        try:
+            view = memoryview(data).cast("B")
+            if view.nbytes:
+                # The buffer stays alive until _drive returns, i.e. until xd3 asked for more input.
+                with ffi.from_buffer(view) as buf:
+                    lib.dg_set_input(codec, buf, view.nbytes)
+                    self._drive(out)
+                    lib.dg_set_input(codec, ffi.NULL, 0)
+                self._bytes_in += view.nbytes
+        except BaseException:
+            self._fail()
+            raise
+        finally:
+            self._lock.release()
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """Signal end of input; return the remaining output and release the native state."""
+        codec = self._enter()
+        out: list[bytes] = []
+        try:
+            lib.dg_close_input(codec)
+            self._drive(out)
+        except BaseException:
+            self._fail()
+            raise
+        finally:
+            self._lock.release()
+        self._finished = True
+        self.close()
+        return b"".join(out)
+
+    def iter(self, chunks: Iterable[Buffer]) -> Iterator[bytes]:
+        """Feed every chunk, then finish; yield non-empty outputs as they appear."""
+        for chunk in chunks:
+            produced = self.feed(chunk)
+            if produced:
+                yield produced
+        tail = self.finish()
+        if tail:
+            yield tail
+
+    def _fail(self) -> None:
+        self._finished = True
+        self.close()
+
+    def close(self) -> None:
+        """Free the native state (idempotent).  A closed codec cannot be used again."""
+        if self._codec is not None:
+            ffi.release(self._codec)
+            self._codec = None
+        self._source.close()
+
+    def __enter__(self) -> _Codec:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _new_codec(
+    encoding: bool,
+    source: _Source,
+    *,
+    level: int,
+    flags: int,
+    window_size: int,
+    block_size: int,
+    cache_size: int,
+    source_window: int,
+    large_step: int,
+) -> Any:
+    err = ffi.new("char[]", 256)
+    nslots = max(2, cache_size // block_size)
+    codec = lib.dg_new(
+        int(encoding),
+        level,
+        flags,
+        window_size,
+        source.size,
+        block_size,
+        nslots,
+        source_window,
+        large_step,
+        source.fd,
+        source.mem,
+        err,
+        256,
+    )
+    if codec == ffi.NULL:
+        source.close()
+        raise XDeltaError(ffi.string(err).decode("utf-8", "replace"))
+    return codec
+
+
+def _block_size_for(source_size: int, block_size: int | None) -> int:
+    if block_size is not None:
+        if block_size < lib.XD3_ALLOCSIZE or block_size & (block_size - 1):
+            raise CodecStateError("block_size must be a power of two >= 16 KiB")
+        return block_size
+    return max(lib.XD3_ALLOCSIZE, min(DEFAULT_BLOCK, _pow2ceil(source_size)))
+
+
+class Encoder(_Codec):
+    """Streaming VCDIFF encoder: ``feed()`` target bytes, collect delta bytes, then ``finish()``.
+
+    ``source`` is the reference: a file path (read by ``pread`` block by block), a bytes-like
+    object (used in place), or a callable ``read_block(offset, size) -> bytes`` together with
+    ``source_size``.  Only the blocks the matcher asks for are read, through an LRU cache of
+    ``cache_size`` bytes.
+
+    Defaults follow xdelta3-notes.md: the source window covers the whole source (content moved
+    anywhere in it is still found), target windows are ``min(8 MiB, target_size)`` so that
+    Debian's xdelta3 decodes them and small files pay for small tables, adler32 window checksums
+    are always written, and LZMA secondary compression uses preset 0 like the CLI.
+    """
+
+    _encoding = True
+
+    def __init__(
+        self,
+        source: SourceLike,
+        *,
+        source_size: int | None = None,
+        target_size: int | None = None,
+        level: int = DEFAULT_LEVEL,
+        secondary: str | None = "lzma",
+        window_size: int | None = None,
+        source_window: int | None = None,
+        block_size: int | None = None,
+        cache_size: int = DEFAULT_ENCODER_CACHE,
+        table_memory: int = DEFAULT_TABLE_MEMORY,
+    ) -> None:
+        if level not in _LARGE_STEP:
+            raise CodecStateError(f"level must be 0..9, got {level!r}")
+        if secondary not in _SECONDARY:
+            raise CodecStateError(f"secondary must be one of lzma, djw, fgk or None: {secondary!r}")
+        if window_size is None:
+            window_size = (
+                DEFAULT_WINDOW
+                if target_size is None
+                else min(DEFAULT_WINDOW, max(lib.XD3_ALLOCSIZE, _pow2ceil(target_size)))
+            )
+        if not lib.XD3_ALLOCSIZE <= window_size <= MAX_WINDOW:
+            raise CodecStateError("window_size must be between 16 KiB and 16 MiB")
+        resolved = _Source(source, source_size)
+        srcwin = source_window or source_window_for(resolved.size)
+        if not lib.XD3_ALLOCSIZE <= srcwin <= MAX_SOURCE_WINDOW:
+            resolved.close()
+            raise CodecStateError("source_window must be between 16 KiB and 2 GiB")
+        blk = _block_size_for(resolved.size, block_size)
+        self.level = level
+        self.source_window = srcwin
+        self.large_step = large_step_for(level, srcwin, table_memory)
+        codec = _new_codec(
+            True,
+            resolved,
+            level=level,
+            flags=lib.XD3_ADLER32 | _SECONDARY[secondary],
+            window_size=window_size,
+            block_size=blk,
+            cache_size=cache_size,
+            source_window=srcwin,
+            large_step=self.large_step,
+        )
+        super().__init__(resolved, codec, blk)
+
+
+class Decoder(_Codec):
+    """Streaming VCDIFF decoder: ``feed()`` delta bytes, collect target bytes, then ``finish()``.
+
+    Decodes any xdelta3 delta (DJW, FGK or LZMA secondary compression).  Window checksums are
+    verified: a delta decoded against the wrong source raises :class:`SourceMismatchError`; a delta
+    cut short raises :class:`TruncatedDeltaError` from ``finish()``.
+    """
+
+    _encoding = False
+
+    def __init__(
+        self,
+        source: SourceLike,
+        *,
+        source_size: int | None = None,
+        block_size: int | None = None,
+        cache_size: int = DEFAULT_DECODER_CACHE,
+    ) -> None:
+        resolved = _Source(source, source_size)
+        blk = _block_size_for(resolved.size, block_size)
+        codec = _new_codec(
+            False,
+            resolved,
+            level=0,
+            flags=0,
+            window_size=DEFAULT_WINDOW,
+            block_size=blk,
+            cache_size=cache_size,
+            source_window=source_window_for(resolved.size),
+            large_step=0,
+        )
+        super().__init__(resolved, codec, blk)
+
+
+def encode(source: SourceLike, target: Buffer, **options: Any) -> bytes:
+    """One-shot encode of ``target`` against ``source``; options as :class:`Encoder`."""
+    options.setdefault("target_size", memoryview(target).nbytes)
+    encoder = Encoder(source, **options)
+    return encoder.feed(target) + encoder.finish()
+
+
+def decode(source: SourceLike, delta: Buffer, **options: Any) -> bytes:
+    """One-shot decode of ``delta`` against ``source``; options as :class:`Decoder`."""
+    decoder = Decoder(source, **options)
+    return decoder.feed(delta) + decoder.finish()
