@@ -47,6 +47,7 @@ dg_codec *dg_new(int encoding, int level, uint32_t flags, uint32_t winsize, uint
 void dg_free(dg_codec *c);
 void dg_set_input(dg_codec *c, const uint8_t *data, size_t len);
 void dg_close_input(dg_codec *c);
+void dg_require_checksums(dg_codec *c, int on);
 int dg_run(dg_codec *c);
 const uint8_t *dg_output(dg_codec *c, size_t *len);
 int64_t dg_wanted_block(dg_codec *c);

@@ -1,11 +1,11 @@
 """Exceptions raised by the codec.
 
-    XDeltaError
-    ├── CorruptDeltaError        the delta is not valid VCDIFF, or is damaged
-    │   └── TruncatedDeltaError  the delta ends in the middle of a window
-    ├── SourceMismatchError      the delta does not belong to this source (window checksum)
-    ├── SourceReadError          the source could not be read (I/O error, short block)
-    └── CodecStateError          misuse: feeding after finish(), concurrent use, bad options
+XDeltaError
+├── CorruptDeltaError        the delta is not valid VCDIFF, or is damaged
+│   └── TruncatedDeltaError  the delta ends in the middle of a window
+├── SourceMismatchError      the delta does not belong to this source (window checksum)
+├── SourceReadError          the source could not be read (I/O error, short block)
+└── CodecStateError          misuse: feeding after finish(), concurrent use, bad options
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ typedef struct dg_codec {
   int output_pending;
   int done;
   int failed;
+  int require_checksums;
   uint64_t total_out;
   char errmsg[256];
 } dg_codec;
@@ -262,6 +263,8 @@ void dg_set_input(dg_codec *c, const uint8_t *data, size_t len) {
 
 void dg_close_input(dg_codec *c) { c->input_closed = 1; }
 
+void dg_require_checksums(dg_codec *c, int on) { c->require_checksums = on; }
+
 int64_t dg_wanted_block(dg_codec *c) { return c->wanted_blkno; }
 
 /* Copies a caller-read block into the cache and hands it to xd3 as the current block. */
@@ -334,6 +337,11 @@ int dg_run(dg_codec *c) {
         c->want_input = 1;
         continue;
       case XD3_OUTPUT:
+        if (!c->encoding && c->require_checksums && !(s->dec_win_ind & VCD_ADLER32)) {
+          s->msg = "window has no adler32 checksum (required)";
+          dg_set_error(c, XD3_INVALID_INPUT, "decoder");
+          return DG_ERROR;
+        }
         c->output_pending = 1;
         c->total_out += s->avail_out;
         return DG_OUTPUT;

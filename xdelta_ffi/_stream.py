@@ -8,9 +8,9 @@ to Python.  cffi releases the GIL around every call, so codecs in different thre
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
-import mmap
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeAlias
 
@@ -50,6 +50,7 @@ _SECONDARY: Final = {
 # The matcher presets' source-hash step (LSTEP) by level, from xdelta3-cfgs.h.
 _LARGE_STEP: Final = {0: 26, 1: 26, 2: 15, 3: 8, 4: 8, 5: 8, 6: 3, 7: 2, 8: 2, 9: 2}
 _USIZE: Final = 4
+_ALLOCSIZE: Final[int] = int(lib.XD3_ALLOCSIZE)
 
 ReadBlock: TypeAlias = Callable[[int, int], bytes]
 #: Objects exporting the buffer protocol (collections.abc.Buffer is 3.12+).
@@ -69,7 +70,7 @@ def _pow2floor(n: int) -> int:
 
 def source_window_for(source_size: int) -> int:
     """Smallest power-of-two window that covers the whole source (capped at 2 GiB)."""
-    return min(MAX_SOURCE_WINDOW, max(lib.XD3_ALLOCSIZE, _pow2ceil(source_size)))
+    return min(MAX_SOURCE_WINDOW, max(_ALLOCSIZE, _pow2ceil(source_size)))
 
 
 def large_step_for(level: int, source_window: int, table_memory: int) -> int:
@@ -167,6 +168,7 @@ class _Codec:
         self._finished = False
         self._bytes_in = 0
         self._bytes_out = 0
+        self._final_cache_stats = (0, 0)
 
     @property
     def bytes_in(self) -> int:
@@ -186,8 +188,11 @@ class _Codec:
     def cache_stats(self) -> tuple[int, int]:
         """Source block cache (hits, misses)."""
         if self._codec is None:
-            return (0, 0)
+            return self._final_cache_stats
         return int(lib.dg_cache_hits(self._codec)), int(lib.dg_cache_misses(self._codec))
+
+    def _check_length(self, final: bool) -> None:
+        """Decoder hook: compare the output length with the expected target size."""
 
     def _drive(self, out: list[bytes]) -> None:
         codec = self._codec
@@ -244,6 +249,7 @@ class _Codec:
                     lib.dg_set_input(codec, buf, view.nbytes)
                     self._drive(out)
                     lib.dg_set_input(codec, ffi.NULL, 0)
+                self._check_length(final=False)
                 self._bytes_in += view.nbytes
         except BaseException:
             self._fail()
@@ -259,6 +265,7 @@ class _Codec:
         try:
             lib.dg_close_input(codec)
             self._drive(out)
+            self._check_length(final=True)
         except BaseException:
             self._fail()
             raise
@@ -285,6 +292,7 @@ class _Codec:
     def close(self) -> None:
         """Free the native state (idempotent).  A closed codec cannot be used again."""
         if self._codec is not None:
+            self._final_cache_stats = self.cache_stats
             ffi.release(self._codec)
             self._codec = None
         self._source.close()
@@ -333,10 +341,10 @@ def _new_codec(
 
 def _block_size_for(source_size: int, block_size: int | None) -> int:
     if block_size is not None:
-        if block_size < lib.XD3_ALLOCSIZE or block_size & (block_size - 1):
+        if block_size < _ALLOCSIZE or block_size & (block_size - 1):
             raise CodecStateError("block_size must be a power of two >= 16 KiB")
         return block_size
-    return max(lib.XD3_ALLOCSIZE, min(DEFAULT_BLOCK, _pow2ceil(source_size)))
+    return max(_ALLOCSIZE, min(DEFAULT_BLOCK, _pow2ceil(source_size)))
 
 
 class Encoder(_Codec):
@@ -377,13 +385,13 @@ class Encoder(_Codec):
             window_size = (
                 DEFAULT_WINDOW
                 if target_size is None
-                else min(DEFAULT_WINDOW, max(lib.XD3_ALLOCSIZE, _pow2ceil(target_size)))
+                else min(DEFAULT_WINDOW, max(_ALLOCSIZE, _pow2ceil(target_size)))
             )
-        if not lib.XD3_ALLOCSIZE <= window_size <= MAX_WINDOW:
+        if not _ALLOCSIZE <= window_size <= MAX_WINDOW:
             raise CodecStateError("window_size must be between 16 KiB and 16 MiB")
         resolved = _Source(source, source_size)
         srcwin = source_window or source_window_for(resolved.size)
-        if not lib.XD3_ALLOCSIZE <= srcwin <= MAX_SOURCE_WINDOW:
+        if not _ALLOCSIZE <= srcwin <= MAX_SOURCE_WINDOW:
             resolved.close()
             raise CodecStateError("source_window must be between 16 KiB and 2 GiB")
         blk = _block_size_for(resolved.size, block_size)
@@ -408,8 +416,10 @@ class Decoder(_Codec):
     """Streaming VCDIFF decoder: ``feed()`` delta bytes, collect target bytes, then ``finish()``.
 
     Decodes any xdelta3 delta (DJW, FGK or LZMA secondary compression).  Window checksums are
-    verified: a delta decoded against the wrong source raises :class:`SourceMismatchError`; a delta
-    cut short raises :class:`TruncatedDeltaError` from ``finish()``.
+    verified, and by default required (``require_checksums``): a delta decoded against the wrong
+    source raises :class:`SourceMismatchError`.  A delta cut mid-window raises
+    :class:`TruncatedDeltaError` from ``finish()``; VCDIFF has no end marker, so a cut exactly at a
+    window boundary is only detected when ``target_size`` is given.
     """
 
     _encoding = False
@@ -419,10 +429,13 @@ class Decoder(_Codec):
         source: SourceLike,
         *,
         source_size: int | None = None,
+        target_size: int | None = None,
         block_size: int | None = None,
         cache_size: int = DEFAULT_DECODER_CACHE,
+        require_checksums: bool = True,
     ) -> None:
         resolved = _Source(source, source_size)
+        self.target_size = target_size
         blk = _block_size_for(resolved.size, block_size)
         codec = _new_codec(
             False,
@@ -435,7 +448,19 @@ class Decoder(_Codec):
             source_window=source_window_for(resolved.size),
             large_step=0,
         )
+        lib.dg_require_checksums(codec, int(require_checksums))
         super().__init__(resolved, codec, blk)
+
+    def _check_length(self, final: bool) -> None:
+        expected = self.target_size
+        if expected is None:
+            return
+        if self._bytes_out > expected:
+            raise CorruptDeltaError(f"delta produces more than the expected {expected} bytes")
+        if final and self._bytes_out < expected:
+            raise TruncatedDeltaError(
+                f"delta produced {self._bytes_out} of the expected {expected} bytes"
+            )
 
 
 def encode(source: SourceLike, target: Buffer, **options: Any) -> bytes:
