@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define DG_NEED_INPUT 0
@@ -55,6 +56,52 @@ typedef struct dg_codec {
 } dg_codec;
 
 static const uint8_t dg_empty[1] = {0};
+
+/* Big allocations (hash tables, the block cache) are mapped on 2 MiB boundaries and marked for
+ * transparent huge pages: xd3_alloc0 zeroes every table, and on this class of machine the 4 KiB
+ * page faults of a 128 MiB table cost more than the matching of a small file. */
+#define DG_BIG_ALLOC (4u << 20)
+#define DG_HUGE_PAGE ((size_t)2 << 20)
+#define DG_HDR 64
+
+typedef struct {
+  void *base;
+  size_t len;
+} dg_alloc_hdr;
+
+static void *dg_alloc(void *opaque, size_t items, usize_t size) {
+  size_t n = items * (size_t)size;
+  (void)opaque;
+  if (size != 0 && n / size != items) return NULL;
+  if (n < DG_BIG_ALLOC) {
+    char *p = (char *)malloc(n + DG_HDR);
+    if (p == NULL) return NULL;
+    ((dg_alloc_hdr *)p)->base = NULL;
+    ((dg_alloc_hdr *)p)->len = 0;
+    return p + DG_HDR;
+  }
+  size_t len = n + DG_HDR + DG_HUGE_PAGE;
+  char *base = (char *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return NULL;
+  char *aligned = (char *)(((uintptr_t)base + DG_HUGE_PAGE - 1) & ~(uintptr_t)(DG_HUGE_PAGE - 1));
+#ifdef MADV_HUGEPAGE
+  (void)madvise(aligned, (size_t)(base + len - aligned) & ~(DG_HUGE_PAGE - 1), MADV_HUGEPAGE);
+#endif
+  ((dg_alloc_hdr *)aligned)->base = base;
+  ((dg_alloc_hdr *)aligned)->len = len;
+  return aligned + DG_HDR;
+}
+
+static void dg_dealloc(void *opaque, void *ptr) {
+  (void)opaque;
+  if (ptr == NULL) return;
+  dg_alloc_hdr *hdr = (dg_alloc_hdr *)((char *)ptr - DG_HDR);
+  if (hdr->base == NULL) {
+    free(hdr);
+  } else {
+    munmap(hdr->base, hdr->len);
+  }
+}
 
 static void dg_set_error(dg_codec *c, int code, const char *what) {
   const char *msg = c->stream.msg;
@@ -175,7 +222,7 @@ static xd3_smatch_cfg dg_smatch_cfg(int level) {
 void dg_free(dg_codec *c) {
   if (c == NULL) return;
   xd3_free_stream(&c->stream);
-  free(c->slot_data);
+  dg_dealloc(NULL, c->slot_data);
   free(c->slot_blkno);
   free(c->slot_stamp);
   free(c->slot_of);
@@ -206,7 +253,7 @@ dg_codec *dg_new(int encoding, int level, uint32_t flags, uint32_t winsize, uint
     if (nslots > c->nblocks) nslots = (uint32_t)c->nblocks;
     if (nslots == 0) nslots = 1;
     c->nslots = nslots;
-    c->slot_data = (uint8_t *)malloc((size_t)nslots * blksize);
+    c->slot_data = (uint8_t *)dg_alloc(NULL, nslots, blksize);
     c->slot_blkno = (int64_t *)malloc(sizeof(int64_t) * nslots);
     c->slot_stamp = (uint64_t *)calloc(nslots, sizeof(uint64_t));
     c->slot_of = (int32_t *)malloc(sizeof(int32_t) * c->nblocks);
@@ -221,7 +268,10 @@ dg_codec *dg_new(int encoding, int level, uint32_t flags, uint32_t winsize, uint
 
   xd3_init_config(&c->config, flags);
   c->config.winsize = winsize;
+  c->config.iopt_size = XD3_DEFAULT_IOPT_SIZE; /* as the CLI; 0 would mean unlimited */
   c->config.getblk = dg_getblk;
+  c->config.alloc = dg_alloc;
+  c->config.freef = dg_dealloc;
   c->config.opaque = c;
   if (encoding) {
     const xd3_smatcher *preset = dg_preset(level);

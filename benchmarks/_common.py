@@ -1,0 +1,113 @@
+"""Shared helpers: measurements in child processes (for honest peak RSS), medians, results files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+CACHE = ROOT / ".cache"
+MiB = 1 << 20
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def run_worker(module: str, payload: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+    """Run ``python -m module --worker JSON`` and return its JSON answer (one measurement)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--worker", json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT.parent,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {module} {payload} failed:\n{proc.stderr[-3000:]}")
+    answer: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def self_peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def children_peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def versioned_files(directory: Path, size: int, seed: int, shift: bool = True) -> tuple[Path, Path]:
+    """A synthetic release pair: scattered 64-byte edits every ~256 KiB plus a 4 KiB insertion."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ref, new = (
+        directory / f"syn-{size >> 20}M-{seed}.ref",
+        directory / f"syn-{size >> 20}M-{seed}.new",
+    )
+    if ref.exists() and new.exists():
+        return ref, new
+    rng = random.Random(seed)
+    source = bytearray(rng.randbytes(size))
+    target = bytearray(source)
+    for _ in range(max(1, size // (256 * 1024))):
+        at = rng.randrange(len(target) - 64)
+        target[at : at + 64] = rng.randbytes(64)
+    if shift:
+        at = rng.randrange(len(target))
+        target[at:at] = rng.randbytes(4096)
+    ref.write_bytes(source)
+    new.write_bytes(target)
+    return ref, new
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine(), **data}
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    md = RESULTS / f"{name}.md"
+    md.write_text(markdown)
+    return md
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
