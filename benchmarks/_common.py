@@ -83,7 +83,9 @@ def versioned_files(directory: Path, size: int, seed: int, shift: bool = True) -
     if ref.exists() and new.exists():
         return ref, new
     rng = random.Random(seed)
-    source = bytearray(rng.randbytes(size))
+    source = bytearray()
+    while len(source) < size:  # randbytes overflows past 256 MiB per call
+        source += rng.randbytes(min(64 * MiB, size - len(source)))
     target = bytearray(source)
     for _ in range(max(1, size // (256 * 1024))):
         at = rng.randrange(len(target) - 64)

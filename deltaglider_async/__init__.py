@@ -1,0 +1,63 @@
+"""deltaglider-async: store versioned build artifacts in S3 as xdelta3 deltas, asynchronously.
+
+>>> import deltaglider_async as dg
+>>> async def main() -> None:
+...     async with dg.create_client("http://127.0.0.1:8333") as client:
+...         await client.upload("app-1.2.zip", "s3://releases/app/")
+"""
+
+from .__about__ import __version__
+from ._body import StreamingBody
+from ._client import AsyncDeltaGliderClient, ListObjectsPaginator, create_client
+from ._core.spaces import DEFAULT_DELTA_EXTENSIONS
+from ._engine.cache import ReferenceCache
+from ._exceptions import (
+    BucketNotFoundError,
+    CacheError,
+    ConflictError,
+    CredentialsError,
+    DeltaGliderError,
+    EndpointError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+    ReferenceInUseError,
+    ReservedNameError,
+    StorageError,
+)
+from ._models import (
+    CompressionEstimate,
+    DeltaGliderInfo,
+    DownloadSummary,
+    UploadSummary,
+    VerifyResult,
+)
+from ._transfer import TransferConfig
+
+__all__ = [
+    "DEFAULT_DELTA_EXTENSIONS",
+    "AsyncDeltaGliderClient",
+    "BucketNotFoundError",
+    "CacheError",
+    "CompressionEstimate",
+    "ConflictError",
+    "CredentialsError",
+    "DeltaGliderError",
+    "DeltaGliderInfo",
+    "DownloadSummary",
+    "EndpointError",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "ListObjectsPaginator",
+    "NotFoundError",
+    "ReferenceCache",
+    "ReferenceInUseError",
+    "ReservedNameError",
+    "StorageError",
+    "StreamingBody",
+    "TransferConfig",
+    "UploadSummary",
+    "VerifyResult",
+    "__version__",
+    "create_client",
+]

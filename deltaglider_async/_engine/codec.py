@@ -1,0 +1,130 @@
+"""The codec at the async edge: encodes and decodes in worker threads under one limiter."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError
+
+from .._exceptions import IntegrityError
+from .cache import CacheCorruptError, ReferenceSource
+
+READ_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    sha256: str
+    size: int
+    delta_size: int
+    #: The delta outgrew its budget and encoding stopped; the file was still hashed.
+    over_budget: bool
+
+
+def _is_cache_corruption(exc: BaseException) -> bool:
+    return isinstance(exc, CacheCorruptError) or isinstance(exc.__cause__, CacheCorruptError)
+
+
+def hash_file_sync(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb", buffering=0) as src:
+        while chunk := src.read(READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def encode_file_sync(
+    reference: ReferenceSource | Path, target: Path, delta_out: Path, budget: int | None
+) -> EncodeResult:
+    """Hash and encode ``target`` in one pass, writing the delta to ``delta_out``."""
+    if isinstance(reference, Path):
+        source: object = reference
+        source_size = reference.stat().st_size
+    else:
+        source = reference.codec_source()
+        source_size = reference.size
+    digest = hashlib.sha256()
+    size = 0
+    written = 0
+    over = False
+    target_size = target.stat().st_size
+    encoder = Encoder(source, source_size=source_size, target_size=target_size)  # type: ignore[arg-type]
+    try:
+        with target.open("rb", buffering=0) as src, delta_out.open("wb") as out:
+            while chunk := src.read(READ_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if over:
+                    continue
+                produced = encoder.feed(chunk)
+                out.write(produced)
+                written += len(produced)
+                if budget is not None and written > budget:
+                    over = True
+            if not over:
+                produced = encoder.finish()
+                out.write(produced)
+                written += len(produced)
+                over = budget is not None and written > budget
+    finally:
+        encoder.close()
+    return EncodeResult(digest.hexdigest(), size, written, over)
+
+
+class CodecRunner:
+    """Runs codec work on worker threads, at most ``threads`` at a time."""
+
+    def __init__(self, threads: int) -> None:
+        self.limiter = anyio.CapacityLimiter(threads)
+
+    async def hash_file(self, path: Path) -> tuple[str, int]:
+        return await anyio.to_thread.run_sync(hash_file_sync, path, limiter=self.limiter)
+
+    async def encode_file(
+        self, reference: ReferenceSource | Path, target: Path, delta_out: Path, budget: int | None
+    ) -> EncodeResult:
+        return await anyio.to_thread.run_sync(
+            encode_file_sync, reference, target, delta_out, budget, limiter=self.limiter
+        )
+
+    async def decode(
+        self,
+        reference: ReferenceSource,
+        delta: AsyncIterator[bytes],
+        target_size: int | None,
+        what: str,
+    ) -> AsyncIterator[bytes]:
+        """Decode a streamed delta; codec failures become :class:`IntegrityError`."""
+        decoder = Decoder(
+            reference.codec_source(), source_size=reference.size, target_size=target_size
+        )
+        try:
+            async for chunk in delta:
+                out = await anyio.to_thread.run_sync(decoder.feed, chunk, limiter=self.limiter)
+                if out:
+                    yield out
+            tail = await anyio.to_thread.run_sync(decoder.finish, limiter=self.limiter)
+            if tail:
+                yield tail
+        except SourceReadError as exc:
+            if _is_cache_corruption(exc):
+                raise exc.__cause__ from exc  # type: ignore[misc]
+            raise IntegrityError(f"{what}: cannot read the reference: {exc}") from exc
+        except XDeltaError as exc:
+            raise IntegrityError(f"{what}: delta cannot be decoded: {exc}") from exc
+        finally:
+            decoder.close()
+
+
+def unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,520 @@
+"""The S3 adapter: the only module that talks to aioboto3/botocore, and where S3 errors are mapped.
+
+Requests stay plain (no CRC32 trailers, ``when_required`` checksums): our SHA-256 is the integrity
+check.  Big uploads are multipart with parts in parallel; a failed multipart upload is aborted in a
+shielded scope so that no partial object ever becomes visible.  GET bodies that break mid-stream are
+resumed with a Range request pinned to the ETag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import anyio
+from aiobotocore.config import AioConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from .._exceptions import (
+    BucketNotFoundError,
+    ConflictError,
+    CredentialsError,
+    DeltaGliderError,
+    EndpointError,
+    NotFoundError,
+    StorageError,
+)
+from .._transfer import TransferConfig
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    key: str
+    size: int
+    etag: str
+    metadata: dict[str, str]
+    last_modified: datetime | None = None
+    content_type: str | None = None
+
+
+@dataclass
+class ListPage:
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    next_token: str | None = None
+    truncated: bool = False
+
+
+_CREDENTIAL_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+}
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+
+
+def map_error(exc: BaseException, what: str) -> DeltaGliderError:
+    """Translate a botocore/aiohttp failure into the SDK's tree (``what`` names the target)."""
+    if isinstance(exc, DeltaGliderError):
+        return exc
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", "Unknown"))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = err.get("Message") or code
+        if code == "NoSuchBucket":
+            return BucketNotFoundError(f"{what}: bucket does not exist", code=code)
+        if code in _NOT_FOUND_CODES:
+            return NotFoundError(f"{what}: not found", code="NoSuchKey")
+        if code in _CREDENTIAL_CODES:
+            return CredentialsError(f"{what}: {message} ({code})", code=code, status=status)
+        if code in ("PreconditionFailed", "412"):
+            return ConflictError(f"{what}: precondition failed", code=code, status=status)
+        return StorageError(f"{what}: {message} ({code})", code=code, status=status)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return CredentialsError(f"{what}: no AWS credentials found ({exc})")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        return EndpointError(f"{what}: cannot reach the S3 endpoint ({exc})")
+    if isinstance(exc, ReadTimeoutError):
+        return StorageError(f"{what}: timed out ({exc})", code="RequestTimeout")
+    if isinstance(exc, BotoCoreError | OSError):
+        return StorageError(f"{what}: {exc}", code=type(exc).__name__)
+    return StorageError(f"{what}: {exc!r}", code=type(exc).__name__)
+
+
+def _retryable_stream_error(exc: BaseException) -> bool:
+    import aiohttp
+
+    return isinstance(
+        exc, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError | ReadTimeoutError | OSError
+    )
+
+
+class S3Storage:
+    """Async S3 operations on stored keys, used by the engine through a narrow surface."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None,
+        region_name: str | None,
+        aws_access_key_id: str | None,
+        aws_secret_access_key: str | None,
+        aws_session_token: str | None,
+        profile_name: str | None,
+        transfer: TransferConfig,
+    ) -> None:
+        self._session = aioboto3.Session(
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            region_name=region_name,
+            profile_name=profile_name,
+        )
+        self._endpoint_url = endpoint_url
+        self.transfer = transfer
+        s3_options: dict[str, Any] = {"addressing_style": "path"} if endpoint_url else {}
+        self._config = AioConfig(
+            signature_version="s3v4",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"mode": "standard", "total_max_attempts": transfer.max_attempts},
+            connect_timeout=transfer.connect_timeout,
+            read_timeout=transfer.read_timeout,
+            max_pool_connections=max(10, transfer.max_concurrency * 2),
+            s3=s3_options,
+        )
+        self._client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def open(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+            )
+        except Exception as exc:
+            await stack.aclose()
+            raise map_error(exc, "S3 client") from exc
+        self._stack = stack
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise StorageError("the client is not open: use `async with create_client(...)`")
+        return self._client
+
+    async def _call(self, what: str, operation: str, **params: Any) -> Any:
+        try:
+            with anyio.fail_after(self.transfer.request_timeout):
+                return await getattr(self.client, operation)(**params)
+        except TimeoutError as exc:
+            raise StorageError(
+                f"{what}: no answer in {self.transfer.request_timeout}s", code="RequestTimeout"
+            ) from exc
+        except Exception as exc:
+            raise map_error(exc, what) from exc
+
+    # ---------------------------------------------------------------- objects
+    async def head(self, bucket: str, key: str) -> ObjectHead | None:
+        try:
+            resp = await self._call(f"s3://{bucket}/{key}", "head_object", Bucket=bucket, Key=key)
+        except BucketNotFoundError:
+            raise
+        except NotFoundError:
+            return None
+        return ObjectHead(
+            key=key,
+            size=int(resp.get("ContentLength", 0)),
+            etag=resp.get("ETag", ""),
+            metadata={k.lower(): v for k, v in resp.get("Metadata", {}).items()},
+            last_modified=resp.get("LastModified"),
+            content_type=resp.get("ContentType"),
+        )
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        chunks = [c async for c in self.iter_object(bucket, key)]
+        return b"".join(chunks)
+
+    async def iter_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        etag: str | None = None,
+        chunk_size: int = 1 << 20,
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of an object, resuming by Range after broken reads."""
+        what = f"s3://{bucket}/{key}"
+        position = start
+        failures = 0
+        while True:
+            params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+            if position > 0 or end is not None:
+                params["Range"] = f"bytes={position}-{'' if end is None else end - 1}"
+            if etag:
+                params["IfMatch"] = etag
+            if end is not None and position >= end:
+                return
+            resp = await self._call(what, "get_object", **params)
+            etag = etag or resp.get("ETag")
+            expected = int(resp.get("ContentLength", -1))
+            received = 0
+            body = resp["Body"]
+            try:
+                while True:
+                    with anyio.fail_after(self.transfer.read_timeout + 5):
+                        chunk = await body.read(chunk_size)
+                    if not chunk:
+                        break
+                    position += len(chunk)
+                    received += len(chunk)
+                    failures = 0
+                    yield chunk
+                if 0 <= received < expected:
+                    raise OSError(f"short read: {received} of {expected} bytes")
+                return
+            except Exception as exc:
+                if not (isinstance(exc, TimeoutError) or _retryable_stream_error(exc)):
+                    raise map_error(exc, what) from exc
+                failures += 1
+                if failures > self.transfer.max_attempts:
+                    raise StorageError(f"{what}: the download kept breaking ({exc!r})") from exc
+                await anyio.sleep(min(2.0, 0.1 * 2**failures))
+            finally:
+                with contextlib.suppress(Exception):
+                    body.close()
+
+    async def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Body": data,
+            "Metadata": dict(metadata),
+        }
+        if content_type:
+            params["ContentType"] = content_type
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+        resp = await self._call(f"s3://{bucket}/{key}", "put_object", **params)
+        return str(resp.get("ETag", ""))
+
+    async def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str | None = None,
+        if_none_match: bool = False,
+        progress: Progress | None = None,
+    ) -> str:
+        size = path.stat().st_size
+        if size < self.transfer.multipart_threshold:
+            data = await anyio.Path(path).read_bytes()
+            etag = await self.put_bytes(
+                bucket,
+                key,
+                data,
+                metadata=metadata,
+                content_type=content_type,
+                if_none_match=if_none_match,
+            )
+            if progress:
+                progress(size)
+            return etag
+        return await self._multipart_upload(
+            bucket, key, path, size, metadata, content_type, if_none_match, progress
+        )
+
+    async def _multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        size: int,
+        metadata: Mapping[str, str],
+        content_type: str | None,
+        if_none_match: bool,
+        progress: Progress | None,
+    ) -> str:
+        what = f"s3://{bucket}/{key}"
+        part_size = self.transfer.part_size_for(size)
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Metadata": dict(metadata)}
+        if content_type:
+            params["ContentType"] = content_type
+        created = await self._call(what, "create_multipart_upload", **params)
+        upload_id = created["UploadId"]
+        count = (size + part_size - 1) // part_size
+        etags: dict[int, str] = {}
+        limiter = anyio.CapacityLimiter(self.transfer.max_concurrency)
+        completed = False
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+
+                async def send(number: int) -> None:
+                    async with limiter:
+                        offset = (number - 1) * part_size
+                        length = min(part_size, size - offset)
+                        data = await anyio.to_thread.run_sync(os.pread, fd, length, offset)
+                        if len(data) != length:
+                            raise StorageError(f"{path}: file changed while uploading")
+                        resp = await self._call(
+                            f"{what} part {number}",
+                            "upload_part",
+                            Bucket=bucket,
+                            Key=key,
+                            UploadId=upload_id,
+                            PartNumber=number,
+                            Body=data,
+                        )
+                        etags[number] = resp["ETag"]
+                        if progress:
+                            progress(length)
+
+                async with anyio.create_task_group() as tg:
+                    for number in range(1, count + 1):
+                        tg.start_soon(send, number)
+            finally:
+                os.close(fd)
+            complete: dict[str, Any] = {
+                "Bucket": bucket,
+                "Key": key,
+                "UploadId": upload_id,
+                "MultipartUpload": {
+                    "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+                },
+            }
+            if if_none_match:
+                complete["IfNoneMatch"] = "*"
+            resp = await self._call(what, "complete_multipart_upload", **complete)
+            completed = True
+            return str(resp.get("ETag", ""))
+        finally:
+            if not completed:
+                with anyio.CancelScope(shield=True):
+                    await self.abort_multipart(bucket, key, upload_id)
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        with contextlib.suppress(DeltaGliderError):
+            await self._call(
+                f"s3://{bucket}/{key}",
+                "abort_multipart_upload",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+            )
+
+    async def list_multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
+        resp = await self._call(f"s3://{bucket}", "list_multipart_uploads", Bucket=bucket)
+        return list(resp.get("Uploads", []))
+
+    async def download_to_fd(
+        self,
+        bucket: str,
+        key: str,
+        fd: int,
+        size: int,
+        etag: str,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        """Parallel ranged GETs written at their offsets (used for large direct objects)."""
+        part = self.transfer.part_size_for(size)
+        limiter = anyio.CapacityLimiter(self.transfer.max_concurrency)
+
+        async def fetch(offset: int) -> None:
+            async with limiter:
+                position = offset
+                async for chunk in self.iter_object(
+                    bucket, key, start=offset, end=min(size, offset + part), etag=etag
+                ):
+                    await anyio.to_thread.run_sync(os.pwrite, fd, chunk, position)
+                    position += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+
+        async with anyio.create_task_group() as tg:
+            for offset in range(0, size, part):
+                tg.start_soon(fetch, offset)
+
+    async def delete(self, bucket: str, key: str) -> None:
+        await self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
+
+    async def delete_many(self, bucket: str, keys: list[str]) -> list[dict[str, str]]:
+        """Batch delete (1000 keys per request); returns the per-key errors S3 reported."""
+        errors: list[dict[str, str]] = []
+        for i in range(0, len(keys), 1000):
+            batch = keys[i : i + 1000]
+            resp = await self._call(
+                f"s3://{bucket}",
+                "delete_objects",
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            errors.extend(resp.get("Errors", []))
+        return errors
+
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        bucket: str,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "CopySource": {"Bucket": src_bucket, "Key": src_key},
+        }
+        if metadata is not None:
+            params["Metadata"] = dict(metadata)
+            params["MetadataDirective"] = "REPLACE"
+        resp = await self._call(f"s3://{bucket}/{key}", "copy_object", **params)
+        return str(resp.get("CopyObjectResult", {}).get("ETag", ""))
+
+    async def list_page(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        token: str | None = None,
+        start_after: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if delimiter:
+            params["Delimiter"] = delimiter
+        if token:
+            params["ContinuationToken"] = token
+        if start_after:
+            params["StartAfter"] = start_after
+        resp = await self._call(f"s3://{bucket}/{prefix}", "list_objects_v2", **params)
+        return ListPage(
+            objects=list(resp.get("Contents", [])),
+            prefixes=[p["Prefix"] for p in resp.get("CommonPrefixes", [])],
+            next_token=resp.get("NextContinuationToken"),
+            truncated=bool(resp.get("IsTruncated")),
+        )
+
+    async def iter_all(self, bucket: str, prefix: str = "") -> AsyncIterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            page = await self.list_page(bucket, prefix=prefix, token=token)
+            for obj in page.objects:
+                yield obj
+            if not page.truncated or not page.next_token:
+                return
+            token = page.next_token
+
+    # ---------------------------------------------------------------- buckets
+    async def create_bucket(self, bucket: str, region: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"Bucket": bucket}
+        if region and region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        resp: dict[str, Any] = await self._call(f"s3://{bucket}", "create_bucket", **params)
+        return resp
+
+    async def bucket_exists(self, bucket: str) -> bool:
+        try:
+            await self._call(f"s3://{bucket}", "head_bucket", Bucket=bucket)
+        except NotFoundError:
+            return False
+        return True
+
+    async def delete_bucket(self, bucket: str) -> None:
+        await self._call(f"s3://{bucket}", "delete_bucket", Bucket=bucket)
+
+    async def list_buckets(self) -> list[dict[str, Any]]:
+        resp = await self._call("ListBuckets", "list_buckets")
+        return list(resp.get("Buckets", []))
+
+    async def presign(self, method: str, params: dict[str, Any], expires: int) -> str:
+        try:
+            url: str = await self.client.generate_presigned_url(
+                method, Params=params, ExpiresIn=expires
+            )
+        except Exception as exc:
+            raise map_error(exc, "presign") from exc
+        return url

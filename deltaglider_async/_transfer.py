@@ -1,0 +1,51 @@
+"""Transfer tuning in one value object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ._exceptions import InvalidArgumentError
+
+MiB = 1 << 20
+_MAX_PARTS = 10_000
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """How objects move: multipart sizes, parallelism, retries and timeouts.
+
+    - ``multipart_threshold``: files at least this large go up as multipart uploads and large
+      direct objects come down as parallel ranged GETs.
+    - ``part_size``: multipart part size (raised automatically to stay within 10,000 parts).
+    - ``max_concurrency``: parts (or ranges) in flight per object.
+    - ``max_files``: objects in flight for bulk operations.
+    - ``codec_threads``: encoders/decoders running at once (defaults to the CPU count).
+    - ``max_attempts``: total attempts per request (botocore standard retry mode).
+    - ``request_timeout``: our own bound on one request, including a stalled upload body.
+    """
+
+    multipart_threshold: int = 64 * MiB
+    part_size: int = 16 * MiB
+    max_concurrency: int = 8
+    max_files: int = 8
+    codec_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    max_attempts: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    request_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.part_size < 5 * MiB:
+            raise InvalidArgumentError("part_size must be at least 5 MiB (an S3 limit)")
+        if self.multipart_threshold < self.part_size:
+            raise InvalidArgumentError("multipart_threshold must be at least part_size")
+        for name in ("max_concurrency", "max_files", "codec_threads", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(f"{name} must be at least 1")
+
+    def part_size_for(self, size: int) -> int:
+        part = self.part_size
+        while size > part * _MAX_PARTS:
+            part *= 2
+        return part
