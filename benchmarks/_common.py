@@ -56,6 +56,11 @@ def run_worker(module: str, payload: dict[str, Any], timeout: float = 900) -> di
 
 
 def self_peak_rss() -> int:
+    """This process's peak RSS (VmHWM).  Not ru_maxrss: Linux carries that across exec, so a
+    worker would report its parent's high-water mark."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -52,17 +52,15 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             enc = Encoder(ref, target_size=new.stat().st_size, **opts)
             with new.open("rb") as src, delta_path.open("wb") as dst:
-                while chunk := src.read(4 * MiB):
-                    dst.write(enc.feed(chunk))
-                dst.write(enc.finish())
+                for piece in enc.iter(iter(lambda: src.read(4 * MiB), b"")):
+                    dst.write(piece)
             encode_s = time.perf_counter() - start
             enc_rss = self_peak_rss()
             start = time.perf_counter()
             dec = Decoder(ref, target_size=new.stat().st_size)
             with delta_path.open("rb") as src, out_path.open("wb") as dst:
-                while chunk := src.read(1 * MiB):
-                    dst.write(dec.feed(chunk))
-                dst.write(dec.finish())
+                for piece in dec.iter(iter(lambda: src.read(1 * MiB), b"")):
+                    dst.write(piece)
             decode_s = time.perf_counter() - start
             rss = self_peak_rss()
         else:
@@ -162,9 +160,8 @@ def _big_worker(task: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         enc = Encoder(ref, target_size=new.stat().st_size, level=task["level"])
         with new.open("rb") as src, out.open("wb") as dst:
-            while chunk := src.read(4 * MiB):
-                dst.write(enc.feed(chunk))
-            dst.write(enc.finish())
+            for piece in enc.iter(iter(lambda: src.read(4 * MiB), b"")):
+                dst.write(piece)
         return {
             "seconds": time.perf_counter() - start,
             "peak_rss": self_peak_rss(),
@@ -176,9 +173,8 @@ def _big_worker(task: dict[str, Any]) -> dict[str, Any]:
 
     digest = hashlib.sha256()
     with out.open("rb") as src:
-        while chunk := src.read(1 * MiB):
-            digest.update(dec.feed(chunk))
-        digest.update(dec.finish())
+        for piece in dec.iter(iter(lambda: src.read(1 * MiB), b"")):
+            digest.update(piece)
     expected = hashlib.sha256()
     with new.open("rb") as f:
         while chunk := f.read(8 * MiB):

@@ -268,7 +268,11 @@ dg_codec *dg_new(int encoding, int level, uint32_t flags, uint32_t winsize, uint
 
   xd3_init_config(&c->config, flags);
   c->config.winsize = winsize;
-  c->config.iopt_size = XD3_DEFAULT_IOPT_SIZE; /* as the CLI; 0 would mean unlimited */
+  /* The CLI's instruction buffer and small-match chain are sized for 8 MiB windows; scaled down
+   * with the window, a 100 KiB file no longer pays ~1 MiB of zeroed buffers per call. */
+  c->config.iopt_size = winsize / 256 < XD3_DEFAULT_IOPT_SIZE ? winsize / 256 : XD3_DEFAULT_IOPT_SIZE;
+  if (c->config.iopt_size < 256) c->config.iopt_size = 256;
+  c->config.sprevsz = winsize < XD3_DEFAULT_SPREVSZ ? winsize : XD3_DEFAULT_SPREVSZ;
   c->config.getblk = dg_getblk;
   c->config.alloc = dg_alloc;
   c->config.freef = dg_dealloc;

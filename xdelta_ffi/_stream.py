@@ -34,7 +34,7 @@ MAX_WINDOW: Final = 16 * MiB
 DEFAULT_WINDOW: Final = 8 * MiB
 #: With 32-bit usize_t the source window is capped at 2 GiB.
 MAX_SOURCE_WINDOW: Final = 2048 * MiB
-DEFAULT_BLOCK: Final = 1 * MiB
+DEFAULT_BLOCK: Final = 256 * KiB
 #: Memory for the encoder's source block cache (only used for file and read_block sources).
 DEFAULT_ENCODER_CACHE: Final = 128 * MiB
 DEFAULT_DECODER_CACHE: Final = 16 * MiB
@@ -68,9 +68,14 @@ def _pow2floor(n: int) -> int:
     return 1 << (n.bit_length() - 1) if n > 0 else 0
 
 
-def source_window_for(source_size: int) -> int:
-    """Smallest power-of-two window that covers the whole source (capped at 2 GiB)."""
-    return min(MAX_SOURCE_WINDOW, max(_ALLOCSIZE, _pow2ceil(source_size)))
+def source_window_for(source_size: int, target_size: int | None = None) -> int:
+    """Power-of-two source window in which every match is reachable (capped at 2 GiB).
+
+    xdelta3 only looks for a match within about half the window on either side of the current
+    target offset, so content moved anywhere needs ``2 × max(source, target)``.
+    """
+    reach = max(source_size, target_size or 0)
+    return min(MAX_SOURCE_WINDOW, max(_ALLOCSIZE, _pow2ceil(2 * reach)))
 
 
 def large_step_for(level: int, source_window: int, table_memory: int) -> int:
@@ -93,7 +98,7 @@ def encoder_memory_estimate(
     table_memory: int = DEFAULT_TABLE_MEMORY,
 ) -> int:
     """Bytes the encoder allocates in C, by the formula in docs/codec.md."""
-    srcwin = source_window_for(source_size)
+    srcwin = source_window_for(source_size, source_size)
     step = large_step_for(level, srcwin, table_memory)
     source_table = _pow2floor(srcwin // step) * _USIZE
     target_table = _pow2floor(window_size) * _USIZE
@@ -194,7 +199,7 @@ class _Codec:
     def _check_length(self, final: bool) -> None:
         """Decoder hook: compare the output length with the expected target size."""
 
-    def _drive(self, out: list[bytes]) -> None:
+    def _drive(self) -> Iterator[bytes]:
         codec = self._codec
         size_p = ffi.new("size_t *")
         while True:
@@ -203,7 +208,8 @@ class _Codec:
                 ptr = lib.dg_output(codec, size_p)
                 chunk = ffi.buffer(ptr, size_p[0])[:]
                 self._bytes_out += len(chunk)
-                out.append(chunk)
+                self._check_length(final=False)
+                yield chunk
             elif status == lib.DG_NEED_BLOCK:
                 self._supply(int(lib.dg_wanted_block(codec)))
             elif status == lib.DG_ERROR:
@@ -237,34 +243,34 @@ class _Codec:
             raise CodecStateError("codec already finished or closed")
         return self._codec
 
-    def feed(self, data: Buffer) -> bytes:
-        """Feed the next chunk of input (any size); return the output it completed."""
+    def stream(self, data: Buffer) -> Iterator[bytes]:
+        """Feed the next chunk of input; yield output pieces as xdelta3 completes them.
+
+        Memory stays bounded by one window whatever the input produces (a 300 KiB delta can
+        decode to gigabytes).  Abandoning the iterator early fails the codec.
+        """
         codec = self._enter()
-        out: list[bytes] = []
         try:
             view = memoryview(data).cast("B")
             if view.nbytes:
-                # The buffer stays alive until _drive returns, i.e. until xd3 asked for more input.
+                # The buffer stays alive until xd3 asked for more input.
                 with ffi.from_buffer(view) as buf:
                     lib.dg_set_input(codec, buf, view.nbytes)
-                    self._drive(out)
+                    yield from self._drive()
                     lib.dg_set_input(codec, ffi.NULL, 0)
-                self._check_length(final=False)
                 self._bytes_in += view.nbytes
         except BaseException:
             self._fail()
             raise
         finally:
             self._lock.release()
-        return b"".join(out)
 
-    def finish(self) -> bytes:
-        """Signal end of input; return the remaining output and release the native state."""
+    def finish_stream(self) -> Iterator[bytes]:
+        """Signal end of input; yield the remaining output, then release the native state."""
         codec = self._enter()
-        out: list[bytes] = []
         try:
             lib.dg_close_input(codec)
-            self._drive(out)
+            yield from self._drive()
             self._check_length(final=True)
         except BaseException:
             self._fail()
@@ -273,17 +279,20 @@ class _Codec:
             self._lock.release()
         self._finished = True
         self.close()
-        return b"".join(out)
+
+    def feed(self, data: Buffer) -> bytes:
+        """Feed the next chunk of input (any size); return the output it completed."""
+        return b"".join(self.stream(data))
+
+    def finish(self) -> bytes:
+        """Signal end of input; return the remaining output and release the native state."""
+        return b"".join(self.finish_stream())
 
     def iter(self, chunks: Iterable[Buffer]) -> Iterator[bytes]:
-        """Feed every chunk, then finish; yield non-empty outputs as they appear."""
+        """Feed every chunk, then finish; yield output pieces as they appear."""
         for chunk in chunks:
-            produced = self.feed(chunk)
-            if produced:
-                yield produced
-        tail = self.finish()
-        if tail:
-            yield tail
+            yield from self.stream(chunk)
+        yield from self.finish_stream()
 
     def _fail(self) -> None:
         self._finished = True
@@ -390,7 +399,7 @@ class Encoder(_Codec):
         if not _ALLOCSIZE <= window_size <= MAX_WINDOW:
             raise CodecStateError("window_size must be between 16 KiB and 16 MiB")
         resolved = _Source(source, source_size)
-        srcwin = source_window or source_window_for(resolved.size)
+        srcwin = source_window or source_window_for(resolved.size, target_size)
         if not _ALLOCSIZE <= srcwin <= MAX_SOURCE_WINDOW:
             resolved.close()
             raise CodecStateError("source_window must be between 16 KiB and 2 GiB")

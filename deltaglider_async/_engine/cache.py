@@ -1,9 +1,9 @@
 """Reference cache: content-addressed by SHA-256, on disk encrypted or in memory.
 
-On disk every entry is AES-256-GCM in fixed 1 MiB chunks, so the codec reads any source block by
+On disk every entry is AES-256-GCM in fixed 256 KiB chunks, so the codec reads any source block by
 decrypting just the chunk(s) under it: plaintext never touches disk.  Each chunk's associated
 data binds it to the entry's SHA-256, its index and whether it is the last one (the last chunk
-holds ``size % 1 MiB`` bytes, possibly none), so swapped, truncated or tampered chunks fail
+holds ``size % CHUNK`` bytes, possibly none), so swapped, truncated or tampered chunks fail
 authentication; such an entry is dropped and fetched again.  The key is ephemeral (one
 process) unless ``DG_CACHE_ENCRYPTION_KEY`` provides one, which lets processes share entries.
 Concurrent requests for one reference fetch it once.
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._exceptions import CacheError, IntegrityError, InvalidArgumentError
 
-CHUNK = 1 << 20
+CHUNK = 256 << 10  # = the codec's default source block: one decrypt per miss
 _TAG = 16
 _MAGIC = b"DGC1"
 _HEADER = struct.Struct(">4sIQ8s")  # magic, chunk size, plaintext size, nonce prefix

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,15 +65,14 @@ def encode_file_sync(
                 size += len(chunk)
                 if over:
                     continue
-                produced = encoder.feed(chunk)
-                out.write(produced)
-                written += len(produced)
-                if budget is not None and written > budget:
-                    over = True
+                for produced in encoder.stream(chunk):
+                    out.write(produced)
+                    written += len(produced)
+                over = budget is not None and written > budget
             if not over:
-                produced = encoder.finish()
-                out.write(produced)
-                written += len(produced)
+                for produced in encoder.finish_stream():
+                    out.write(produced)
+                    written += len(produced)
                 over = budget is not None and written > budget
     finally:
         encoder.close()
@@ -109,12 +108,10 @@ class CodecRunner:
         )
         try:
             async for chunk in delta:
-                out = await anyio.to_thread.run_sync(decoder.feed, chunk, limiter=self.limiter)
-                if out:
+                async for out in self._pull(decoder.stream(chunk)):
                     yield out
-            tail = await anyio.to_thread.run_sync(decoder.finish, limiter=self.limiter)
-            if tail:
-                yield tail
+            async for out in self._pull(decoder.finish_stream()):
+                yield out
         except SourceReadError as exc:
             if _is_cache_corruption(exc):
                 raise exc.__cause__ from exc  # type: ignore[misc]
@@ -123,6 +120,13 @@ class CodecRunner:
             raise IntegrityError(f"{what}: delta cannot be decoded: {exc}") from exc
         finally:
             decoder.close()
+
+    async def _pull(self, pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """Advance a codec iterator on worker threads, one output piece per hop."""
+        while (
+            piece := await anyio.to_thread.run_sync(next, pieces, None, limiter=self.limiter)
+        ) is not None:
+            yield piece
 
 
 def unlink_quietly(path: Path) -> None:

@@ -129,10 +129,11 @@ def test_small_cache_still_correct() -> None:
 def test_content_moved_far_is_found() -> None:
     # Trap 3: matches beyond half the source window are lost unless the window covers the source.
     rng_bytes = os.urandom(48 << 20)
-    rotated = rng_bytes[20 << 20 :] + rng_bytes[: 20 << 20]
-    delta = encode(rng_bytes, rotated, level=3)
-    assert len(delta) < 64 << 10
-    assert decode(rng_bytes, delta) == rotated
+    for shift in (20 << 20, 36 << 20):  # less and more than half the file
+        rotated = rng_bytes[shift:] + rng_bytes[:shift]
+        delta = encode(rng_bytes, rotated, level=3)
+        assert len(delta) < 64 << 10, shift
+        assert decode(rng_bytes, delta) == rotated
 
 
 def test_misuse_raises_codec_state_error() -> None:
@@ -205,3 +206,28 @@ def test_codecs_in_parallel_threads_are_independent() -> None:
     for t in threads:
         t.join()
     assert results == {0: True, 1: True, 2: True, 3: True}
+
+
+def test_decoded_output_streams_in_window_sized_pieces() -> None:
+    # A few KiB of delta produce megabytes of output: stream() yields it window by window
+    # instead of materialising it all.
+    source, target = versioned_pair(8 << 20, seed=12)
+    delta = encode(source, target, window_size=256 << 10)
+    assert len(delta) < 64 << 10
+    decoder = Decoder(source, target_size=len(target))
+    pieces = list(decoder.stream(delta))
+    pieces += list(decoder.finish_stream())
+    assert len(pieces) >= 32
+    assert max(len(p) for p in pieces) <= 256 << 10
+    assert b"".join(pieces) == target
+
+
+def test_abandoned_stream_fails_the_codec() -> None:
+    source, target = versioned_pair(1 << 20, seed=13)
+    delta = encode(source, target, window_size=64 << 10)
+    decoder = Decoder(source)
+    pieces = decoder.stream(delta)
+    next(pieces)
+    pieces.close()
+    with pytest.raises(CodecStateError):
+        decoder.feed(b"more")

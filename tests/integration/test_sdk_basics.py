@@ -253,8 +253,14 @@ async def test_copy_and_presign(dg: AsyncDeltaGliderClient, raw: Any, bucket: st
     )
     import urllib.request
 
-    with urllib.request.urlopen(url) as resp:  # noqa: S310 - loopback test server
-        assert resp.read() == b"hello"
+    import anyio
+
+    def fetch() -> bytes:
+        with urllib.request.urlopen(url) as resp:
+            data: bytes = resp.read()
+            return data
+
+    assert await anyio.to_thread.run_sync(fetch) == b"hello"
     with pytest.raises(InvalidArgumentError):
         await dg.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "c/b.zip"})
 
