@@ -399,7 +399,7 @@ class AsyncDeltaGliderClient:
             return head, False
         # Ours, a twin with the same bytes, or the lost response of our own create-only PUT
         # (412 on its retry).  The local file warms the cache: no GET of what we just sent.
-        _close(await self._cache.get(sha256, lambda: _iter_file(path)))
+        await self._cache.warm(sha256, lambda: _iter_file(path))
         return head, True
 
     async def _encode_against(

@@ -21,8 +21,9 @@ def release_zip(version: int, *, files: int = 40, file_size: int = 8 << 10, seed
             bodies[i] = bytes(body)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("VERSION", f"1.{version}.0\n")
+        # Fixed timestamps: writestr(name) would stamp the current time and break determinism.
+        stamp = (2026, 1, 1, 0, 0, 0)
+        zf.writestr(zipfile.ZipInfo("VERSION", date_time=stamp), f"1.{version}.0\n")
         for i, body in enumerate(bodies):
-            info = zipfile.ZipInfo(f"lib/module_{i:03d}.bin", date_time=(2026, 1, 1, 0, 0, 0))
-            zf.writestr(info, body)
+            zf.writestr(zipfile.ZipInfo(f"lib/module_{i:03d}.bin", date_time=stamp), body)
     return out.getvalue()

@@ -198,13 +198,26 @@ class ReferenceCache:
         return self.directory / sha256[:2] / f"{sha256}.{self._key_id}.dgc"
 
     async def get(self, sha256: str, fetch: Fetch) -> ReferenceSource:
-        """The cached reference ``sha256``, fetched (once) with ``fetch`` when missing."""
+        """The cached reference ``sha256``, fetched (once) with ``fetch`` when missing.
+
+        ``fetches`` counts these fetches; the caller closes what it gets.
+        """
+        return await self._get(sha256, fetch, count=True)
+
+    async def warm(self, sha256: str, local: Fetch) -> None:
+        """Store a reference whose bytes are at hand locally (not counted as a fetch)."""
+        entry = await self._get(sha256, local, count=False)
+        closer = getattr(entry, "close", None)
+        if closer is not None:
+            closer()
+
+    async def _get(self, sha256: str, fetch: Fetch, *, count: bool) -> ReferenceSource:
         lock = self._locks.setdefault(sha256, anyio.Lock())
         async with lock:
             found = self._lookup(sha256)
             if found is not None:
                 return found
-            self.fetches += 1
+            self.fetches += count
             if self.backend == "memory":
                 return await self._fill_memory(sha256, fetch)
             return await self._fill_file(sha256, fetch)
