@@ -1,0 +1,89 @@
+"""Byte-exact interoperability with the real older tool, deltaglider 6.2.0, on one server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from deltaglider_cli._local_s3 import LocalS3
+
+from ..artifacts import release_zip
+from ..conftest import boto, make_client
+
+ROOT = Path(__file__).resolve().parents[2]
+OLD_VENV = ROOT / ".work" / "dg62"
+
+
+@pytest.fixture(scope="session")
+def old_tool() -> Path:
+    """deltaglider==6.2.0 in a venv of its own (created on first use, reused afterwards)."""
+    exe = OLD_VENV / "bin" / "deltaglider"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(OLD_VENV)], check=True)
+        subprocess.run(
+            [str(OLD_VENV / "bin" / "pip"), "install", "-q", "deltaglider==6.2.0"],
+            check=True,
+            capture_output=True,
+        )
+    return exe
+
+
+async def run_old(exe: Path, server: LocalS3, *args: str, cwd: Path) -> str:
+    env = {**os.environ, **server.env(), "DG_SUPPRESS_DEPRECATION": "1"}
+    result = await anyio.run_process([str(exe), *args], env=env, cwd=cwd, check=False)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    return result.stdout.decode()
+
+
+@pytest.fixture
+def bucket62(seaweed: LocalS3) -> str:
+    import uuid
+
+    name = f"old-{uuid.uuid4().hex[:10]}"
+    boto(seaweed).create_bucket(Bucket=name)
+    return name
+
+
+async def test_old_tool_reads_what_we_write(
+    old_tool: Path, seaweed: LocalS3, bucket62: str, tmp_path: Path
+) -> None:
+    files = {
+        "ours/app-1.zip": release_zip(1),
+        "ours/app-2.zip": release_zip(2),
+        "ours/app-3.zip": release_zip(3),
+        "ours/notes.txt": b"direct object\n",
+        "root-1.zip": release_zip(4),
+    }
+    async with make_client(seaweed, tmp_path / "cache") as dg:
+        for key, body in files.items():
+            await dg.put_object(Bucket=bucket62, Key=key, Body=body)
+    for key, body in files.items():
+        out = tmp_path / f"out-{key.replace('/', '_')}"
+        await run_old(old_tool, seaweed, "cp", f"s3://{bucket62}/{key}", str(out), cwd=tmp_path)
+        assert out.read_bytes() == body, key
+
+
+async def test_we_read_what_old_tool_writes(
+    old_tool: Path, seaweed: LocalS3, bucket62: str, tmp_path: Path
+) -> None:
+    names = {f"app-{i}.zip": release_zip(i) for i in (1, 2, 3)}
+    names["readme.txt"] = b"plain text\n"
+    for name, body in names.items():
+        (tmp_path / name).write_bytes(body)
+        # deltaglider 6.2 stores `cp f s3://b/dir/` at the bucket root (a documented bug).
+        await run_old(old_tool, seaweed, "cp", name, f"s3://{bucket62}/", cwd=tmp_path)
+    stored = {o["Key"] for o in boto(seaweed).list_objects_v2(Bucket=bucket62)["Contents"]}
+    assert "reference.bin" in stored and "app-2.zip.delta" in stored
+    async with make_client(seaweed, tmp_path / "cache") as dg:
+        for name, body in names.items():
+            resp = await dg.get_object(Bucket=bucket62, Key=name)
+            assert await resp["Body"].read() == body, name
+            assert (await dg.verify(f"s3://{bucket62}/{name}")).valid
+        listing: dict[str, Any] = await dg.list_objects_v2(Bucket=bucket62)
+        assert sorted(o["Key"] for o in listing["Contents"]) == sorted(names)
