@@ -49,8 +49,11 @@ def timestamp(moment: datetime) -> str:
 
 
 def encode_name(name: str) -> str:
-    """ASCII-safe metadata value for a file name (percent-encoded UTF-8 where needed)."""
-    if name.isascii() and name.isprintable():
+    """ASCII-safe metadata value for a file name (percent-encoded UTF-8 where needed).
+
+    A name containing ``%`` is encoded too, so that decoding can never alter a plain name.
+    """
+    if name.isascii() and name.isprintable() and "%" not in name:
         return name
     return quote(name, safe="/ ")
 

@@ -1,0 +1,168 @@
+"""Pure core: delta spaces, key rules, metadata dialects, ratio policy.  No I/O, no server."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from deltaglider_async import InvalidArgumentError, ReservedNameError
+from deltaglider_async._core.metadata import (
+    MetaKind,
+    decode_name,
+    delta_metadata,
+    direct_metadata,
+    encode_name,
+    parse_metadata,
+    reference_metadata,
+)
+from deltaglider_async._core.policy import delta_budget, keep_delta, parse_max_ratio
+from deltaglider_async._core.spaces import (
+    StoredKind,
+    check_logical_key,
+    classify,
+    is_eligible,
+    parse_s3_url,
+    safe_local_relpath,
+    space_of,
+    under_prefix,
+    upload_key,
+)
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+@pytest.mark.parametrize(
+    ("key", "space"),
+    [("releases/app/app-1.2.zip", "releases/app/"), ("app.zip", ""), ("a/b/c/d.jar", "a/b/c/")],
+)
+def test_space_of(key: str, space: str) -> None:
+    assert space_of(key) == space
+
+
+@pytest.mark.parametrize(
+    ("name", "eligible"),
+    [
+        ("a.zip", True), ("A.ZIP", True), ("x.tar.gz", True), ("x.whl", True), ("db.sql", True),
+        ("notes.txt", False), ("x.sha256", False), ("zip", False), (".zip", False),
+        ("dir.zip/readme", False),
+    ],
+)  # fmt: skip
+def test_eligibility(name: str, eligible: bool) -> None:
+    assert is_eligible(name) is eligible
+
+
+def test_classify_stored_keys() -> None:
+    assert classify("a/reference.bin") == (StoredKind.REFERENCE, "")
+    assert classify("a/x.zip.delta") == (StoredKind.DELTA, "a/x.zip")
+    assert classify("a/.delta") == (StoredKind.DIRECT, "a/.delta")
+    assert classify(".deltaglider/stats_quick.json") == (StoredKind.INTERNAL, "")
+    assert classify("a/x.txt") == (StoredKind.DIRECT, "a/x.txt")
+
+
+@pytest.mark.parametrize(
+    "key", ["reference.bin", "a/reference.bin", "a/b.zip.delta", ".deltaglider/x"]
+)
+def test_reserved_names(key: str) -> None:
+    with pytest.raises(ReservedNameError):
+        check_logical_key(key)
+
+
+@pytest.mark.parametrize("key", ["", "dir/", "x" * 1100])
+def test_invalid_keys(key: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        check_logical_key(key)
+
+
+def test_s3_urls_and_upload_keys() -> None:
+    url = parse_s3_url("s3://bucket/app/")
+    assert url.is_prefix and upload_key(url, "f.zip") == "app/f.zip"
+    assert upload_key(parse_s3_url("s3://bucket/app/renamed.zip"), "f.zip") == "app/renamed.zip"
+    assert upload_key(parse_s3_url("s3://bucket"), "f.zip") == "f.zip"
+    for bad in ("bucket/key", "s3://", "s3:///key", "s3://UPPER/x", "http://b/k"):
+        with pytest.raises(InvalidArgumentError):
+            parse_s3_url(bad)
+
+
+@pytest.mark.parametrize(
+    "key", ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a/..", "..", "a\\b"]
+)
+def test_keys_never_escape_the_destination(key: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        safe_local_relpath(key)
+
+
+def test_safe_relpath_keeps_normal_keys() -> None:
+    assert safe_local_relpath("a/b/c.zip") == "a/b/c.zip"
+
+
+def test_prefix_matching_on_whole_segments() -> None:
+    assert under_prefix("rel/a.zip", "rel")
+    assert under_prefix("rel/a.zip", "rel/")
+    assert not under_prefix("release-notes/a.zip", "rel")
+    assert not under_prefix("release-notes/a.zip", "rel/")
+    assert under_prefix("anything", "")
+
+
+def test_metadata_round_trip_all_kinds() -> None:
+    ref = parse_metadata(
+        reference_metadata(tool="t", source_name="a.zip", sha256=SHA_A, created_at="c"),
+        "x/reference.bin",
+    )
+    assert ref.kind is MetaKind.REFERENCE and ref.file_sha256 == SHA_A
+    delta = parse_metadata(
+        delta_metadata(tool="t", original_name="b.zip", sha256=SHA_B, size=10, created_at="c",
+                       ref_key="x/reference.bin", ref_sha256=SHA_A, delta_size=3, zero_diff=False),
+        "x/b.zip.delta",
+    )  # fmt: skip
+    assert delta.kind is MetaKind.DELTA
+    assert (delta.file_size, delta.ref_key, delta.ref_sha256) == (10, "x/reference.bin", SHA_A)
+    direct = parse_metadata(
+        direct_metadata(tool="t", original_name="n.txt", sha256=SHA_B, size=5, created_at="c"),
+        "x/n.txt",
+    )
+    assert direct.kind is MetaKind.DIRECT and direct.file_size == 5
+    assert parse_metadata({}, "x/plain.bin").kind is MetaKind.PLAIN
+
+
+def test_every_dialect_is_read() -> None:
+    v5 = {"file_sha256": SHA_B, "ref_key": "a/reference.bin", "file_size": "7", "ref_sha256": SHA_A}
+    underscored = {"dg_file_sha256": SHA_B, "dg_ref_key": "a/reference.bin", "dg_file_size": "7"}
+    dashed = {"file-sha256": SHA_B, "ref-key": "a/reference.bin", "file-size": "7"}
+    upper = {"DG-FILE-SHA256": SHA_B.upper(), "DG-REF-KEY": "a/reference.bin", "DG-FILE-SIZE": "7"}
+    proxy = {"dg-ref-path": "reference.bin", "dg-file-sha256": SHA_B, "dg-file-size": "7",
+             "dg-note": "delta"}  # fmt: skip
+    for meta in (v5, underscored, dashed, upper, proxy):
+        parsed = parse_metadata(meta, "a/x.zip.delta")
+        assert parsed.kind is MetaKind.DELTA, meta
+        assert parsed.ref_key == "a/reference.bin"
+        assert parsed.file_sha256 == SHA_B and parsed.file_size == 7
+    passthrough = parse_metadata({"dg-note": "passthrough"}, "a/x.txt")
+    assert passthrough.kind is MetaKind.DIRECT
+    bad = parse_metadata({"dg-file-sha256": "nothex", "dg-file-size": "-3"}, "a/x.txt")
+    assert bad.file_sha256 is None and bad.file_size is None
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_names_survive_metadata_encoding(name: str) -> None:
+    encoded = encode_name(name)
+    assert encoded.isascii() and encoded.isprintable()
+    assert decode_name(encoded) == name
+
+
+def test_plain_names_stay_readable() -> None:
+    assert encode_name("app-1.2.zip") == "app-1.2.zip"
+    assert decode_name(encode_name("100%25 done.zip")) == "100%25 done.zip"
+
+
+def test_ratio_policy() -> None:
+    assert parse_max_ratio(None, {}) == 0.5
+    assert parse_max_ratio(None, {"DG_MAX_RATIO": "0.3"}) == 0.3
+    assert parse_max_ratio(0.8, {"DG_MAX_RATIO": "0.3"}) == 0.8
+    for bad in ("x", "1.5", -0.1):
+        with pytest.raises(InvalidArgumentError):
+            parse_max_ratio(bad, {})
+    assert keep_delta(50, 100, 0.5) and not keep_delta(51, 100, 0.5)
+    assert keep_delta(0, 0, 0.5)
+    assert delta_budget(1000, 0.5) == 500
