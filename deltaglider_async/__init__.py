@@ -8,8 +8,10 @@
 
 from .__about__ import __version__
 from ._body import StreamingBody
+from ._bulk import ProgressEvent, TransferResult
 from ._client import AsyncDeltaGliderClient, ListObjectsPaginator, create_client
 from ._core.spaces import DEFAULT_DELTA_EXTENSIONS
+from ._core.stats import BucketStats, OrphanedReference
 from ._engine.cache import ReferenceCache
 from ._exceptions import (
     BucketNotFoundError,
@@ -38,6 +40,7 @@ __all__ = [
     "DEFAULT_DELTA_EXTENSIONS",
     "AsyncDeltaGliderClient",
     "BucketNotFoundError",
+    "BucketStats",
     "CacheError",
     "CompressionEstimate",
     "ConflictError",
@@ -50,12 +53,15 @@ __all__ = [
     "InvalidArgumentError",
     "ListObjectsPaginator",
     "NotFoundError",
+    "OrphanedReference",
+    "ProgressEvent",
     "ReferenceCache",
     "ReferenceInUseError",
     "ReservedNameError",
     "StorageError",
     "StreamingBody",
     "TransferConfig",
+    "TransferResult",
     "UploadSummary",
     "VerifyResult",
     "__version__",

@@ -16,6 +16,7 @@ import anyio
 
 from . import __about__
 from ._body import StreamingBody
+from ._bulk import ProgressCallback, TransferResult, download_many, upload_many
 from ._core.metadata import (
     MetaKind,
     ObjectMeta,
@@ -42,8 +43,10 @@ from ._core.spaces import (
     space_of,
     upload_key,
 )
+from ._core.stats import BucketStats, Mode
 from ._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource, parse_key
 from ._engine.codec import CodecRunner, EncodeResult, unlink_quietly
+from ._engine.stats import StatsEngine
 from ._exceptions import (
     BucketNotFoundError,
     ConflictError,
@@ -124,6 +127,7 @@ class AsyncDeltaGliderClient:
         self._transfer = transfer
         self._extensions = frozenset(e.lower() for e in delta_extensions)
         self._codec = CodecRunner(transfer.codec_threads)
+        self._stats = StatsEngine(storage, concurrency=transfer.max_heads)
         self._tmp: Path | None = None
         self._tool = f"deltaglider-async/{__about__.__version__}"
         self._opened = False
@@ -290,6 +294,7 @@ class AsyncDeltaGliderClient:
     ) -> UploadSummary:
         ratio_limit = self._max_ratio if max_ratio is None else parse_max_ratio(max_ratio)
         await self._require_bucket(bucket)
+        self._stats.invalidate(bucket)
         extra = {k.lower(): v for k, v in (user_metadata or {}).items()}
         if any(k.startswith(("dg-", "dg_")) for k in extra):
             raise InvalidArgumentError("user metadata keys may not start with dg-")
@@ -891,9 +896,11 @@ class AsyncDeltaGliderClient:
         """
         check_bucket(Bucket)
         if name_of(Key) == REFERENCE_NAME:
+            self._stats.invalidate(Bucket)
             await self._delete_reference(Bucket, space_of(Key), force=Force)
             return {"DeleteMarker": False, "ResponseMetadata": {"HTTPStatusCode": 204}}
         obj = await self._resolve(Bucket, Key)
+        self._stats.invalidate(Bucket)
         await self._storage.delete(Bucket, obj.stored_key)
         if obj.meta.kind is MetaKind.DELTA:
             await self._storage.delete(Bucket, obj.key)  # a stale direct twin, if any
@@ -930,6 +937,7 @@ class AsyncDeltaGliderClient:
         """Batch delete of logical keys; per-key failures are reported, not raised."""
         check_bucket(Bucket)
         keys = [item["Key"] for item in Delete.get("Objects", [])]
+        self._stats.invalidate(Bucket)
         deleted: list[dict[str, str]] = []
         errors: list[dict[str, str]] = []
         limiter = anyio.CapacityLimiter(self._transfer.max_files * 4)
@@ -1005,10 +1013,13 @@ class AsyncDeltaGliderClient:
         return {"ResponseMetadata": {"HTTPStatusCode": 204}}
 
     async def list_buckets(self) -> dict[str, Any]:
-        return {
-            "Buckets": await self._storage.list_buckets(),
-            "ResponseMetadata": {"HTTPStatusCode": 200},
-        }
+        """Buckets; those with statistics computed by this client carry ``DeltaGliderStats``."""
+        buckets = await self._storage.list_buckets()
+        for entry in buckets:
+            cached = self._stats.cached(entry["Name"])
+            if cached is not None:
+                entry["DeltaGliderStats"] = cached.as_dict()
+        return {"Buckets": buckets, "ResponseMetadata": {"HTTPStatusCode": 200}}
 
     async def generate_presigned_url(
         self, ClientMethod: str, Params: Mapping[str, Any], ExpiresIn: int = 3600
@@ -1024,8 +1035,66 @@ class AsyncDeltaGliderClient:
         return await self._storage.presign(ClientMethod, dict(Params), ExpiresIn)
 
     def clear_cache(self) -> int:
-        """Drop every cached reference this client can read."""
+        """Drop every cached reference this client can read, and all cached statistics."""
+        self._stats.clear()
         return self._cache.clear()
+
+    # ---------------------------------------------------------------- statistics
+    async def bucket_stats(
+        self,
+        bucket: str,
+        mode: Mode = "quick",
+        *,
+        prefix: str | None = None,
+        refresh: bool = False,
+    ) -> BucketStats:
+        """How much delta compression saves in a bucket (or under a prefix).
+
+        ``quick`` lists only (original sizes estimated from each space's reference);
+        ``sampled`` HEADs a few deltas per space and projects; ``detailed`` HEADs every delta,
+        concurrently, while the listing streams.  Results are cached (see docs/stats.md).
+        """
+        check_bucket(bucket)
+        if not await self._storage.bucket_exists(bucket):
+            raise BucketNotFoundError(f"s3://{bucket}: bucket does not exist", code="NoSuchBucket")
+        return await self._stats.bucket_stats(bucket, mode, prefix=prefix, refresh=refresh)
+
+    async def get_bucket_stats(self, bucket: str, detailed_stats: bool = False) -> BucketStats:
+        """The older SDK's signature: ``detailed_stats=True`` is the detailed mode."""
+        return await self.bucket_stats(bucket, "detailed" if detailed_stats else "quick")
+
+    # ---------------------------------------------------------------- bulk
+    async def upload_many(
+        self,
+        items: Iterable[tuple[str | os.PathLike[str], str]],
+        *,
+        max_ratio: float | None = None,
+        no_delta: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[TransferResult]:
+        """Upload many ``(path, s3 url)`` pairs concurrently; see :mod:`deltaglider_async`."""
+        return await upload_many(
+            self, items, max_ratio=max_ratio, no_delta=no_delta, progress=progress
+        )
+
+    async def download_many(
+        self,
+        items: Iterable[tuple[str, str | os.PathLike[str]]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[TransferResult]:
+        """Download many ``(s3 url, path)`` pairs concurrently."""
+        return await download_many(self, items, progress=progress)
+
+    async def iter_objects(
+        self, bucket: str, prefix: str = "", *, fetch_metadata: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every logical object under ``prefix`` (all pages)."""
+        async for page in self.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, FetchMetadata=fetch_metadata
+        ):
+            for entry in page["Contents"]:
+                yield entry
 
     async def evict_cache(self, url: str) -> bool:
         """Drop the cached reference of the delta space that ``url`` is in."""

@@ -21,6 +21,7 @@ class TransferConfig:
     - ``max_concurrency``: parts (or ranges) in flight per object.
     - ``max_files``: objects in flight for bulk operations.
     - ``codec_threads``: encoders/decoders running at once (defaults to the CPU count).
+    - ``max_heads``: concurrent HEAD requests for statistics.
     - ``max_attempts``: total attempts per request (botocore standard retry mode).
     - ``request_timeout``: our own bound on one request, including a stalled upload body.
     """
@@ -30,6 +31,7 @@ class TransferConfig:
     max_concurrency: int = 8
     max_files: int = 8
     codec_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    max_heads: int = 64
     max_attempts: int = 5
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -40,7 +42,7 @@ class TransferConfig:
             raise InvalidArgumentError("part_size must be at least 5 MiB (an S3 limit)")
         if self.multipart_threshold < self.part_size:
             raise InvalidArgumentError("multipart_threshold must be at least part_size")
-        for name in ("max_concurrency", "max_files", "codec_threads", "max_attempts"):
+        for name in ("max_concurrency", "max_files", "codec_threads", "max_attempts", "max_heads"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"{name} must be at least 1")
 

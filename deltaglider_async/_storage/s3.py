@@ -140,7 +140,9 @@ class S3Storage:
             retries={"mode": "standard", "total_max_attempts": transfer.max_attempts},
             connect_timeout=transfer.connect_timeout,
             read_timeout=transfer.read_timeout,
-            max_pool_connections=max(10, transfer.max_concurrency * 2),
+            max_pool_connections=max(
+                transfer.max_heads, transfer.max_concurrency * transfer.max_files
+            ),
             s3=s3_options,
         )
         self._client: Any = None

@@ -1,0 +1,193 @@
+"""Stats crawler: streams the listing, HEADs deltas concurrently, caches and reuses results.
+
+Three layers keep repeated calls cheap:
+1. a per-client session cache (a detailed result also answers quick and sampled calls; any write
+   through the client invalidates its bucket);
+2. per-key original sizes remembered with the listing's ETag, so a re-run HEADs only new or
+   changed deltas (incremental);
+3. the in-bucket document ``.deltaglider/stats_<mode>.json``, reused while the listing's object
+   count and stored bytes still match, and carrying the per-key sizes for other processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from .._core.metadata import parse_metadata, timestamp
+from .._core.spaces import StoredKind, classify
+from .._core.stats import (
+    MODES,
+    BucketStats,
+    Listing,
+    Mode,
+    StoredObject,
+    compute_stats,
+    fingerprint,
+    stats_document_key,
+)
+from .._exceptions import DeltaGliderError, InvalidArgumentError
+from .._storage.s3 import S3Storage
+
+DOCUMENT_VERSION = "1.0"
+
+
+class StatsEngine:
+    def __init__(self, storage: S3Storage, *, concurrency: int = 64) -> None:
+        self._storage = storage
+        self.concurrency = concurrency
+        self._session: dict[tuple[str, str], dict[Mode, BucketStats]] = {}
+        self._originals: dict[str, dict[str, tuple[str, int]]] = {}
+
+    def invalidate(self, bucket: str) -> None:
+        for key in [k for k in self._session if k[0] == bucket]:
+            del self._session[key]
+
+    def clear(self) -> None:
+        self._session.clear()
+        self._originals.clear()
+
+    def cached(self, bucket: str) -> BucketStats | None:
+        """The best cached whole-bucket result (for list_buckets)."""
+        found = self._session.get((bucket, ""), {})
+        modes: tuple[Mode, ...] = ("detailed", "sampled", "quick")
+        for mode in modes:
+            if mode in found:
+                return found[mode]
+        return None
+
+    async def bucket_stats(
+        self,
+        bucket: str,
+        mode: Mode = "quick",
+        *,
+        prefix: str | None = None,
+        refresh: bool = False,
+        use_document: bool = True,
+        save_document: bool = True,
+    ) -> BucketStats:
+        if mode not in MODES:
+            raise InvalidArgumentError(f"stats mode must be one of {', '.join(MODES)}: {mode!r}")
+        scope = (bucket, prefix or "")
+        if not refresh:
+            session = self._session.get(scope, {})
+            for better in MODES[MODES.index(mode) :][::-1]:
+                if better in session:
+                    return session[better]
+        listing, heads, failed = await self._crawl(
+            bucket, prefix or "", mode, refresh, use_document
+        )
+        known = self._originals.get(bucket, {})
+        originals = {
+            o.key: known[o.key][1]
+            for objs in listing.deltas.values()
+            for o in objs
+            if o.key in known and known[o.key][0] == o.etag
+        }
+        if mode == "quick":
+            originals = {}
+        result = compute_stats(
+            bucket,
+            mode,
+            listing,
+            originals,
+            failed_heads=failed,
+            heads_issued=heads,
+            computed_at=timestamp(datetime.now(UTC)),
+        )
+        self._session.setdefault(scope, {})[mode] = result
+        if save_document and not prefix and not result.partial:
+            await self._save_document(bucket, mode, listing, result)
+        return result
+
+    async def _crawl(
+        self, bucket: str, prefix: str, mode: Mode, refresh: bool, use_document: bool
+    ) -> tuple[Listing, int, int]:
+        known = self._originals.setdefault(bucket, {})
+        if use_document and not refresh and not prefix:
+            await self._load_document(bucket, known)
+        listing = Listing()
+        heads = 0
+        failed = 0
+        send, receive = anyio.create_memory_object_stream[StoredObject](max_buffer_size=4096)
+
+        async def head(obj: StoredObject) -> None:
+            nonlocal heads, failed
+            heads += 1
+            try:
+                found = await self._storage.head(bucket, obj.key)
+            except DeltaGliderError:
+                failed += 1
+                return
+            if found is None:
+                return
+            size = parse_metadata(found.metadata, obj.key).file_size
+            if size is not None:
+                known[obj.key] = (obj.etag, size)
+
+        async def worker() -> None:
+            async with receive.clone() as stream:
+                async for obj in stream:
+                    await head(obj)
+
+        def needs_head(obj: StoredObject) -> bool:
+            cached = known.get(obj.key)
+            return cached is None or cached[0] != obj.etag
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.concurrency):
+                tg.start_soon(worker)
+            async with send:
+                async for item in self._storage.iter_all(bucket, prefix):
+                    obj = StoredObject(item["Key"], int(item.get("Size", 0)), item.get("ETag", ""))
+                    listing.add(obj)
+                    # detailed: HEAD while listing continues (never hold every key first)
+                    delta = classify(obj.key)[0] is StoredKind.DELTA
+                    if mode == "detailed" and delta and needs_head(obj):
+                        await send.send(obj)
+                if mode == "sampled":
+                    for obj in listing.keys_to_head("sampled"):
+                        if needs_head(obj):
+                            await send.send(obj)
+            receive.close()
+        return listing, heads, failed
+
+    async def _load_document(self, bucket: str, known: dict[str, tuple[str, int]]) -> None:
+        modes: tuple[Mode, ...] = ("detailed", "sampled")
+        for mode in modes:
+            key = stats_document_key(mode)
+            try:
+                head = await self._storage.head(bucket, key)
+                if head is None:
+                    continue
+                document = json.loads(await self._storage.get_bytes(bucket, key))
+                for stored_key, (etag, size) in document.get("originals", {}).items():
+                    known.setdefault(stored_key, (str(etag), int(size)))
+            except (DeltaGliderError, ValueError, TypeError):
+                continue  # a damaged or foreign document is only a missed shortcut
+
+    async def _save_document(
+        self, bucket: str, mode: Mode, listing: Listing, result: BucketStats
+    ) -> None:
+        known = self._originals.get(bucket, {})
+        document: dict[str, Any] = {
+            "version": DOCUMENT_VERSION,
+            "mode": mode,
+            "computed_at": result.computed_at,
+            "validation": fingerprint(listing),
+            "stats": result.as_dict(),
+            "originals": {k: list(v) for k, v in known.items()},
+        }
+        # With read-only credentials stats still work; only the shortcut is lost.
+        with contextlib.suppress(DeltaGliderError):
+            await self._storage.put_bytes(
+                bucket,
+                stats_document_key(mode),
+                json.dumps(document).encode(),
+                metadata={},
+                content_type="application/json",
+            )
