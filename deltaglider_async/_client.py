@@ -101,6 +101,7 @@ class _Resolved:
             original_size=original,
             ratio=self.head.size / original if original else None,
             reference_key=self.meta.ref_key,
+            sha256=self.meta.file_sha256,
         )
 
 
@@ -369,7 +370,8 @@ class AsyncDeltaGliderClient:
             bucket=bucket,
             key=key,
             original_size=result.size,
-            stored_size=result.delta_size,
+            # The first file of a space also pays for its reference: no saving on it.
+            stored_size=result.delta_size + (result.size if reference_created else 0),
             stored_as="delta",
             sha256=result.sha256,
             reference_created=reference_created,

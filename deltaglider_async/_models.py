@@ -21,6 +21,7 @@ class DeltaGliderInfo:
     reference_key: str | None = None
     #: Why the object is direct although eligible, or "" (e.g. "ratio 0.73 > 0.50").
     reason: str = ""
+    sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -31,11 +32,14 @@ class DeltaGliderInfo:
             "Ratio": self.ratio,
             "ReferenceKey": self.reference_key,
             "Reason": self.reason,
+            "Sha256": self.sha256,
         }
 
 
 @dataclass(frozen=True)
 class UploadSummary:
+    """One stored upload.  ``stored_size`` includes the reference when this upload created it."""
+
     bucket: str
     key: str
     original_size: int
