@@ -8,6 +8,7 @@ Exit codes: 0 ok · 1 some operation failed (or a verify mismatch) · 2 usage ·
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import traceback
@@ -155,7 +156,8 @@ def _saved_text(
     if new_reference:
         return f"(new reference {human(original)} + delta {human(stored - original)})"
     if kind == "delta":
-        pct = 100.0 * (1 - stored / original) if original else 0.0
+        # floor, so that 99.97 % does not read as a perfect 100.0 %
+        pct = math.floor(1000 * (1 - stored / original)) / 10 if original else 0.0
         return f"(delta {human(stored)}, {pct:.1f}% saved)"
     return f"(direct {human(stored)}{', ' + reason if reason else ''})"
 

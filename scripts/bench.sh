@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Benchmarks side by side with the alternatives; results in benchmarks/results/ (JSON + markdown).
+# --quick: fewer sizes and repeats (a few minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m benchmarks "$@"

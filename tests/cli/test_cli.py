@@ -1,0 +1,240 @@
+"""The installed `deltaglider-async` console script, run as a subprocess against SeaweedFS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deltaglider_cli._local_s3 import LocalS3
+
+from ..artifacts import release_zip
+from ..conftest import boto
+
+SCRIPT = str(Path(sys.executable).with_name("deltaglider-async"))
+
+
+@pytest.fixture
+def env(seaweed: LocalS3, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, **seaweed.env(), "DG_CACHE_DIR": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def s3bucket(seaweed: LocalS3) -> str:
+    name = f"cli-{uuid.uuid4().hex[:10]}"
+    boto(seaweed).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def releases(tmp_path: Path) -> Path:
+    folder = tmp_path / "dist"
+    (folder / "sub").mkdir(parents=True)
+    for i in (1, 2, 3):
+        (folder / f"app-{i}.zip").write_bytes(release_zip(i))
+    (folder / "notes.txt").write_text("notes")
+    (folder / "sub" / "lib-1.jar").write_bytes(release_zip(7))
+    return folder
+
+
+def run(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SCRIPT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def stored(seaweed: LocalS3, bucket: str) -> list[str]:
+    resp = boto(seaweed).list_objects_v2(Bucket=bucket)
+    return sorted(o["Key"] for o in resp.get("Contents", []))
+
+
+def test_cp_ls_stats_verify_happy_path(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, releases: Path, tmp_path: Path
+) -> None:
+    up = run(env, "cp", "-r", str(releases), f"s3://{s3bucket}/rel/")
+    assert up.returncode == 0, up.stderr
+    lines = up.stdout.splitlines()
+    assert len(lines) == 5
+    assert any("app-2.zip (delta" in line and "% saved)" in line for line in lines)
+    assert any(line.endswith("notes.txt (direct 5 Bytes)") for line in lines)
+    assert "rel/reference.bin" in stored(seaweed, s3bucket)
+    assert "rel/sub/reference.bin" in stored(seaweed, s3bucket)
+
+    listing = run(env, "ls", f"s3://{s3bucket}/rel/", "--summarize")
+    assert listing.returncode == 0
+    assert "PRE sub/" in listing.stdout
+    assert f" {len(release_zip(2))} app-2.zip" in listing.stdout
+    assert "reference.bin" not in listing.stdout and ".delta" not in listing.stdout
+    assert "Total Objects: 4" in listing.stdout
+
+    stats = run(env, "stats", f"s3://{s3bucket}", "--detailed", "--json")
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["object_count"] == 5 and data["delta_spaces"] == 2
+
+    assert run(env, "verify", f"s3://{s3bucket}/rel/app-3.zip").returncode == 0
+    out = tmp_path / "got"
+    down = run(env, "cp", f"s3://{s3bucket}/rel/app-3.zip", f"{out}/")
+    assert down.returncode == 0, down.stderr
+    assert (out / "app-3.zip").read_bytes() == release_zip(3)
+    back = run(env, "cp", "-r", f"s3://{s3bucket}/rel/", str(tmp_path / "mirror"))
+    assert back.returncode == 0
+    assert (tmp_path / "mirror" / "sub" / "lib-1.jar").read_bytes() == release_zip(7)
+
+
+def test_json_lines_and_summary(env: dict[str, str], s3bucket: str, releases: Path) -> None:
+    result = run(env, "cp", "-r", str(releases), f"s3://{s3bucket}/j/", "--json")
+    assert result.returncode == 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    ops, summary = records[:-1], records[-1]["summary"]
+    assert len(ops) == 5 and all(r["ok"] and r["op"] == "upload" for r in ops)
+    assert summary["files"] == 5 and summary["failed"] == 0
+    assert summary["stored_bytes"] < summary["transferred_bytes"]
+    first = next(r for r in ops if r["key"].endswith("app-1.zip"))
+    assert first["reference_created"] is True and first["savings"] == 0.0
+
+
+def test_dryrun_changes_nothing(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, releases: Path
+) -> None:
+    result = run(env, "cp", "-r", str(releases), f"s3://{s3bucket}/d/", "--dryrun")
+    assert result.returncode == 0
+    assert result.stdout.count("(dryrun) upload:") == 5
+    assert stored(seaweed, s3bucket) == []
+    run(env, "cp", str(releases / "app-1.zip"), f"s3://{s3bucket}/d/")
+    before = stored(seaweed, s3bucket)
+    assert run(env, "rm", "-r", f"s3://{s3bucket}/d/", "--dryrun").returncode == 0
+    assert run(env, "sync", str(releases), f"s3://{s3bucket}/d/", "--dryrun").returncode == 0
+    assert stored(seaweed, s3bucket) == before
+
+
+def test_filters_follow_command_line_order(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, releases: Path
+) -> None:
+    only_zips = run(
+        env,
+        "cp",
+        "-r",
+        str(releases),
+        f"s3://{s3bucket}/a/",
+        "--exclude",
+        "*",
+        "--include",
+        "*.zip",
+        "--exclude",
+        "app-2*",
+    )
+    assert only_zips.returncode == 0
+    assert sorted(
+        line.split(" to ")[1].split(" ")[0] for line in only_zips.stdout.splitlines()
+    ) == [
+        f"s3://{s3bucket}/a/app-1.zip",
+        f"s3://{s3bucket}/a/app-3.zip",
+    ]
+    reversed_order = run(
+        env,
+        "cp",
+        "-r",
+        str(releases),
+        f"s3://{s3bucket}/b/",
+        "--include=*.zip",
+        "--exclude=*",
+        "--dryrun",
+    )
+    assert reversed_order.stdout == ""
+
+
+def test_rm_and_sync_delete_keep_internal_objects(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, releases: Path
+) -> None:
+    assert run(env, "sync", str(releases), f"s3://{s3bucket}/").returncode == 0
+    (releases / "app-3.zip").unlink()
+    result = run(env, "sync", str(releases), f"s3://{s3bucket}/", "--delete")
+    assert result.returncode == 0, result.stderr
+    assert f"delete: s3://{s3bucket}/app-3.zip" in result.stdout
+    keys = stored(seaweed, s3bucket)
+    assert "reference.bin" in keys and "app-3.zip.delta" not in keys
+    again = run(env, "sync", str(releases), f"s3://{s3bucket}/", "--delete")
+    assert again.stdout == ""  # nothing changed: deltas compare by logical size and mtime
+    assert run(env, "rm", "-r", f"s3://{s3bucket}/").returncode == 0
+    assert stored(seaweed, s3bucket) == []
+
+
+def test_exit_codes_for_bad_input(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    cases: list[tuple[tuple[str, ...], int, str]] = [
+        (("cp", str(tmp_path / "missing.zip"), f"s3://{s3bucket}/x/"), 1, "no such file"),
+        (("cp", f"s3://{s3bucket}/missing.zip", str(tmp_path)), 1, "no such object"),
+        (("cp", f"s3://{s3bucket}/missing.zip", str(tmp_path), "--json"), 1, ""),
+        (("ls", "s3://no-such-bucket-cli/"), 1, "bucket does not exist"),
+        (("stats", "no-such-bucket-cli"), 1, "bucket does not exist"),
+        (("cp", "a", "b"), 2, "usage"),
+        (("cp", str(tmp_path), f"s3://{s3bucket}/"), 2, "--recursive"),
+        (("ls", "s3://Bad_Bucket!"), 2, "invalid bucket"),
+        (("frobnicate",), 2, "No such command"),
+        (("cp", "--nope", "a", "b"), 2, "No such option"),
+        (("verify", f"s3://{s3bucket}/missing.zip"), 1, "no such object"),
+    ]
+    for args, code, text in cases:
+        result = run(env, *args)
+        assert result.returncode == code, (args, result.stdout, result.stderr)
+        assert text in result.stderr + result.stdout, (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
+
+
+def test_unreachable_endpoint_and_bad_credentials(env: dict[str, str], s3bucket: str) -> None:
+    down = run({**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "ls", f"s3://{s3bucket}/")
+    assert down.returncode == 255 and "cannot reach" in down.stderr
+    bad = run({**env, "AWS_SECRET_ACCESS_KEY": "wrong"}, "ls", f"s3://{s3bucket}/")
+    assert bad.returncode == 255 and "Traceback" not in bad.stderr
+
+
+def test_verify_mismatch_exits_1(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, releases: Path
+) -> None:
+    run(env, "cp", "-r", str(releases), f"s3://{s3bucket}/v/")
+    client = boto(seaweed)
+    meta = client.head_object(Bucket=s3bucket, Key="v/app-2.zip.delta")["Metadata"]
+    other = client.get_object(Bucket=s3bucket, Key="v/app-3.zip.delta")["Body"].read()
+    client.put_object(Bucket=s3bucket, Key="v/app-2.zip.delta", Body=other, Metadata=meta)
+    result = run(env, "verify", f"s3://{s3bucket}/v/app-2.zip", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout.splitlines()[0])["valid"] is False
+
+
+def test_ctrl_c_during_upload_leaves_nothing(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    big = tmp_path / "huge.img"
+    with big.open("wb") as fh:
+        for _ in range(48):
+            fh.write(os.urandom(8 << 20))  # 384 MiB: several seconds of multipart upload
+    proc = subprocess.Popen(
+        [SCRIPT, "cp", str(big), f"s3://{s3bucket}/big/"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = boto(seaweed)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the multipart upload really started
+        if client.list_multipart_uploads(Bucket=s3bucket).get("Uploads"):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stored(seaweed, s3bucket) == []
+    assert client.list_multipart_uploads(Bucket=s3bucket).get("Uploads", []) == []
