@@ -41,8 +41,8 @@ def release_archive(version: int, *, members: int, member_size: int, seed: int =
     stamp = (2026, 11, 1, 0, 0, 0)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr(zipfile.ZipInfo("META-INF/VERSION", stamp), f"2.{version}.0\n")
-        for i, body in enumerate(modules):
-            zf.writestr(zipfile.ZipInfo(f"app/module_{i:03d}.so", stamp), body)
+        for i, module in enumerate(modules):
+            zf.writestr(zipfile.ZipInfo(f"app/module_{i:03d}.so", stamp), module)
     return out.getvalue()
 
 

@@ -19,14 +19,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+quietly() {  # run a step, show its output only if it fails
+  if ! "$@" >"$log" 2>&1; then cat "$log" >&2; echo "setup: failed: $*" >&2; exit 1; fi
+}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
+  quietly .venv/bin/python -m pip install -q --upgrade pip
 fi
 stamp=.venv/.installed-$(cat pyproject.toml setup.py xdelta_ffi/_build.py xdelta_ffi/_glue.c | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || ! .venv/bin/python -c 'import xdelta_ffi._xdelta3_cffi' >/dev/null 2>&1; then
   echo "setup: pip install -e '.[dev]'" >&2
-  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -vE "Location 'file|^\s*$" >&2 || true
+  quietly .venv/bin/python -m pip install -q -e '.[dev]'
   .venv/bin/python -c 'import xdelta_ffi._xdelta3_cffi' # fail loudly if the build did not happen
   rm -f .venv/.installed-*
   touch "$stamp"
