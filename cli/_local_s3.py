@@ -112,36 +112,67 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def seaweedfs(
-    data_dir: str | os.PathLike[str] | None = None, timeout: float = 60
-) -> Iterator[LocalS3]:
-    """Start SeaweedFS on free loopback ports; yield its endpoint; stop it (and its data dir)."""
-    weed = _weed_binary()
-    owns_dir = data_dir is None
-    directory = Path(data_dir or tempfile.mkdtemp(prefix="dg-weed-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    identities = directory / "identities.json"
-    identities.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "admin",
-                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                    }
-                ]
-            }
+class SeaweedServer:
+    """One SeaweedFS process group on fixed ports and a data directory; can be killed and restarted
+    in place (open multipart uploads and written objects survive a restart)."""
+
+    def __init__(self, directory: Path, timeout: float = 60) -> None:
+        self.directory = directory
+        self.timeout = timeout
+        self.base = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+        directory.mkdir(parents=True, exist_ok=True)
+        self._identities = directory / "identities.json"
+        self._identities.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "admin",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                }
+            )
         )
-    )
-    last_error: Exception | None = None
-    for _attempt in range(3):
-        base = _free_base()
+
+    @property
+    def endpoint(self) -> LocalS3:
+        return LocalS3(endpoint_url=f"http://127.0.0.1:{self.base}")
+
+    def start(self) -> LocalS3:
+        last_error: Exception | None = None
+        for _attempt in range(3):
+            if not self.base:
+                self.base = _free_base()
+            try:
+                self._spawn()
+                _wait_ready(self.endpoint, self._require_proc(), self.timeout)
+                return self.endpoint
+            except Exception as exc:
+                last_error = exc
+                self.stop()
+                self.base = 0
+        raise RuntimeError(f"SeaweedFS failed to start: {last_error!r}")
+
+    def restart(self) -> LocalS3:
+        """Start again on the same ports and data after kill() or stop()."""
+        self._spawn()
+        _wait_ready(self.endpoint, self._require_proc(), self.timeout)
+        return self.endpoint
+
+    def _require_proc(self) -> subprocess.Popen[bytes]:
+        assert self._proc is not None
+        return self._proc
+
+    def _spawn(self) -> None:
+        base = self.base
         args = [
-            weed,
+            _weed_binary(),
             "server",
-            f"-dir={directory}",
+            f"-dir={self.directory}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
             "-s3",
@@ -149,7 +180,7 @@ def seaweedfs(
             f"-master.port={base + 1}",
             f"-volume.port={base + 2}",
             f"-filer.port={base + 3}",
-            f"-s3.config={identities}",
+            f"-s3.config={self._identities}",
             "-s3.allowDeleteBucketNotEmpty=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
@@ -160,27 +191,49 @@ def seaweedfs(
             "-volume.preStopSeconds=0",
         ]
         env = {**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
-        log = (directory / "weed.log").open("ab")
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        self._log = (self.directory / "weed.log").open("ab")
+        self._proc = subprocess.Popen(
+            args,
+            stdout=self._log,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
-        server = LocalS3(endpoint_url=f"http://127.0.0.1:{base}")
-        try:
-            _wait_ready(server, proc, timeout)
-        except Exception as exc:
-            last_error = exc
-            _stop_group(proc)
-            log.close()
-            continue
-        try:
-            yield server
-        finally:
-            _stop_group(proc)
-            log.close()
-            if owns_dir:
-                shutil.rmtree(directory, ignore_errors=True)
-        return
-    raise RuntimeError(f"SeaweedFS failed to start: {last_error!r}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash would."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout=10)
+        self._close_log()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop_group(self._proc)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@contextlib.contextmanager
+def seaweedfs(
+    data_dir: str | os.PathLike[str] | None = None, timeout: float = 60
+) -> Iterator[LocalS3]:
+    """Start SeaweedFS on free loopback ports; yield its endpoint; stop it (and its data dir)."""
+    owns_dir = data_dir is None
+    directory = Path(data_dir or tempfile.mkdtemp(prefix="dg-weed-"))
+    server = SeaweedServer(directory, timeout)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        if owns_dir:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ class TransferConfig:
     - ``max_heads``: concurrent HEAD requests for statistics.
     - ``max_attempts``: total attempts per request (botocore standard retry mode).
     - ``request_timeout``: our own bound on one request, including a stalled upload body.
+    - ``abort_timeout``: how long a failed multipart upload keeps trying to abort.
     """
 
     multipart_threshold: int = 64 * MiB
@@ -36,6 +37,7 @@ class TransferConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     request_timeout: float = 300.0
+    abort_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.part_size < 5 * MiB:

@@ -376,14 +376,26 @@ class S3Storage:
                     await self.abort_multipart(bucket, key, upload_id)
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        with contextlib.suppress(DeltaGliderError):
-            await self._call(
-                f"s3://{bucket}/{key}",
-                "abort_multipart_upload",
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-            )
+        """Abort, patiently: a server that is briefly down must not keep the upload open."""
+        delay = 0.25
+        deadline = anyio.current_time() + self.transfer.abort_timeout
+        while True:
+            try:
+                await self._call(
+                    f"s3://{bucket}/{key}",
+                    "abort_multipart_upload",
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                )
+                return
+            except NotFoundError:
+                return  # already gone
+            except DeltaGliderError:
+                if anyio.current_time() + delay > deadline:
+                    return  # left to the bucket's lifecycle rule for incomplete uploads
+                await anyio.sleep(delay)
+                delay = min(4.0, delay * 2)
 
     async def list_multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
         resp = await self._call(f"s3://{bucket}", "list_multipart_uploads", Bucket=bucket)
