@@ -871,7 +871,7 @@ class AsyncDeltaGliderClient:
         async def fill(entry: dict[str, Any]) -> None:
             async with limiter:
                 stored = entry["DeltaGliderInfo"]["StoredKey"]
-                head = await self._storage.head(bucket, stored)
+                head = await self._storage.head_fast(bucket, stored)
             if head is None:
                 return
             size = parse_metadata(head.metadata, stored).file_size

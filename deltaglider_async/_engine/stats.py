@@ -119,7 +119,7 @@ class StatsEngine:
             nonlocal heads, failed
             heads += 1
             try:
-                found = await self._storage.head(bucket, obj.key)
+                found = await self._storage.head_fast(bucket, obj.key)
             except DeltaGliderError:
                 failed += 1
                 return

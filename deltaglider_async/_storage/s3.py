@@ -39,6 +39,7 @@ from .._exceptions import (
     StorageError,
 )
 from .._transfer import TransferConfig
+from .head import Fallback, SigV4Head, head_with_retries
 
 Progress = Callable[[int], None]
 
@@ -147,6 +148,9 @@ class S3Storage:
         )
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self._fast: SigV4Head | None = None
+        self._fast_ready = False
+        self._fast_lock = anyio.Lock()
 
     async def open(self) -> None:
         stack = contextlib.AsyncExitStack()
@@ -160,6 +164,10 @@ class S3Storage:
         self._stack = stack
 
     async def close(self) -> None:
+        if self._fast is not None:
+            await self._fast.close()
+            self._fast = None
+        self._fast_ready = False
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
@@ -198,6 +206,51 @@ class S3Storage:
             last_modified=resp.get("LastModified"),
             content_type=resp.get("ContentType"),
         )
+
+    async def head_fast(self, bucket: str, key: str) -> ObjectHead | None:
+        """HEAD for bulk metadata reads: the lean SigV4 path, botocore when it cannot apply."""
+        fast = await self._fast_head()
+        if fast is None:
+            return await self.head(bucket, key)
+        try:
+            found = await head_with_retries(fast, bucket, key, self.transfer.max_attempts)
+        except Fallback:
+            return await self.head(bucket, key)
+        except Exception as exc:
+            raise map_error(exc, f"s3://{bucket}/{key}") from exc
+        if found is None:
+            return None
+        return ObjectHead(
+            key=key,
+            size=found.size,
+            etag=found.etag,
+            metadata=found.metadata,
+            last_modified=found.last_modified,
+            content_type=found.content_type,
+        )
+
+    async def _fast_head(self) -> SigV4Head | None:
+        async with self._fast_lock:
+            if self._fast_ready:
+                return self._fast
+            self._fast_ready = True
+            signer_credentials = getattr(
+                getattr(self.client, "_request_signer", None), "_credentials", None
+            )
+            if signer_credentials is None:
+                return None  # anonymous or unusual set-up: botocore handles it
+            frozen = await signer_credentials.get_frozen_credentials()
+            self._fast = SigV4Head(
+                endpoint_url=self.client.meta.endpoint_url,
+                region=self.client.meta.region_name or "us-east-1",
+                access_key=frozen.access_key,
+                secret_key=frozen.secret_key,
+                token=frozen.token,
+                path_style=self._endpoint_url is not None,
+                concurrency=self.transfer.max_heads,
+                timeout=self.transfer.read_timeout,
+            )
+            return self._fast
 
     async def get_bytes(self, bucket: str, key: str) -> bytes:
         chunks = [c async for c in self.iter_object(bucket, key)]

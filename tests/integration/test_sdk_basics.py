@@ -181,6 +181,12 @@ async def test_non_ascii_names_and_gzip(
     assert meta["dg-original-name"].isascii()
     listing = await dg.list_objects_v2(Bucket=bucket, Prefix="releases/")
     assert name in [o["Key"] for o in listing["Contents"]]
+    # logical sizes come from HEADs signed by the lean SigV4 path: odd characters included
+    odd = "releases/odd chars/a+b=c&d~e (1).zip"
+    await dg.put_object(Bucket=bucket, Key=odd, Body=first)
+    sized = await dg.list_objects_v2(Bucket=bucket, Prefix="releases/", FetchMetadata=True)
+    sizes = {o["Key"]: o["Size"] for o in sized["Contents"]}
+    assert sizes[name] == len(first) and sizes[odd] == len(first)
 
 
 async def test_range_requests(dg: AsyncDeltaGliderClient, bucket: str) -> None:

@@ -1,0 +1,139 @@
+"""HEAD requests without botocore's per-request pipeline, for bulk metadata reads (stats).
+
+botocore spends ~2 ms of CPU per request (event hooks, endpoint rules, parsing); on two cores that
+caps HEADs at a few hundred per second whatever the concurrency.  A HEAD has no body and returns
+headers only, so here it is signed with SigV4 directly (hmac/sha256, the signing key cached per
+day) and sent over the same kind of aiohttp connection pool.  Anything unusual (no credentials,
+a redirect, an unexpected status) falls back to the botocore path, which stays the reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import anyio
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+class Fallback(Exception):
+    """This HEAD must go through botocore instead."""
+
+
+class HeadResult:
+    __slots__ = ("content_type", "etag", "last_modified", "metadata", "size")
+
+    def __init__(self, headers: Any) -> None:
+        self.size = int(headers.get("Content-Length", 0))
+        self.etag = headers.get("ETag", "")
+        self.content_type = headers.get("Content-Type")
+        modified = headers.get("Last-Modified")
+        self.last_modified = parsedate_to_datetime(modified) if modified else None
+        self.metadata = {
+            k[11:].lower(): v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")
+        }
+
+
+class SigV4Head:
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        region: str,
+        access_key: str,
+        secret_key: str,
+        token: str | None,
+        path_style: bool,
+        concurrency: int,
+        timeout: float,
+    ) -> None:
+        parts = urlsplit(endpoint_url)
+        self._scheme = parts.scheme
+        self._netloc = parts.netloc
+        self._region = region
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._token = token
+        self._path_style = path_style
+        self._keys: dict[str, bytes] = {}
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    def _signing_key(self, day: str) -> bytes:
+        key = self._keys.get(day)
+        if key is None:
+            key = ("AWS4" + self._secret_key).encode()
+            for part in (day, self._region, "s3", "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._keys = {day: key}
+        return key
+
+    def _request(self, bucket: str, key: str) -> tuple[str, dict[str, str]]:
+        quoted_key = quote(key, safe="/~")
+        if self._path_style:
+            host = self._netloc
+            path = f"/{bucket}/{quoted_key}"
+        else:
+            host = f"{bucket}.{self._netloc}"
+            path = f"/{quoted_key}"
+        now = datetime.now(UTC)
+        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        day = amz_date[:8]
+        headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": amz_date}
+        if self._token:
+            headers["x-amz-security-token"] = self._token
+        signed = ";".join(sorted(headers))
+        canonical_headers = "".join(f"{k}:{headers[k]}\n" for k in sorted(headers))
+        canonical = f"HEAD\n{path}\n\n{canonical_headers}\n{signed}\n{EMPTY_SHA256}"
+        scope = f"{day}/{self._region}/s3/aws4_request"
+        to_sign = (
+            f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n"
+            f"{hashlib.sha256(canonical.encode()).hexdigest()}"
+        )
+        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
+            f"SignedHeaders={signed}, Signature={signature}"
+        )
+        del headers["host"]  # aiohttp sets it from the URL; it was signed with the same value
+        return f"{self._scheme}://{host}{path}", headers
+
+    async def head(self, bucket: str, key: str) -> HeadResult | None:
+        """The object's headers, None if it does not exist; raises Fallback otherwise."""
+        url, headers = self._request(bucket, key)
+        async with self._session.head(url, headers=headers, allow_redirects=False) as resp:
+            if resp.status == 200:
+                return HeadResult(resp.headers)
+            if resp.status == 404:
+                return None
+            if resp.status in (500, 502, 503, 504):
+                raise OSError(f"HEAD {resp.status}")
+            raise Fallback(str(resp.status))
+
+
+async def head_with_retries(head: SigV4Head, bucket: str, key: str, attempts: int) -> Any:
+    """Retry connection errors and 5xx with exponential backoff (as botocore's standard mode)."""
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return await head.head(bucket, key)
+        except Fallback:
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            if attempt == attempts - 1:
+                raise
+            await anyio.sleep(delay)
+            delay = min(2.0, delay * 2)
+    raise AssertionError("unreachable")
