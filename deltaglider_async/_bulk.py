@@ -19,6 +19,7 @@ import anyio
 from ._core.spaces import parse_s3_url, space_of, upload_key
 from ._exceptions import DeltaGliderError
 from ._models import DownloadSummary, UploadSummary
+from ._tasks import task_group
 
 if TYPE_CHECKING:
     from ._client import AsyncDeltaGliderClient
@@ -123,7 +124,7 @@ async def upload_many(
             if index in firsts:
                 gate.set()
 
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
         for index in range(len(pairs)):
             tg.start_soon(one, index)
     return results
@@ -165,7 +166,7 @@ async def download_many(
             result.error = DeltaGliderError(f"{path}: {exc.strerror or exc}", code="LocalIOError")
             _emit(progress, ProgressEvent("done", url, str(path), error=str(result.error)))
 
-    async with anyio.create_task_group() as tg:
+    async with task_group() as tg:
         for index in range(len(pairs)):
             tg.start_soon(one, index)
     return results

@@ -64,6 +64,7 @@ from ._models import (
     VerifyResult,
 )
 from ._storage.s3 import ObjectHead, Progress, S3Storage
+from ._tasks import task_group
 from ._transfer import TransferConfig
 
 T = TypeVar("T")
@@ -510,7 +511,7 @@ class AsyncDeltaGliderClient:
         async def head(stored: str) -> None:
             heads[stored] = await self._storage.head(bucket, stored)
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             tg.start_soon(head, delta_key(key))
             tg.start_soon(head, key)
         delta_head = heads[delta_key(key)]
@@ -879,7 +880,7 @@ class AsyncDeltaGliderClient:
             if size is not None:
                 entry["Size"] = size
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for entry in contents:
                 if entry["DeltaGliderInfo"]["StoredAs"] == "delta":
                     tg.start_soon(fill, entry)
@@ -956,7 +957,7 @@ class AsyncDeltaGliderClient:
                 except DeltaGliderError as exc:
                     errors.append({"Key": key, "Code": exc.code, "Message": str(exc)})
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for key in keys:
                 tg.start_soon(one, key)
         for space in sorted(spaces):
@@ -1057,8 +1058,6 @@ class AsyncDeltaGliderClient:
         concurrently, while the listing streams.  Results are cached (see docs/stats.md).
         """
         check_bucket(bucket)
-        if not await self._storage.bucket_exists(bucket):
-            raise BucketNotFoundError(f"s3://{bucket}: bucket does not exist", code="NoSuchBucket")
         return await self._stats.bucket_stats(bucket, mode, prefix=prefix, refresh=refresh)
 
     async def get_bucket_stats(self, bucket: str, detailed_stats: bool = False) -> BucketStats:

@@ -192,3 +192,14 @@ def stats_document_key(mode: Mode) -> str:
 def fingerprint(listing: Listing) -> dict[str, int]:
     """What the in-bucket stats document is validated against."""
     return {"object_count": listing.object_count, "compressed_size": listing.stored_bytes}
+
+
+def listing_boundaries(listing: Listing, per_range: int = 500) -> list[str]:
+    """Every ``per_range``-th stored key: split points for listing key ranges concurrently
+    (half a 1000-key page, so that a range with some new keys still fits one page)."""
+    keys = sorted(
+        [o.key for o in listing.direct]
+        + [o.key for objs in listing.deltas.values() for o in objs]
+        + [o.key for o in listing.references.values()]
+    )
+    return keys[per_range - 1 : -1 : per_range]

@@ -28,10 +28,12 @@ from .._core.stats import (
     StoredObject,
     compute_stats,
     fingerprint,
+    listing_boundaries,
     stats_document_key,
 )
 from .._exceptions import DeltaGliderError, InvalidArgumentError
 from .._storage.s3 import S3Storage
+from .._tasks import task_group
 
 DOCUMENT_VERSION = "1.0"
 
@@ -108,8 +110,9 @@ class StatsEngine:
         self, bucket: str, prefix: str, mode: Mode, refresh: bool, use_document: bool
     ) -> tuple[Listing, int, int]:
         known = self._originals.setdefault(bucket, {})
+        boundaries: list[str] = []
         if use_document and not refresh and not prefix:
-            await self._load_document(bucket, known)
+            boundaries = await self._load_document(bucket, known)
         listing = Listing()
         heads = 0
         failed = 0
@@ -138,17 +141,28 @@ class StatsEngine:
             cached = known.get(obj.key)
             return cached is None or cached[0] != obj.etag
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for _ in range(self.concurrency):
                 tg.start_soon(worker)
-            async with send:
-                async for item in self._storage.iter_all(bucket, prefix):
+
+            async def list_range(start: str | None, stop: str | None) -> None:
+                async for item in self._storage.iter_all(
+                    bucket, prefix, start_after=start, stop_after=stop
+                ):
                     obj = StoredObject(item["Key"], int(item.get("Size", 0)), item.get("ETag", ""))
                     listing.add(obj)
                     # detailed: HEAD while listing continues (never hold every key first)
                     delta = classify(obj.key)[0] is StoredKind.DELTA
                     if mode == "detailed" and delta and needs_head(obj):
                         await send.send(obj)
+
+            async with send:
+                # Pages of one listing come one after another; key ranges split at the previous
+                # run's boundaries are listed side by side (new keys land in some range).
+                ranges = list(zip([None, *boundaries], [*boundaries, None], strict=True))
+                async with task_group() as listers:
+                    for start, stop in ranges:
+                        listers.start_soon(list_range, start, stop)
                 if mode == "sampled":
                     for obj in listing.keys_to_head("sampled"):
                         if needs_head(obj):
@@ -156,19 +170,30 @@ class StatsEngine:
             receive.close()
         return listing, heads, failed
 
-    async def _load_document(self, bucket: str, known: dict[str, tuple[str, int]]) -> None:
-        modes: tuple[Mode, ...] = ("detailed", "sampled")
-        for mode in modes:
-            key = stats_document_key(mode)
+    async def _load_document(self, bucket: str, known: dict[str, tuple[str, int]]) -> list[str]:
+        """Seed per-key sizes from the in-bucket documents; return listing range boundaries."""
+        documents: dict[str, Any] = {}
+
+        async def load(mode: Mode) -> None:
             try:
-                head = await self._storage.head(bucket, key)
-                if head is None:
-                    continue
-                document = json.loads(await self._storage.get_bytes(bucket, key))
-                for stored_key, (etag, size) in document.get("originals", {}).items():
+                raw = await self._storage.get_bytes(bucket, stats_document_key(mode))
+                documents[mode] = json.loads(raw)
+            except (DeltaGliderError, ValueError):
+                pass  # missing, damaged or foreign: only a missed shortcut
+
+        async with task_group() as tg:
+            for mode in ("detailed", "sampled"):
+                tg.start_soon(load, mode)
+        boundaries: list[str] = []
+        for mode in ("detailed", "sampled"):
+            document = documents.get(mode)
+            try:
+                for stored_key, (etag, size) in document.get("originals", {}).items():  # type: ignore[union-attr]
                     known.setdefault(stored_key, (str(etag), int(size)))
-            except (DeltaGliderError, ValueError, TypeError):
-                continue  # a damaged or foreign document is only a missed shortcut
+                boundaries = boundaries or sorted(str(b) for b in document.get("boundaries", []))  # type: ignore[union-attr]
+            except (AttributeError, ValueError, TypeError):
+                continue
+        return boundaries
 
     async def _save_document(
         self, bucket: str, mode: Mode, listing: Listing, result: BucketStats
@@ -181,6 +206,7 @@ class StatsEngine:
             "validation": fingerprint(listing),
             "stats": result.as_dict(),
             "originals": {k: list(v) for k, v in known.items()},
+            "boundaries": listing_boundaries(listing),
         }
         # With read-only credentials stats still work; only the shortcut is lost.
         with contextlib.suppress(DeltaGliderError):

@@ -38,6 +38,7 @@ from .._exceptions import (
     NotFoundError,
     StorageError,
 )
+from .._tasks import task_group
 from .._transfer import TransferConfig
 from .head import Fallback, SigV4Head, head_with_retries
 
@@ -405,7 +406,7 @@ class S3Storage:
                         if progress:
                             progress(length)
 
-                async with anyio.create_task_group() as tg:
+                async with task_group() as tg:
                     for number in range(1, count + 1):
                         tg.start_soon(send, number)
             finally:
@@ -479,7 +480,7 @@ class S3Storage:
                     if progress:
                         progress(len(chunk))
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for offset in range(0, size, part):
                 tg.start_soon(fetch, offset)
 
@@ -545,11 +546,24 @@ class S3Storage:
             truncated=bool(resp.get("IsTruncated")),
         )
 
-    async def iter_all(self, bucket: str, prefix: str = "") -> AsyncIterator[dict[str, Any]]:
+    async def iter_all(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        stop_after: str | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every object under ``prefix`` (all pages), optionally only keys in
+        ``(start_after, stop_after]``: a key range that can be listed concurrently with others."""
         token: str | None = None
         while True:
-            page = await self.list_page(bucket, prefix=prefix, token=token)
+            page = await self.list_page(
+                bucket, prefix=prefix, token=token, start_after=None if token else start_after
+            )
             for obj in page.objects:
+                if stop_after is not None and obj["Key"] > stop_after:
+                    return
                 yield obj
             if not page.truncated or not page.next_token:
                 return

@@ -144,6 +144,11 @@ async def test_missing_bucket_and_key(dg: AsyncDeltaGliderClient, bucket: str) -
     assert info.value.code == "NoSuchKey"
     with pytest.raises(BucketNotFoundError):
         await dg.put_object(Bucket="no-such-bucket-dg", Key="a.txt", Body=b"x")
+    # concurrent HEADs inside: still the SDK's exception, never an ExceptionGroup
+    with pytest.raises(NotFoundError):
+        await dg.get_object(Bucket="no-such-bucket-dg", Key="a.zip")
+    with pytest.raises(BucketNotFoundError):
+        await dg.list_objects_v2(Bucket="no-such-bucket-dg")
 
 
 async def test_upload_destinations_and_download(
