@@ -293,13 +293,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. Pairs: ours at the default level and at -9 vs the CLI at -9, interleaved.
     for label, ref, new in pair_cases(args.quick):
-        runs: dict[str, list[dict[str, Any]]] = {"ours": [], "ours_l3": [], "cli": []}
+        runs: dict[str, list[dict[str, Any]]] = {"ours": [], "ours_default": [], "cli": []}
         for _ in range(repeats):
             runs["ours"].append(
                 _run({"kind": "ours", "ref": str(ref), "new": str(new), "options": {"level": 9}})
             )
-            runs["ours_l3"].append(
-                _run({"kind": "ours", "ref": str(ref), "new": str(new), "options": {"level": 3}})
+            runs["ours_default"].append(
+                _run(
+                    {
+                        "kind": "ours",
+                        "ref": str(ref),
+                        "new": str(new),
+                        "options": {"level": DEFAULT_LEVEL},
+                    }
+                )
             )
             runs["cli"].append(_run({"kind": "cli", "ref": str(ref), "new": str(new)}))
         size = new.stat().st_size
@@ -402,13 +409,14 @@ def render(r: dict[str, Any]) -> str:
         f"Medians of {r['repeats']} interleaved runs, each in a fresh process. "
         "Encode/decode in MB/s of target; RSS is the process peak.",
         "",
-        "| case | size | delta ours -9 | delta ours -3 | delta CLI -9 | encode ours -9 | "
-        "encode ours -3 | encode CLI | enc ×CLI (-9) | decode ours | decode CLI | dec ×CLI | "
+        f"| case | size | delta ours -9 | delta ours -{r['default_level']} (default) | "
+        f"delta CLI -9 | encode ours -9 | encode ours -{r['default_level']} | encode CLI -9 | "
+        "enc ×CLI (-9) | decode ours | decode CLI | dec ×CLI | "
         "RSS ours -9 | RSS CLI |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in r["pairs"]:
-        o, o3, c = p["ours"], p["ours_l3"], p["cli"]
+        o, o3, c = p["ours"], p["ours_default"], p["cli"]
         lines.append(
             f"| {p['case']} | {fmt_bytes(p['size'])} | {fmt_bytes(o['delta_size'])} | "
             f"{fmt_bytes(o3['delta_size'])} | {fmt_bytes(c['delta_size'])} | "

@@ -28,7 +28,7 @@ KiB: Final = 1024
 MiB: Final = 1024 * KiB
 
 #: Default compression level (the CLI's -N).  Chosen from benchmarks/results: see docs/codec.md.
-DEFAULT_LEVEL: Final = 9
+DEFAULT_LEVEL: Final = 6
 #: Debian's xdelta3 3.0.11 cannot decode windows over 16 MiB; 8 MiB is the CLI's default.
 MAX_WINDOW: Final = 16 * MiB
 DEFAULT_WINDOW: Final = 8 * MiB

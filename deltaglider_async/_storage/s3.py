@@ -9,6 +9,7 @@ resumed with a Range request pinned to the ETag.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -321,7 +322,7 @@ class S3Storage:
         params: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,
-            "Body": data,
+            "Body": io.BytesIO(data),  # written in 64 KiB pieces (see _multipart_upload)
             "Metadata": dict(metadata),
         }
         if content_type:
@@ -400,7 +401,9 @@ class S3Storage:
                             Key=key,
                             UploadId=upload_id,
                             PartNumber=number,
-                            Body=data,
+                            # A file object makes aiohttp write 64 KiB at a time: one multi-MiB
+                            # write makes 3.11's asyncio transport memmove its buffer per send().
+                            Body=io.BytesIO(data),
                         )
                         etags[number] = resp["ETag"]
                         if progress:
