@@ -39,6 +39,7 @@ from deltaglider_async._core.spaces import (
     upload_key,
 )
 from deltaglider_async._core.sync import SyncEntry, plan_sync
+from deltaglider_async._tasks import task_group
 
 from ._render import Output, Summary, TransferProgress, human
 
@@ -709,10 +710,123 @@ async def _remote_entries(
             sha = head["DeltaGliderInfo"].get("Sha256")
             entries[rel] = SyncEntry(entries[rel].size, entries[rel].mtime, sha)
 
-        async with anyio.create_task_group() as tg:
+        async with task_group() as tg:
             for rel in list(entries):
                 tg.start_soon(fill, rel)
     return entries, keys
+
+
+# ------------------------------------------------------------------------------------------ migrate
+@app.command()
+def migrate(
+    source: Annotated[str, typer.Argument(help="s3://bucket/prefix/ (plain or delta objects)")],
+    destination: Annotated[str, typer.Argument(help="s3://bucket/prefix/ to store in delta form")],
+    exclude: Excludes = None,
+    include: Includes = None,
+    dryrun: DryRun = False,
+    quiet: Quiet = False,
+    only_show_errors: OnlyErrors = False,
+    max_ratio: MaxRatio = None,
+    transfers: Transfers = 8,
+    json_output: Json = False,
+    endpoint_url: Endpoint = None,
+    region: Region = None,
+    profile: Profile = None,
+    debug: Debug = False,
+) -> None:
+    """Copy a prefix into delta form; re-running skips what is already there (resumable)."""
+    out = _output(json_output, quiet, only_show_errors, True)
+    filters = ordered_filters(_ARGV)
+    if not (is_s3_url(source) and is_s3_url(destination)):
+        _usage(out, "migrate copies between s3:// URLs")
+
+    async def work() -> int:
+        src, dst = parse_s3_url(source), parse_s3_url(destination)
+        async with _client(
+            endpoint_url, region, profile, max_ratio=max_ratio, transfers=transfers
+        ) as dg:
+            todo = await _migration_plan(dg, src, dst, filters)
+            summary = Summary("migrate")
+            if dryrun:
+                for src_key, dst_key in todo:
+                    out.result(
+                        f"(dryrun) migrate: s3://{src.bucket}/{src_key} to "
+                        f"s3://{dst.bucket}/{dst_key}",
+                        {"op": "migrate", "dryrun": True, "key": src_key},
+                    )
+                return EXIT_OK
+            limiter = anyio.CapacityLimiter(transfers)
+
+            async def one(src_key: str, dst_key: str) -> None:
+                line = f"s3://{src.bucket}/{src_key} to s3://{dst.bucket}/{dst_key}"
+                record = {
+                    "op": "migrate",
+                    "source": f"s3://{src.bucket}/{src_key}",
+                    "destination": f"s3://{dst.bucket}/{dst_key}",
+                }
+                async with limiter:
+                    try:
+                        resp = await dg.copy_object(
+                            Bucket=dst.bucket,
+                            Key=dst_key,
+                            CopySource={"Bucket": src.bucket, "Key": src_key},
+                        )
+                    except DeltaGliderError as exc:
+                        summary.failed += 1
+                        out.error(f"migrate failed: {line}: {exc}", {**record, "error": str(exc)})
+                        return
+                info = resp["DeltaGliderInfo"]
+                summary.add(0, info["StoredSize"], info["StoredAs"])
+                out.result(
+                    f"migrate: {line} ({info['StoredAs']} {human(info['StoredSize'])})",
+                    {
+                        **record,
+                        "ok": True,
+                        "stored_as": info["StoredAs"],
+                        "stored_size": info["StoredSize"],
+                    },
+                )
+
+            # The first object of each destination space goes alone: it becomes the reference.
+            firsts: dict[str, tuple[str, str]] = {}
+            rest: list[tuple[str, str]] = []
+            for pair in todo:
+                space = pair[1].rsplit("/", 1)[0] if "/" in pair[1] else ""
+                if space in firsts:
+                    rest.append(pair)
+                else:
+                    firsts[space] = pair
+            async with task_group() as tg:
+                for pair in firsts.values():
+                    tg.start_soon(one, *pair)
+            async with task_group() as tg:
+                for pair in rest:
+                    tg.start_soon(one, *pair)
+            if out.json_mode:
+                summary.render(out)
+            return EXIT_FAILED if summary.failed else EXIT_OK
+
+    _execute(work, out, debug)
+
+
+async def _migration_plan(
+    dg: AsyncDeltaGliderClient, src: S3Url, dst: S3Url, filters: list[PathFilter]
+) -> list[tuple[str, str]]:
+    """Source objects not yet at the destination with the same size (and SHA-256 when known)."""
+    base = _prefix_of(dst) if dst.key else ""
+    present = {rel: e for rel, e in await _s3_objects(dg, dst, filters, metadata=True)}
+    todo = []
+    for rel, entry in await _s3_objects(dg, src, filters, metadata=True):
+        done = present.get(rel)
+        if done is not None and done["Size"] == entry["Size"]:
+            ours, theirs = (
+                done["DeltaGliderInfo"].get("Sha256"),
+                entry["DeltaGliderInfo"].get("Sha256"),
+            )
+            if ours is None or theirs is None or ours == theirs:
+                continue
+        todo.append((entry["Key"], base + rel))
+    return todo
 
 
 # ------------------------------------------------------------------------------------------ stats

@@ -875,8 +875,10 @@ class AsyncDeltaGliderClient:
                 head = await self._storage.head_fast(bucket, stored)
             if head is None:
                 return
-            size = parse_metadata(head.metadata, stored).file_size
+            meta = parse_metadata(head.metadata, stored)
+            size = meta.file_size
             entry["DeltaGliderInfo"]["OriginalSize"] = size
+            entry["DeltaGliderInfo"]["Sha256"] = meta.file_sha256
             if size is not None:
                 entry["Size"] = size
 

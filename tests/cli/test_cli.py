@@ -238,3 +238,24 @@ def test_ctrl_c_during_upload_leaves_nothing(
     assert "Traceback" not in stderr
     assert stored(seaweed, s3bucket) == []
     assert client.list_multipart_uploads(Bucket=s3bucket).get("Uploads", []) == []
+
+
+def test_migrate_plain_prefix_into_delta_form_resumably(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str
+) -> None:
+    client = boto(seaweed)
+    for i in range(1, 5):
+        client.put_object(Bucket=s3bucket, Key=f"plain/app-{i}.zip", Body=release_zip(i))
+    client.put_object(Bucket=s3bucket, Key="plain/readme.txt", Body=b"docs")
+    dry = run(env, "migrate", f"s3://{s3bucket}/plain/", f"s3://{s3bucket}/packed/", "--dryrun")
+    assert dry.returncode == 0 and dry.stdout.count("(dryrun) migrate:") == 5
+    assert not [k for k in stored(seaweed, s3bucket) if k.startswith("packed/")]
+    first = run(env, "migrate", f"s3://{s3bucket}/plain/", f"s3://{s3bucket}/packed/", "--json")
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in first.stdout.splitlines()]
+    assert sorted(r["stored_as"] for r in records[:-1]) == ["delta"] * 4 + ["direct"]
+    packed = [k for k in stored(seaweed, s3bucket) if k.startswith("packed/")]
+    assert "packed/reference.bin" in packed and "packed/app-3.zip.delta" in packed
+    again = run(env, "migrate", f"s3://{s3bucket}/plain/", f"s3://{s3bucket}/packed/")
+    assert again.returncode == 0 and again.stdout == ""  # resumable: nothing left to do
+    assert run(env, "verify", f"s3://{s3bucket}/packed/app-4.zip").returncode == 0
