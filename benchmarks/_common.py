@@ -39,20 +39,59 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_worker(module: str, payload: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
-    """Run ``python -m module --worker JSON`` and return its JSON answer (one measurement)."""
+def run_worker(
+    module: str,
+    payload: dict[str, Any],
+    *,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800,
+) -> dict[str, Any]:
+    """One measurement in a fresh process: ``python -m module --worker JSON`` (or ``command``
+    followed by the JSON); its last stdout line is the JSON answer."""
+    argv = (command or [sys.executable, "-m", module, "--worker"]) + [json.dumps(payload)]
     proc = subprocess.run(
-        [sys.executable, "-m", module, "--worker", json.dumps(payload)],
+        argv,
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT.parent,
+        env=env,
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"worker {module} {payload} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"worker {module} failed:\n{proc.stderr[-3000:]}")
     answer: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return answer
+
+
+def pypi_wheels(package: str, versions: list[str], folder: Path | None = None) -> list[Path]:
+    """Wheels of ``package`` at ``versions``, fetched once with ``pip download``."""
+    folder = folder or CACHE / "pypi" / package
+    folder.mkdir(parents=True, exist_ok=True)
+    wheels = []
+    for version in versions:
+        found = sorted(folder.glob(f"{package}-{version}-*.whl"))
+        if not found:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "-q",
+                    "--only-binary=:all:",
+                    "-d",
+                    str(folder),
+                    f"{package}=={version}",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            found = sorted(folder.glob(f"{package}-{version}-*.whl"))
+        wheels.append(found[0])
+    return wheels
 
 
 def self_peak_rss() -> int:

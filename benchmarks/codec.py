@@ -25,6 +25,8 @@ from ._common import (
     MiB,
     children_peak_rss,
     fmt_bytes,
+    pypi_wheels,
+    run_worker,
     self_peak_rss,
     summarize,
     versioned_files,
@@ -196,49 +198,14 @@ WORKERS = {
 
 # ---------------------------------------------------------------- driver
 def _run(task: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.codec", "--worker", json.dumps(task)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker failed: {task}\n{proc.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_worker("benchmarks.codec", task)
 
 
 def real_artifacts() -> list[tuple[str, list[Path]]]:
     """Consecutive releases of a few PyPI packages (pip download, cached under .cache/)."""
-    out = []
-    for package, versions in REAL_PACKAGES.items():
-        folder = CACHE / "pypi" / package
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for version in versions:
-            found = sorted(folder.glob(f"{package}-{version}-*.whl"))
-            if not found:
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "download",
-                        "--no-deps",
-                        "-q",
-                        "--only-binary=:all:",
-                        "-d",
-                        str(folder),
-                        f"{package}=={version}",
-                    ],
-                    check=True,
-                    capture_output=True,
-                )
-                found = sorted(folder.glob(f"{package}-{version}-*.whl"))
-            files.append(found[0])
-        out.append((package, files))
-    return out
+    return [
+        (package, pypi_wheels(package, versions)) for package, versions in REAL_PACKAGES.items()
+    ]
 
 
 def pair_cases(quick: bool) -> list[tuple[str, Path, Path]]:

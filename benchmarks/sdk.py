@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,10 +18,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ._common import CACHE, MiB, self_peak_rss, summarize, versioned_files, write_results
+from ._common import (
+    CACHE,
+    MiB,
+    run_worker,
+    self_peak_rss,
+    summarize,
+    versioned_files,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-OLD_VENV = ROOT / ".work" / "dg62"
 
 OLD_WORKER = r"""
 import json, os, sys, time
@@ -41,15 +47,10 @@ print(json.dumps({"put_s": put, "get_s": get, "stored": s.stored_size,
 
 
 def old_tool_python() -> Path:
-    python = OLD_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(OLD_VENV)], check=True)
-        subprocess.run(
-            [str(OLD_VENV / "bin" / "pip"), "install", "-q", "deltaglider==6.2.0"],
-            check=True,
-            capture_output=True,
-        )
-    return python
+    sys.path.insert(0, str(ROOT))
+    from tests.oldtool import ensure_old_tool
+
+    return ensure_old_tool() / "bin" / "python"
 
 
 def _client(task: dict[str, Any]) -> Any:
@@ -113,21 +114,14 @@ WORKERS = {"ours": _ours, "big": _ours_big}
 
 
 def _run(task: dict[str, Any], python: Path | None = None) -> dict[str, Any]:
-    if python is None:
-        cmd = [sys.executable, "-m", "benchmarks.sdk", "--worker", json.dumps(task)]
-    else:
-        cmd = [str(python), "-c", OLD_WORKER, json.dumps(task)]
     env = {
         **os.environ,
         **task["env"],
         "AWS_ENDPOINT_URL": task["endpoint"],
         "DG_SUPPRESS_DEPRECATION": "1",
     }
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    command = None if python is None else [str(python), "-c", OLD_WORKER]
+    return run_worker("benchmarks.sdk", task, command=command, env=env)
 
 
 def named_pair(size_mib: int) -> tuple[Path, Path]:

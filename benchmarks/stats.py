@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ._common import summarize, write_results
+from ._common import run_worker, summarize, write_results
 
 BUCKET = "stats-bench"
 SPACES = 20
@@ -141,19 +141,7 @@ WORKERS = {"ours": _ours, "boto": _boto_pool}
 
 
 def _run(task: dict[str, Any]) -> dict[str, Any]:
-    import subprocess
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.stats", "--worker", json.dumps(task)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_worker("benchmarks.stats", task)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ._common import CACHE, MiB, summarize, write_results
+from ._common import CACHE, MiB, pypi_wheels, run_worker, summarize, write_results
 from .sdk import old_tool_python
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,35 +39,15 @@ def big_file(size_mib: int) -> Path:
 
 def releases(count: int) -> Path:
     """``count`` consecutive awscli wheels, downloaded once with pip."""
-    folder = CACHE / "pypi" / "awscli"
-    folder.mkdir(parents=True, exist_ok=True)
     major, minor, patch = AWSCLI_FIRST
-    for p in range(patch, patch + count):
-        version = f"{major}.{minor}.{p}"
-        if not list(folder.glob(f"awscli-{version}-*.whl")):
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "-q",
-                    "--only-binary=:all:",
-                    "-d",
-                    str(folder),
-                    f"awscli=={version}",
-                ],
-                check=True,
-                capture_output=True,
-            )
+    versions = [f"{major}.{minor}.{p}" for p in range(patch, patch + count)]
+    wheels = pypi_wheels("awscli", versions)
     # Named .zip (a wheel is a zip): deltaglider 6.2 does not treat .whl as delta-eligible, and
     # the comparison must have both tools encode deltas.
     selected = CACHE / "transfers" / f"awscli-{count}"
     selected.mkdir(parents=True, exist_ok=True)
-    for p in range(patch, patch + count):
-        wheel = next(folder.glob(f"awscli-{major}.{minor}.{p}-*.whl"))
-        link = selected / f"awscli-{major}.{minor}.{p}.zip"
+    for version, wheel in zip(versions, wheels, strict=True):
+        link = selected / f"awscli-{version}.zip"
         if not link.exists():
             os.link(wheel, link)
     return selected
@@ -134,17 +114,7 @@ WORKERS = {"ours": _ours_object, "boto": _boto_object}
 
 
 def _worker(task: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.transfers", "--worker", json.dumps(task)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_worker("benchmarks.transfers", task)
 
 
 def _cli(command: list[str], env: dict[str, str]) -> float:

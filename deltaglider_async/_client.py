@@ -31,6 +31,7 @@ from ._core.spaces import (
     DEFAULT_DELTA_EXTENSIONS,
     DELTA_SUFFIX,
     REFERENCE_NAME,
+    S3Url,
     StoredKind,
     check_bucket,
     check_logical_key,
@@ -225,12 +226,7 @@ class AsyncDeltaGliderClient:
         progress: Progress | None = None,
     ) -> UploadSummary:
         """Upload a local file to ``s3://bucket/key`` or into ``s3://bucket/prefix/``."""
-        local = Path(path)
-        if not local.is_file():
-            raise InvalidArgumentError(f"{local}: no such file")
-        target = parse_s3_url(url)
-        key = upload_key(target, local.name)
-        check_logical_key(key)
+        local, target, key = _local_to_key(path, url)
         return await self._store(
             target.bucket,
             key,
@@ -690,14 +686,11 @@ class AsyncDeltaGliderClient:
             obj.meta.kind is not MetaKind.DELTA
             and obj.head.size >= self._transfer.multipart_threshold
         ):
-            await self._storage.download_to_fd(
+            sha = await self._storage.download_to_fd(
                 obj.bucket, obj.stored_key, fd, obj.head.size, obj.head.etag, progress=progress
             )
             if obj.meta.file_sha256 is None:
                 return False
-            from ._engine.codec import hash_file_sync
-
-            sha, _ = await anyio.to_thread.run_sync(hash_file_sync, Path(f"/proc/self/fd/{fd}"))
             if sha != obj.meta.file_sha256:
                 raise IntegrityError(f"{what}: SHA-256 mismatch after download")
             return True
@@ -760,11 +753,7 @@ class AsyncDeltaGliderClient:
         self, path: str | os.PathLike[str], url: str
     ) -> CompressionEstimate:
         """Trial-encode a local file against the reference of the delta space ``url`` names."""
-        local = Path(path)
-        if not local.is_file():
-            raise InvalidArgumentError(f"{local}: no such file")
-        target = parse_s3_url(url)
-        key = upload_key(target, local.name)
+        local, target, key = _local_to_key(path, url)
         size = local.stat().st_size
         if not is_eligible(key, self._extensions):
             return CompressionEstimate(size, size, 1.0, "direct", None, "not delta-eligible")
@@ -1125,6 +1114,17 @@ class ListObjectsPaginator:
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+
+
+def _local_to_key(path: str | os.PathLike[str], url: str) -> tuple[Path, S3Url, str]:
+    """The local file, the parsed URL and the logical key it goes to (trailing / = directory)."""
+    local = Path(path)
+    if not local.is_file():
+        raise InvalidArgumentError(f"{local}: no such file")
+    target = parse_s3_url(url)
+    key = upload_key(target, local.name)
+    check_logical_key(key)
+    return local, target, key
 
 
 def _close(reference: ReferenceSource) -> None:

@@ -9,6 +9,7 @@ resumed with a Range request pinned to the ETag.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -102,6 +103,16 @@ def map_error(exc: BaseException, what: str) -> DeltaGliderError:
     if isinstance(exc, BotoCoreError | OSError):
         return StorageError(f"{what}: {exc}", code=type(exc).__name__)
     return StorageError(f"{what}: {exc!r}", code=type(exc).__name__)
+
+
+def _hash_range(digest: Any, fd: int, offset: int, length: int) -> None:
+    end = offset + length
+    while offset < end:
+        chunk = os.pread(fd, min(4 << 20, end - offset), offset)
+        if not chunk:
+            raise OSError("file shrank while hashing")
+        digest.update(chunk)
+        offset += len(chunk)
 
 
 def _retryable_stream_error(exc: BaseException) -> bool:
@@ -467,10 +478,17 @@ class S3Storage:
         etag: str,
         *,
         progress: Progress | None = None,
-    ) -> None:
-        """Parallel ranged GETs written at their offsets (used for large direct objects)."""
+    ) -> str:
+        """Parallel ranged GETs written at their offsets; returns the SHA-256 of the file.
+
+        The hash is computed in order while later ranges are still downloading, instead of in a
+        second pass over the finished file.
+        """
         part = self.transfer.part_size_for(size)
+        offsets = list(range(0, size, part))
+        written = {offset: anyio.Event() for offset in offsets}
         limiter = anyio.CapacityLimiter(self.transfer.max_concurrency)
+        digest = hashlib.sha256()
 
         async def fetch(offset: int) -> None:
             async with limiter:
@@ -482,10 +500,19 @@ class S3Storage:
                     position += len(chunk)
                     if progress:
                         progress(len(chunk))
+            written[offset].set()
+
+        async def hash_in_order() -> None:
+            for offset in offsets:
+                await written[offset].wait()
+                length = min(part, size - offset)
+                await anyio.to_thread.run_sync(_hash_range, digest, fd, offset, length)
 
         async with task_group() as tg:
-            for offset in range(0, size, part):
+            tg.start_soon(hash_in_order)
+            for offset in offsets:
                 tg.start_soon(fetch, offset)
+        return digest.hexdigest()
 
     async def delete(self, bucket: str, key: str) -> None:
         await self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +13,13 @@ from deltaglider_cli._local_s3 import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import boto, make_client
-
-ROOT = Path(__file__).resolve().parents[2]
-OLD_VENV = ROOT / ".work" / "dg62"
+from ..oldtool import ensure_old_tool
 
 
 @pytest.fixture(scope="session")
 def old_tool() -> Path:
     """deltaglider==6.2.0 in a venv of its own (created on first use, reused afterwards)."""
-    exe = OLD_VENV / "bin" / "deltaglider"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(OLD_VENV)], check=True)
-        subprocess.run(
-            [str(OLD_VENV / "bin" / "pip"), "install", "-q", "deltaglider==6.2.0"],
-            check=True,
-            capture_output=True,
-        )
-    return exe
+    return ensure_old_tool() / "bin" / "deltaglider"
 
 
 async def run_old(exe: Path, server: LocalS3, *args: str, cwd: Path) -> str:
