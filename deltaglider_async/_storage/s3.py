@@ -42,7 +42,7 @@ from .._exceptions import (
 )
 from .._tasks import task_group
 from .._transfer import TransferConfig
-from .head import Fallback, SigV4Head, head_with_retries
+from .lean import Fallback, LeanS3, with_retries
 
 Progress = Callable[[int], None]
 
@@ -161,9 +161,10 @@ class S3Storage:
         )
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._fast: SigV4Head | None = None
-        self._fast_ready = False
-        self._fast_lock = anyio.Lock()
+        self._lean_client: LeanS3 | None = None
+        self._lean_ready = False
+        self._lean_lock = anyio.Lock()
+        self._lean_parts = True
 
     async def open(self) -> None:
         stack = contextlib.AsyncExitStack()
@@ -177,10 +178,10 @@ class S3Storage:
         self._stack = stack
 
     async def close(self) -> None:
-        if self._fast is not None:
-            await self._fast.close()
-            self._fast = None
-        self._fast_ready = False
+        if self._lean_client is not None:
+            await self._lean_client.close()
+            self._lean_client = None
+        self._lean_ready = False
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
@@ -222,11 +223,11 @@ class S3Storage:
 
     async def head_fast(self, bucket: str, key: str) -> ObjectHead | None:
         """HEAD for bulk metadata reads: the lean SigV4 path, botocore when it cannot apply."""
-        fast = await self._fast_head()
-        if fast is None:
+        lean = await self._lean()
+        if lean is None:
             return await self.head(bucket, key)
         try:
-            found = await head_with_retries(fast, bucket, key, self.transfer.max_attempts)
+            found = await with_retries(lambda: lean.head(bucket, key), self.transfer.max_attempts)
         except Fallback:
             return await self.head(bucket, key)
         except Exception as exc:
@@ -242,18 +243,18 @@ class S3Storage:
             content_type=found.content_type,
         )
 
-    async def _fast_head(self) -> SigV4Head | None:
-        async with self._fast_lock:
-            if self._fast_ready:
-                return self._fast
-            self._fast_ready = True
+    async def _lean(self) -> LeanS3 | None:
+        async with self._lean_lock:
+            if self._lean_ready:
+                return self._lean_client
+            self._lean_ready = True
             signer_credentials = getattr(
                 getattr(self.client, "_request_signer", None), "_credentials", None
             )
             if signer_credentials is None:
                 return None  # anonymous or unusual set-up: botocore handles it
             frozen = await signer_credentials.get_frozen_credentials()
-            self._fast = SigV4Head(
+            self._lean_client = LeanS3(
                 endpoint_url=self.client.meta.endpoint_url,
                 region=self.client.meta.region_name or "us-east-1",
                 access_key=frozen.access_key,
@@ -263,7 +264,7 @@ class S3Storage:
                 concurrency=self.transfer.max_heads,
                 timeout=self.transfer.read_timeout,
             )
-            return self._fast
+            return self._lean_client
 
     async def get_bytes(self, bucket: str, key: str) -> bytes:
         chunks = [c async for c in self.iter_object(bucket, key)]
@@ -405,18 +406,9 @@ class S3Storage:
                         data = await anyio.to_thread.run_sync(os.pread, fd, length, offset)
                         if len(data) != length:
                             raise StorageError(f"{path}: file changed while uploading")
-                        resp = await self._call(
-                            f"{what} part {number}",
-                            "upload_part",
-                            Bucket=bucket,
-                            Key=key,
-                            UploadId=upload_id,
-                            PartNumber=number,
-                            # A file object makes aiohttp write 64 KiB at a time: one multi-MiB
-                            # write makes 3.11's asyncio transport memmove its buffer per send().
-                            Body=io.BytesIO(data),
+                        etags[number] = await self._upload_part(
+                            bucket, key, upload_id, number, data
                         )
-                        etags[number] = resp["ETag"]
                         if progress:
                             progress(length)
 
@@ -442,6 +434,38 @@ class S3Storage:
             if not completed:
                 with anyio.CancelScope(shield=True):
                     await self.abort_multipart(bucket, key, upload_id)
+
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+    ) -> str:
+        what = f"s3://{bucket}/{key} part {number}"
+        lean = await self._lean()
+        if lean is not None and self._lean_parts:
+            try:
+                with anyio.fail_after(self.transfer.request_timeout):
+                    etag: str = await with_retries(
+                        lambda: lean.upload_part(bucket, key, upload_id, number, data),
+                        self.transfer.max_attempts,
+                    )
+                return etag
+            except Fallback:
+                self._lean_parts = False  # this server wants botocore's way: use it from now on
+            except TimeoutError as exc:
+                raise StorageError(f"{what}: no answer", code="RequestTimeout") from exc
+            except Exception as exc:
+                raise map_error(exc, what) from exc
+        resp = await self._call(
+            what,
+            "upload_part",
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            # A file object makes aiohttp write 64 KiB at a time: one multi-MiB write makes
+            # 3.11's asyncio transport memmove its buffer after every send().
+            Body=io.BytesIO(data),
+        )
+        return str(resp["ETag"])
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         """Abort, patiently: a server that is briefly down must not keep the upload open."""
