@@ -57,9 +57,12 @@ typedef struct dg_codec {
 
 static const uint8_t dg_empty[1] = {0};
 
-/* Big allocations (hash tables, the block cache) are mapped on 2 MiB boundaries and marked for
- * transparent huge pages: xd3_alloc0 zeroes every table, and on this class of machine the 4 KiB
- * page faults of a 128 MiB table cost more than the matching of a small file. */
+/* Big allocations (hash tables, the block cache) are mapped on 2 MiB boundaries, marked for
+ * transparent huge pages and pre-faulted in one call: xd3_alloc0 zeroes every table, and on this
+ * class of machine 4 KiB page faults on a 128 MiB table cost more than the matching of a small
+ * file.  Measured on a 64 MiB level-9 encode in fresh processes: 0.49-0.54 s without huge pages,
+ * ~0.30-0.34 s with them (the CLI: 0.43 s); when the kernel must first compact memory to find
+ * huge pages, the first call can take up to 1 s. */
 #define DG_BIG_ALLOC (4u << 20)
 #define DG_HUGE_PAGE ((size_t)2 << 20)
 #define DG_HDR 64
@@ -84,9 +87,15 @@ static void *dg_alloc(void *opaque, size_t items, usize_t size) {
   char *base = (char *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED) return NULL;
   char *aligned = (char *)(((uintptr_t)base + DG_HUGE_PAGE - 1) & ~(uintptr_t)(DG_HUGE_PAGE - 1));
+  {
+    size_t span = (size_t)(base + len - aligned) & ~(DG_HUGE_PAGE - 1);
 #ifdef MADV_HUGEPAGE
-  (void)madvise(aligned, (size_t)(base + len - aligned) & ~(DG_HUGE_PAGE - 1), MADV_HUGEPAGE);
+    (void)madvise(aligned, span, MADV_HUGEPAGE);
 #endif
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(aligned, span, MADV_POPULATE_WRITE); /* EINVAL before Linux 5.14: harmless */
+#endif
+  }
   ((dg_alloc_hdr *)aligned)->base = base;
   ((dg_alloc_hdr *)aligned)->len = len;
   return aligned + DG_HDR;
