@@ -14,10 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-from . import codec, sdk, stats, transfers
+from . import cache, codec, sdk, stats, transfers
 from ._common import RESULTS, machine
 
-PARTS = {"codec": codec, "sdk": sdk, "transfers": transfers, "stats": stats}
+PARTS = {
+    "codec": codec,
+    "cache": cache,
+    "sdk": sdk,
+    "transfers": transfers,
+    "stats": stats,
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
