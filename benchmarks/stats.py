@@ -56,18 +56,19 @@ def delta_meta(i: int, body: bytes) -> dict[str, str]:
     }
 
 
+def put_delta(client: Any, i: int, fill: bytes) -> None:
+    """Delta object number ``i`` with dg metadata; ``fill`` varies its bytes (and so its ETag)."""
+    body = fill * (100 + i % 900)
+    client.put_object(
+        Bucket=BUCKET,
+        Key=f"s{i % SPACES}/v{i:05d}.zip.delta",
+        Body=body,
+        Metadata=delta_meta(i, body),
+    )
+
+
 def populate(client: Any, count: int) -> None:
     client.create_bucket(Bucket=BUCKET)
-
-    def put(i: int) -> None:
-        body = b"d" * (100 + i % 900)
-        client.put_object(
-            Bucket=BUCKET,
-            Key=f"s{i % SPACES}/v{i:05d}.zip.delta",
-            Body=body,
-            Metadata=delta_meta(i, body),
-        )
-
     for s in range(SPACES):
         client.put_object(
             Bucket=BUCKET,
@@ -76,21 +77,13 @@ def populate(client: Any, count: int) -> None:
             Metadata={"dg-note": "reference", "dg-file-sha256": "0" * 64},
         )
     with ThreadPoolExecutor(48) as pool:
-        list(pool.map(put, range(count)))
+        list(pool.map(lambda i: put_delta(client, i, b"d"), range(count)))
 
 
 def change(client: Any, count: int, fraction: float) -> None:
-    def put(i: int) -> None:
-        body = b"c" * (200 + i % 700)
-        client.put_object(
-            Bucket=BUCKET,
-            Key=f"s{i % SPACES}/v{i:05d}.zip.delta",
-            Body=body,
-            Metadata=delta_meta(i, body),
-        )
-
+    """Rewrite every ``1/fraction``-th delta with other bytes."""
     with ThreadPoolExecutor(32) as pool:
-        list(pool.map(put, range(0, count, int(1 / fraction))))
+        list(pool.map(lambda i: put_delta(client, i, b"c"), range(0, count, int(1 / fraction))))
 
 
 # ---------------------------------------------------------------- workers
