@@ -259,3 +259,26 @@ def test_migrate_plain_prefix_into_delta_form_resumably(
     again = run(env, "migrate", f"s3://{s3bucket}/plain/", f"s3://{s3bucket}/packed/")
     assert again.returncode == 0 and again.stdout == ""  # resumable: nothing left to do
     assert run(env, "verify", f"s3://{s3bucket}/packed/app-4.zip").returncode == 0
+
+
+def test_sync_down_and_delete_local_extras(
+    env: dict[str, str], s3bucket: str, releases: Path, tmp_path: Path
+) -> None:
+    assert run(env, "cp", "-r", str(releases), f"s3://{s3bucket}/mirror/").returncode == 0
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "stale.zip").write_bytes(b"old build")
+    first = run(env, "sync", f"s3://{s3bucket}/mirror/", str(local), "--delete")
+    assert first.returncode == 0, first.stderr
+    assert (local / "app-2.zip").read_bytes() == release_zip(2)
+    assert (local / "sub" / "lib-1.jar").read_bytes() == release_zip(7)
+    assert not (local / "stale.zip").exists()
+    assert "delete:" in first.stdout
+    again = run(env, "sync", f"s3://{s3bucket}/mirror/", str(local))
+    assert again.returncode == 0 and again.stdout == ""  # logical sizes and mtimes match
+    checksum = run(env, "sync", f"s3://{s3bucket}/mirror/", str(local), "--checksum")
+    assert checksum.returncode == 0 and checksum.stdout == ""
+    (local / "app-1.zip").write_bytes(release_zip(9))  # same size, other bytes
+    changed = run(env, "sync", f"s3://{s3bucket}/mirror/", str(local), "--checksum")
+    assert "app-1.zip" in changed.stdout
+    assert (local / "app-1.zip").read_bytes() == release_zip(1)
