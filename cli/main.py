@@ -252,6 +252,8 @@ def cp(
     out = _output(json_output, quiet, only_show_errors, no_progress)
     filters = ordered_filters(_ARGV)
     src_s3, dst_s3 = is_s3_url(source), is_s3_url(destination)
+    if "-" in (source, destination) and not (src_s3 or dst_s3):
+        _usage(out, "cp - needs an s3:// URL on the other side")
     if not (src_s3 or dst_s3):
         _usage(out, "cp needs at least one s3:// URL (use your shell to copy local files)")
 
@@ -259,6 +261,8 @@ def cp(
         async with _client(
             endpoint_url, region, profile, max_ratio=max_ratio, transfers=transfers
         ) as dg:
+            if source == "-" or destination == "-":
+                return await _stream_cp(dg, out, source, destination, dryrun, max_ratio, no_delta)
             if not src_s3:
                 return await _upload(
                     dg,
@@ -280,6 +284,46 @@ def cp(
             )
 
     _execute(work, out, debug)
+
+
+async def _stream_cp(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    source: str,
+    destination: str,
+    dryrun: bool,
+    max_ratio: float | None,
+    no_delta: bool,
+) -> int:
+    """``cp - s3://b/k`` stores standard input; ``cp s3://b/k -`` writes the object to stdout.
+
+    Standard output receives bytes as they are rebuilt; a SHA-256 mismatch at the end exits 1
+    (as aws-cli, a consumer of a pipe cannot be un-sent what it already read).
+    """
+    if source == "-":
+        target = parse_s3_url(destination)
+        if target.is_prefix:
+            raise InvalidArgumentError("cp - needs a full s3://bucket/key destination")
+        if dryrun:
+            out.result(f"(dryrun) upload: - to {target}", {"op": "upload", "dryrun": True})
+            return EXIT_OK
+        stdin = sys.stdin.buffer
+        resp = await dg.put_object(
+            Bucket=target.bucket, Key=target.key, Body=stdin, MaxRatio=max_ratio, NoDelta=no_delta
+        )
+        info = resp["DeltaGliderInfo"]
+        saved = _saved_text(
+            info["OriginalSize"], info["StoredSize"], info["StoredAs"], info["Reason"]
+        )
+        out.result(f"upload: - to {target} {saved}", {"op": "upload", "ok": True, **info})
+        return EXIT_OK
+    src = parse_s3_url(source)
+    resp = await dg.get_object(Bucket=src.bucket, Key=src.key)
+    sink = sys.stdout.buffer
+    async for chunk in resp["Body"].iter_chunks(1 << 20):
+        await anyio.to_thread.run_sync(sink.write, chunk)
+    sink.flush()
+    return EXIT_OK
 
 
 def _usage(out: Output, message: str) -> None:

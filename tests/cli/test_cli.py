@@ -282,3 +282,24 @@ def test_sync_down_and_delete_local_extras(
     changed = run(env, "sync", f"s3://{s3bucket}/mirror/", str(local), "--checksum")
     assert "app-1.zip" in changed.stdout
     assert (local / "app-1.zip").read_bytes() == release_zip(1)
+
+
+def test_cp_from_stdin_and_to_stdout(env: dict[str, str], s3bucket: str) -> None:
+    for version in (1, 2):
+        up = subprocess.run(
+            [SCRIPT, "cp", "-", f"s3://{s3bucket}/pipe/app-{version}.zip"],
+            input=release_zip(version),
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        assert up.returncode == 0, up.stderr
+    assert b"(delta" in up.stdout
+    down = subprocess.run(
+        [SCRIPT, "cp", f"s3://{s3bucket}/pipe/app-2.zip", "-"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert down.returncode == 0 and down.stdout == release_zip(2)
+    assert run(env, "cp", "-", f"s3://{s3bucket}/pipe/").returncode == 2
