@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -69,6 +70,7 @@ from ._tasks import task_group
 from ._transfer import TransferConfig
 
 T = TypeVar("T")
+log = logging.getLogger("deltaglider_async")
 Body = bytes | bytearray | memoryview | os.PathLike[str] | AsyncIterator[bytes] | Any
 
 
@@ -358,6 +360,13 @@ class AsyncDeltaGliderClient:
             )
         finally:
             unlink_quietly(delta_path)
+        log.info(
+            "s3://%s/%s: stored as delta, %d of %d bytes",
+            bucket,
+            key,
+            result.delta_size,
+            result.size,
+        )
         # A direct copy from an earlier upload of the same logical key would shadow nothing but
         # would be listed twice and cost storage: remove it.
         await self._storage.delete(bucket, key)
@@ -400,7 +409,9 @@ class AsyncDeltaGliderClient:
             raise ConflictError(f"s3://{bucket}/{ref_key}: reference vanished while creating it")
         winner = parse_metadata(head.metadata, ref_key).file_sha256
         if winner != sha256:
+            log.info("s3://%s/%s: another writer created the reference first", bucket, ref_key)
             return head, False
+        log.info("s3://%s/%s: reference created from %s", bucket, ref_key, name_of(key))
         # Ours, a twin with the same bytes, or the lost response of our own create-only PUT
         # (412 on its retry).  The local file warms the cache: no GET of what we just sent.
         await self._cache.warm(sha256, lambda: _iter_file(path))
@@ -445,6 +456,9 @@ class AsyncDeltaGliderClient:
                     isinstance(exc, CacheCorruptError)
                     or isinstance(exc.__cause__, CacheCorruptError)
                 ):
+                    log.warning(
+                        "cached reference %s… is corrupt: dropped, fetching again", sha256[:12]
+                    )
                     self._cache.evict(sha256)
                     continue
                 raise
@@ -485,6 +499,13 @@ class AsyncDeltaGliderClient:
         )
         if is_eligible(key, self._extensions):
             await self._storage.delete(bucket, delta_key(key))
+        log.info(
+            "s3://%s/%s: stored directly, %d bytes%s",
+            bucket,
+            key,
+            size,
+            f" ({reason})" if reason else "",
+        )
         return UploadSummary(
             bucket=bucket,
             key=key,
@@ -1225,9 +1246,13 @@ def create_client(
             memory_bytes=memory_mb << 20,
         )
     if level := environ.get("DG_LOG_LEVEL"):
-        import logging
-
-        logging.getLogger("deltaglider_async").setLevel(level.upper())
+        log.setLevel(level.upper())
+        if not logging.getLogger().handlers and not log.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            log.addHandler(handler)
     storage = S3Storage(
         endpoint_url=endpoint_url or environ.get("AWS_ENDPOINT_URL") or None,
         region_name=region_name or environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION"),

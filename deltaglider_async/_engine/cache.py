@@ -15,6 +15,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import logging
 import os
 import struct
 import tempfile
@@ -29,6 +30,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._exceptions import CacheError, IntegrityError, InvalidArgumentError
+
+log = logging.getLogger("deltaglider_async")
 
 CHUNK = 256 << 10  # = the codec's default source block: one decrypt per miss
 _TAG = 16
@@ -218,6 +221,8 @@ class ReferenceCache:
             if found is not None:
                 return found
             self.fetches += count
+            if count:
+                log.debug("reference %s… not cached: fetching it", sha256[:12])
             if self.backend == "memory":
                 return await self._fill_memory(sha256, fetch)
             return await self._fill_file(sha256, fetch)

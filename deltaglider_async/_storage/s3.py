@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -448,8 +449,11 @@ class S3Storage:
                         self.transfer.max_attempts,
                     )
                 return etag
-            except Fallback:
+            except Fallback as answer:
                 self._lean_parts = False  # this server wants botocore's way: use it from now on
+                logging.getLogger("deltaglider_async").info(
+                    "lean UploadPart answered %s: using botocore for parts", answer
+                )
             except TimeoutError as exc:
                 raise StorageError(f"{what}: no answer", code="RequestTimeout") from exc
             except Exception as exc:

@@ -292,3 +292,27 @@ async def test_body_kinds(dg: AsyncDeltaGliderClient, bucket: str, tmp_path: Pat
     await dg.put_object(Bucket=bucket, Key="k/view.zip", Body=memoryview(data))
     for key in ("path", "file", "iter", "view"):
         assert await read_all(dg, bucket, f"k/{key}.zip") == data
+
+
+async def test_dg_log_level_reports_storage_decisions(
+    s3: Any, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from deltaglider_async import ReferenceCache, create_client
+
+    client = create_client(
+        s3.endpoint_url,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        cache=ReferenceCache(directory=tmp_path / "c"),
+        env={"DG_LOG_LEVEL": "INFO"},
+    )
+    with caplog.at_level("INFO", logger="deltaglider_async"):
+        async with client as dg:
+            await dg.put_object(Bucket=bucket, Key="log/a.zip", Body=release_zip(1))
+            await dg.put_object(Bucket=bucket, Key="log/b.zip", Body=release_zip(2))
+            await dg.put_object(Bucket=bucket, Key="log/c.txt", Body=b"text")
+    messages = [r.getMessage() for r in caplog.records if r.name == "deltaglider_async"]
+    assert any("reference created from a.zip" in m for m in messages)
+    assert any("log/b.zip: stored as delta" in m for m in messages)
+    assert any("log/c.txt: stored directly" in m for m in messages)
