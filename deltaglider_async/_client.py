@@ -71,6 +71,10 @@ from ._transfer import TransferConfig
 
 T = TypeVar("T")
 log = logging.getLogger("deltaglider_async")
+# Read once at import (changing the umask is process-wide): downloads get the mode a plain
+# open() would give, not mkstemp's 0600.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 Body = bytes | bytearray | memoryview | os.PathLike[str] | AsyncIterator[bytes] | Any
 
 
@@ -685,6 +689,11 @@ class AsyncDeltaGliderClient:
             if obj.head.last_modified is not None:
                 stamp = obj.head.last_modified.timestamp()
                 os.utime(tmp, (stamp, stamp))
+            try:
+                mode = destination.stat().st_mode & 0o7777  # replacing: keep its mode
+            except FileNotFoundError:
+                mode = 0o666 & ~_UMASK
+            os.chmod(tmp, mode)
             os.replace(tmp, destination)
         except BaseException:
             if fd >= 0:

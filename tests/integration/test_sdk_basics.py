@@ -166,6 +166,9 @@ async def test_upload_destinations_and_download(
     assert summary.verified
     assert (out / "renamed.zip").read_bytes() == local.read_bytes()
     assert [p.name for p in out.iterdir()] == ["renamed.zip"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "renamed.zip").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     verify = await dg.verify(f"s3://{bucket}/app/renamed.zip")
     assert verify.valid and verify.stored_as == "delta"
     # verify also accepts the stored name
