@@ -65,6 +65,21 @@ def run_worker(
     return answer
 
 
+def bench_client(task: dict[str, Any], cache: Any = None) -> Any:
+    """Our client for a worker: endpoint and credentials from the task, nothing from the env."""
+    from deltaglider_async import create_client
+
+    env = task["env"]
+    return create_client(
+        task["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        cache=cache,
+        env={},
+    )
+
+
 def pypi_wheels(package: str, versions: list[str], folder: Path | None = None) -> list[Path]:
     """Wheels of ``package`` at ``versions``, fetched once with ``pip download``."""
     folder = folder or CACHE / "pypi" / package

@@ -21,6 +21,7 @@ from typing import Any
 from ._common import (
     CACHE,
     MiB,
+    bench_client,
     run_worker,
     self_peak_rss,
     summarize,
@@ -54,17 +55,9 @@ def old_tool_python() -> Path:
 
 
 def _client(task: dict[str, Any]) -> Any:
-    from deltaglider_async import ReferenceCache, create_client
+    from deltaglider_async import ReferenceCache
 
-    env = task["env"]
-    return create_client(
-        task["endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        cache=ReferenceCache(directory=Path(task["cache"])),
-        env={},
-    )
+    return bench_client(task, ReferenceCache(directory=Path(task["cache"])))
 
 
 def _ours(task: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ._common import run_worker, summarize, write_results
+from ._common import bench_client, run_worker, summarize, write_results
 
 BUCKET = "stats-bench"
 SPACES = 20
@@ -90,17 +90,8 @@ def change(client: Any, count: int, fraction: float) -> None:
 def _ours(task: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
-    from deltaglider_async import create_client
-
     async def run() -> dict[str, Any]:
-        env = task["env"]
-        async with create_client(
-            task["endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            env={},
-        ) as dg:
+        async with bench_client(task) as dg:
             start = time.perf_counter()
             stats = await dg.bucket_stats(BUCKET, "detailed", refresh=task.get("refresh", False))
             seconds = time.perf_counter() - start

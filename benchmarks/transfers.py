@@ -20,7 +20,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ._common import CACHE, MiB, pypi_wheels, run_worker, summarize, write_results
+from ._common import (
+    CACHE,
+    MiB,
+    bench_client,
+    pypi_wheels,
+    run_worker,
+    summarize,
+    write_results,
+)
 from .sdk import old_tool_python
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,19 +65,10 @@ def releases(count: int) -> Path:
 def _ours_object(task: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
-    from deltaglider_async import ReferenceCache, create_client
-
-    env = task["env"]
+    from deltaglider_async import ReferenceCache
 
     async def run() -> dict[str, Any]:
-        async with create_client(
-            task["endpoint"],
-            region_name="us-east-1",
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            env={},
-            cache=ReferenceCache(backend="memory"),
-        ) as dg:
+        async with bench_client(task, ReferenceCache(backend="memory")) as dg:
             url = f"s3://{task['bucket']}/{Path(task['file']).name}"
             start = time.perf_counter()
             await dg.upload(task["file"], url)

@@ -100,6 +100,17 @@ class _Resolved:
             return self.meta.file_size if self.meta.file_size is not None else -1
         return self.head.size
 
+    def response_head(self) -> dict[str, Any]:
+        """What get_object and head_object both return about the object."""
+        return {
+            "ETag": self.head.etag,
+            "LastModified": self.head.last_modified,
+            "ContentType": self.head.content_type,
+            "Metadata": _user_metadata(self.head.metadata),
+            "DeltaGliderInfo": self.info().as_dict(),
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+
     def info(self) -> DeltaGliderInfo:
         original = self.logical_size if self.logical_size >= 0 else None
         return DeltaGliderInfo(
@@ -595,14 +606,7 @@ class AsyncDeltaGliderClient:
         obj = await self._resolve(Bucket, Key)
         size = obj.logical_size
         what = f"s3://{Bucket}/{obj.key}"
-        response: dict[str, Any] = {
-            "ETag": obj.head.etag,
-            "LastModified": obj.head.last_modified,
-            "ContentType": obj.head.content_type,
-            "Metadata": _user_metadata(obj.head.metadata),
-            "DeltaGliderInfo": obj.info().as_dict(),
-            "ResponseMetadata": {"HTTPStatusCode": 200},
-        }
+        response = obj.response_head()
         if Range is None:
             body = StreamingBody(
                 self._open_stream(obj),
@@ -648,15 +652,7 @@ class AsyncDeltaGliderClient:
 
     async def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         obj = await self._resolve(Bucket, Key)
-        return {
-            "ContentLength": obj.logical_size,
-            "ETag": obj.head.etag,
-            "LastModified": obj.head.last_modified,
-            "ContentType": obj.head.content_type,
-            "Metadata": _user_metadata(obj.head.metadata),
-            "DeltaGliderInfo": obj.info().as_dict(),
-            "ResponseMetadata": {"HTTPStatusCode": 200},
-        }
+        return {"ContentLength": obj.logical_size, **obj.response_head()}
 
     async def download(
         self,
