@@ -56,6 +56,8 @@ const char *dg_error(dg_codec *c);
 int dg_error_code(dg_codec *c);
 uint64_t dg_cache_hits(dg_codec *c);
 uint64_t dg_cache_misses(dg_codec *c);
+uint32_t dg_adler32_kernel(const uint8_t *buf, size_t len, int vector);
+int dg_adler32_vectorized(void);
 
 #define XD3_SEC_DJW ...
 #define XD3_SEC_FGK ...
