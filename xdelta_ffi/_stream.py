@@ -12,7 +12,7 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 from ._errors import (
     CodecStateError,
@@ -53,6 +53,12 @@ _USIZE: Final = 4
 _ALLOCSIZE: Final[int] = int(lib.XD3_ALLOCSIZE)
 
 ReadBlock: TypeAlias = Callable[[int, int], bytes]
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
 #: Objects exporting the buffer protocol (collections.abc.Buffer is 3.12+).
 Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
 SourceLike: TypeAlias = str | os.PathLike[str] | Buffer | ReadBlock
@@ -201,17 +207,19 @@ class _Codec:
     def _check_length(self, final: bool) -> None:
         """Decoder hook: compare the output length with the expected target size."""
 
-    def _drive(self) -> Iterator[bytes]:
+    def _drive(self, borrow: bool = False) -> Iterator[Any]:
+        """Run until more input is needed; yield output as bytes, or as cffi buffers over the
+        codec's window when ``borrow`` (valid only until the generator resumes)."""
         codec = self._codec
         size_p = ffi.new("size_t *")
         while True:
             status = lib.dg_run(codec)
             if status == lib.DG_OUTPUT:
                 ptr = lib.dg_output(codec, size_p)
-                chunk = ffi.buffer(ptr, size_p[0])[:]
-                self._bytes_out += len(chunk)
+                view = ffi.buffer(ptr, size_p[0])
+                self._bytes_out += size_p[0]
                 self._check_length(final=False)
-                yield chunk
+                yield view if borrow else view[:]
             elif status == lib.DG_NEED_BLOCK:
                 self._supply(int(lib.dg_wanted_block(codec)))
             elif status == lib.DG_ERROR:
@@ -251,6 +259,9 @@ class _Codec:
         Memory stays bounded by one window whatever the input produces (a 300 KiB delta can
         decode to gigabytes).  Abandoning the iterator early fails the codec.
         """
+        return self._stream(data, borrow=False)
+
+    def _stream(self, data: Buffer, *, borrow: bool) -> Iterator[Any]:
         codec = self._enter()
         try:
             view = memoryview(data).cast("B")
@@ -258,7 +269,7 @@ class _Codec:
                 # The buffer stays alive until xd3 asked for more input.
                 with ffi.from_buffer(view) as buf:
                     lib.dg_set_input(codec, buf, view.nbytes)
-                    yield from self._drive()
+                    yield from self._drive(borrow)
                     lib.dg_set_input(codec, ffi.NULL, 0)
                 self._bytes_in += view.nbytes
         except BaseException:
@@ -269,10 +280,13 @@ class _Codec:
 
     def finish_stream(self) -> Iterator[bytes]:
         """Signal end of input; yield the remaining output, then release the native state."""
+        return self._finish_stream(borrow=False)
+
+    def _finish_stream(self, *, borrow: bool) -> Iterator[Any]:
         codec = self._enter()
         try:
             lib.dg_close_input(codec)
-            yield from self._drive()
+            yield from self._drive(borrow)
             self._check_length(final=True)
         except BaseException:
             self._fail()
@@ -296,6 +310,25 @@ class _Codec:
             yield from self.stream(chunk)
         yield from self.finish_stream()
 
+    def pipe(self, chunks: Iterable[Buffer], out: int | HasFileno) -> int:
+        """Feed every chunk, finish, and write the output to a file descriptor without copying.
+
+        ``out`` is a descriptor or an open binary file (flushed first; written through its
+        descriptor).  Each window goes from the codec's own buffer to ``os.write``, which skips
+        one copy of the whole target compared with ``iter()``.  Returns the bytes written.
+        """
+        if not isinstance(out, int):
+            if hasattr(out, "flush"):
+                out.flush()
+            out = out.fileno()
+        produced = self._bytes_out
+        for chunk in chunks:
+            for window in self._stream(chunk, borrow=True):
+                _write_all(out, window)
+        for window in self._finish_stream(borrow=True):
+            _write_all(out, window)
+        return self._bytes_out - produced
+
     def _fail(self) -> None:
         self._finished = True
         self.close()
@@ -313,6 +346,12 @@ class _Codec:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_all(fd: int, window: Any) -> None:
+    with memoryview(window) as view:
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _new_codec(

@@ -13,6 +13,7 @@ from xdelta_ffi import (
     CodecStateError,
     Decoder,
     Encoder,
+    SourceMismatchError,
     SourceReadError,
     decode,
     encode,
@@ -231,3 +232,38 @@ def test_abandoned_stream_fails_the_codec() -> None:
     pieces.close()
     with pytest.raises(CodecStateError):
         decoder.feed(b"more")
+
+
+def test_pipe_writes_multi_window_output_to_a_file_or_descriptor(tmp_path: Path) -> None:
+    source = os.urandom(3 << 20)
+    target = source[: 1 << 20] + b"inserted" + source[1 << 20 :] + os.urandom(5000)
+    delta = encode(source, target, window_size=1 << 20)
+    out = tmp_path / "out"
+    with out.open("wb") as f:
+        f.write(b"kept:")  # buffered by the file object; pipe() must flush it first
+        written = Decoder(source).pipe([delta[:100], delta[100:]], f)
+    assert written == len(target)
+    assert out.read_bytes() == b"kept:" + target
+    fd = os.open(tmp_path / "fd", os.O_WRONLY | os.O_CREAT)
+    try:
+        assert Decoder(source).pipe(iter([delta]), fd) == len(target)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "fd").read_bytes() == target
+
+
+def test_pipe_reports_corruption_and_write_failures(tmp_path: Path) -> None:
+    source = os.urandom(1 << 20)
+    target = source[:1000] + b"x" + source[1000:]
+    delta = encode(source, target)
+    with (tmp_path / "out").open("wb") as f, pytest.raises(SourceMismatchError):
+        Decoder(os.urandom(1 << 20)).pipe([delta], f)
+    fd = os.open(tmp_path / "ro", os.O_RDONLY | os.O_CREAT)
+    decoder = Decoder(source)
+    try:
+        with pytest.raises(OSError):
+            decoder.pipe([delta], fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(CodecStateError):
+        decoder.feed(b"")  # the failed codec is closed, not left half-way
