@@ -76,6 +76,7 @@ MaxRatio = Annotated[
     float | None, typer.Option("--max-ratio", help="store directly above this delta/size ratio")
 ]
 NoDelta = Annotated[bool, typer.Option("--no-delta", help="store every file directly")]
+DEFAULT_TRANSFERS = TransferConfig.max_files
 Transfers = Annotated[int, typer.Option("--transfers", min=1, help="files in flight")]
 Checkers = Annotated[int, typer.Option("--checkers", min=1, help="concurrent HEAD requests")]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
@@ -91,7 +92,7 @@ def _client(
     profile: str | None,
     *,
     max_ratio: float | None = None,
-    transfers: int = 8,
+    transfers: int = DEFAULT_TRANSFERS,
     checkers: int = 64,
 ) -> AsyncDeltaGliderClient:
     return create_client(
@@ -241,7 +242,7 @@ def cp(
     no_progress: NoProgress = False,
     max_ratio: MaxRatio = None,
     no_delta: NoDelta = False,
-    transfers: Transfers = 8,
+    transfers: Transfers = DEFAULT_TRANSFERS,
     json_output: Json = False,
     endpoint_url: Endpoint = None,
     region: Region = None,
@@ -619,7 +620,7 @@ def sync(
     no_progress: NoProgress = False,
     max_ratio: MaxRatio = None,
     no_delta: NoDelta = False,
-    transfers: Transfers = 8,
+    transfers: Transfers = DEFAULT_TRANSFERS,
     checkers: Checkers = 64,
     json_output: Json = False,
     endpoint_url: Endpoint = None,
@@ -771,7 +772,7 @@ def migrate(
     quiet: Quiet = False,
     only_show_errors: OnlyErrors = False,
     max_ratio: MaxRatio = None,
-    transfers: Transfers = 8,
+    transfers: Transfers = DEFAULT_TRANSFERS,
     json_output: Json = False,
     endpoint_url: Endpoint = None,
     region: Region = None,

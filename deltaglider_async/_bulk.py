@@ -1,9 +1,12 @@
 """Many files at once: bounded concurrency, per-file results, progress events.
 
 Encoding runs on the client's codec limiter (sized to the cores) while network requests of other
-files overlap.  In each delta space the first upload runs alone, so that the space's reference is
-created once instead of being raced (and uploaded in full) by every file in flight; the cache then
-fetches each reference once.  A failure is recorded for its file and the others go on.
+files overlap.  In each delta space the first upload leads: it alone may create the space's
+reference, so the reference is created once instead of being raced (and uploaded in full) by every
+file in flight.  As soon as the leader has hashed its file and put it in the reference cache, the
+others encode against that copy while the reference is still uploading; they store their deltas
+only once the reference exists with that SHA-256 (and encode again if another writer's reference
+won).  A failure is recorded for its file and the others go on.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from ._core.spaces import parse_s3_url, space_of, upload_key
-from ._exceptions import DeltaGliderError
+from ._core.spaces import S3Url, check_logical_key, parse_s3_url, space_of, upload_key
+from ._exceptions import DeltaGliderError, InvalidArgumentError
 from ._models import DownloadSummary, UploadSummary
 from ._tasks import task_group
 
@@ -56,6 +59,39 @@ class TransferResult:
         return self.error is None
 
 
+class SpaceStart:
+    """What the first upload of a delta space tells the other uploads of that space."""
+
+    def __init__(self) -> None:
+        #: SHA-256 of the reference the leader is creating, once its bytes are in the cache
+        self.candidate: str | None = None
+        #: SHA-256 of the space's reference in S3 once known (None: unknown or failed)
+        self.winner: str | None = None
+        self.ready = anyio.Event()  # candidate offered, or settled
+        self.settled = anyio.Event()
+
+    def offer(self, sha256: str) -> None:
+        self.candidate = sha256
+        self.ready.set()
+
+    def settle(self, winner: str | None) -> None:
+        if not self.settled.is_set():
+            self.winner = winner
+            self.settled.set()
+        self.ready.set()
+
+
+def local_to_key(path: str | os.PathLike[str], url: str) -> tuple[Path, S3Url, str]:
+    """The local file, the parsed URL and the logical key it goes to (trailing / = directory)."""
+    local = Path(path)
+    if not local.is_file():
+        raise InvalidArgumentError(f"{local}: no such file")
+    target = parse_s3_url(url)
+    key = upload_key(target, local.name)
+    check_logical_key(key)
+    return local, target, key
+
+
 def _emit(progress: ProgressCallback | None, event: ProgressEvent) -> None:
     if progress is not None:
         progress(event)
@@ -73,34 +109,41 @@ async def upload_many(
     pairs = [(Path(p), url) for p, url in items]
     results = [TransferResult(str(p), url) for p, url in pairs]
     limiter = anyio.CapacityLimiter(client.transfer.max_files)
-    first_done: dict[tuple[str, str], anyio.Event] = {}
-    firsts: set[int] = set()
+    starts: dict[tuple[str, str], SpaceStart] = {}
+    leaders: set[int] = set()
     for index, (path, url) in enumerate(pairs):
         target = parse_s3_url(url)
         space = (target.bucket, space_of(upload_key(target, path.name)))
-        if space not in first_done:
-            first_done[space] = anyio.Event()
-            firsts.add(index)
+        if space not in starts:
+            starts[space] = SpaceStart()
+            leaders.add(index)
 
     async def one(index: int) -> None:
         path, url = pairs[index]
         result = results[index]
         target = parse_s3_url(url)
-        gate = first_done[(target.bucket, space_of(upload_key(target, path.name)))]
-        if index not in firsts:
-            await gate.wait()
+        start = starts[(target.bucket, space_of(upload_key(target, path.name)))]
+        leads = index in leaders
+        if not leads:
+            await start.ready.wait()
         try:
             async with limiter:
                 total = path.stat().st_size if path.is_file() else 0
                 _emit(progress, ProgressEvent("start", str(path), url, 0, total))
-                result.upload = await client.upload(
-                    path,
-                    url,
+                local, target, key = local_to_key(path, url)
+                result.upload = await client._store(
+                    target.bucket,
+                    key,
+                    local,
+                    user_metadata=None,
+                    content_type=None,
                     max_ratio=max_ratio,
                     no_delta=no_delta,
                     progress=lambda n: _emit(
                         progress, ProgressEvent("advance", str(path), url, n, total)
                     ),
+                    space_start=start,
+                    leads=leads,
                 )
                 _emit(
                     progress,
@@ -121,8 +164,8 @@ async def upload_many(
             result.error = DeltaGliderError(f"{path}: {exc.strerror or exc}", code="LocalIOError")
             _emit(progress, ProgressEvent("done", str(path), url, error=str(result.error)))
         finally:
-            if index in firsts:
-                gate.set()
+            if leads:
+                start.settle(None)  # no-op once the leader settled it
 
     async with task_group() as tg:
         for index in range(len(pairs)):

@@ -17,7 +17,14 @@ import anyio
 
 from . import __about__
 from ._body import StreamingBody
-from ._bulk import ProgressCallback, TransferResult, download_many, upload_many
+from ._bulk import (
+    ProgressCallback,
+    SpaceStart,
+    TransferResult,
+    download_many,
+    local_to_key,
+    upload_many,
+)
 from ._core.metadata import (
     MetaKind,
     ObjectMeta,
@@ -32,7 +39,6 @@ from ._core.spaces import (
     DEFAULT_DELTA_EXTENSIONS,
     DELTA_SUFFIX,
     REFERENCE_NAME,
-    S3Url,
     StoredKind,
     check_bucket,
     check_logical_key,
@@ -43,7 +49,6 @@ from ._core.spaces import (
     parse_s3_url,
     reference_key,
     space_of,
-    upload_key,
 )
 from ._core.stats import BucketStats, Mode
 from ._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource, parse_key
@@ -243,7 +248,7 @@ class AsyncDeltaGliderClient:
         progress: Progress | None = None,
     ) -> UploadSummary:
         """Upload a local file to ``s3://bucket/key`` or into ``s3://bucket/prefix/``."""
-        local, target, key = _local_to_key(path, url)
+        local, target, key = local_to_key(path, url)
         return await self._store(
             target.bucket,
             key,
@@ -306,7 +311,11 @@ class AsyncDeltaGliderClient:
         max_ratio: float | None,
         no_delta: bool,
         progress: Progress | None = None,
+        space_start: SpaceStart | None = None,
+        leads: bool = False,
     ) -> UploadSummary:
+        """Store ``path`` as a delta (or directly); ``space_start`` coordinates a bulk upload:
+        the leader announces the reference it creates, the others encode against it early."""
         ratio_limit = self._max_ratio if max_ratio is None else parse_max_ratio(max_ratio)
         await self._require_bucket(bucket)
         self._stats.invalidate(bucket)
@@ -321,40 +330,57 @@ class AsyncDeltaGliderClient:
             return await self._put_direct(bucket, key, path, extra, content_type, "", progress)
         space = space_of(key)
         ref_key = reference_key(space)
-        ref_head = await self._storage.head(bucket, ref_key)
-        reference_created = False
-        if ref_head is None or parse_metadata(ref_head.metadata, ref_key).file_sha256 is None:
-            ref_head, reference_created = await self._create_reference(bucket, ref_key, key, path)
-        ref_meta = parse_metadata(ref_head.metadata, ref_key)
-        assert ref_meta.file_sha256 is not None
+        budget = delta_budget(path.stat().st_size, ratio_limit)
         delta_path = self._temp_path(DELTA_SUFFIX)
+        reference_created = False
+        ref_sha: str | None
         try:
-            if reference_created:
-                result = await self._codec.encode_file(path, path, delta_path, None)
-                if result.sha256 != ref_meta.file_sha256:
-                    raise IntegrityError(f"{path} changed while it was being uploaded")
-            else:
-                budget = delta_budget(path.stat().st_size, ratio_limit)
-                result = await self._encode_against(
-                    bucket, ref_key, ref_head, ref_meta, path, delta_path, budget
+            early = None
+            if space_start is not None and not leads:
+                early = await self._encode_early(
+                    bucket, ref_key, space_start, path, delta_path, budget
                 )
-                if result.over_budget or not keep_delta(
-                    result.delta_size, result.size, ratio_limit
-                ):
-                    ratio = delta_ratio(result.delta_size, result.size)
-                    reason = f"delta ratio {ratio:.2f} > max {ratio_limit:.2f}"
-                    if result.over_budget:
-                        reason = f"delta exceeds max ratio {ratio_limit:.2f}"
-                    return await self._put_direct(
-                        bucket,
-                        key,
-                        path,
-                        extra,
-                        content_type,
-                        reason,
-                        progress,
-                        sha256=result.sha256,
+            if early is not None:
+                ref_sha, result = early
+            else:
+                ref_head = await self._storage.head(bucket, ref_key)
+                ref_sha = (
+                    parse_metadata(ref_head.metadata, ref_key).file_sha256 if ref_head else None
+                )
+                if ref_head is None or ref_sha is None:
+                    ref_head, reference_created = await self._create_reference(
+                        bucket, ref_key, key, path, space_start if leads else None
                     )
+                    ref_sha = parse_metadata(ref_head.metadata, ref_key).file_sha256
+                elif leads and space_start is not None:
+                    space_start.settle(ref_sha)
+                assert ref_sha is not None
+                if reference_created:
+                    result = await self._codec.encode_file(path, path, delta_path, None)
+                    if result.sha256 != ref_sha:
+                        raise IntegrityError(f"{path} changed while it was being uploaded")
+                else:
+                    result = await self._encode_against(
+                        bucket, ref_key, ref_head.etag, ref_sha, path, delta_path, budget
+                    )
+            worth_it = not result.over_budget and keep_delta(
+                result.delta_size, result.size, ratio_limit
+            )
+            if not reference_created and not worth_it:
+                ratio = delta_ratio(result.delta_size, result.size)
+                reason = f"delta ratio {ratio:.2f} > max {ratio_limit:.2f}"
+                if result.over_budget:
+                    reason = f"delta exceeds max ratio {ratio_limit:.2f}"
+                return await self._put_direct(
+                    bucket,
+                    key,
+                    path,
+                    extra,
+                    content_type,
+                    reason,
+                    progress,
+                    sha256=result.sha256,
+                )
             meta = delta_metadata(
                 tool=self._tool,
                 original_name=name_of(key),
@@ -362,7 +388,7 @@ class AsyncDeltaGliderClient:
                 size=result.size,
                 created_at=timestamp(datetime.now(UTC)),
                 ref_key=ref_key,
-                ref_sha256=ref_meta.file_sha256,
+                ref_sha256=ref_sha,
                 delta_size=result.delta_size,
                 zero_diff=reference_created,
             )
@@ -407,10 +433,16 @@ class AsyncDeltaGliderClient:
         self._known_buckets.add(bucket)
 
     async def _create_reference(
-        self, bucket: str, ref_key: str, key: str, path: Path
+        self, bucket: str, ref_key: str, key: str, path: Path, announce: SpaceStart | None
     ) -> tuple[ObjectHead, bool]:
         """Create the space's reference from ``path``; exactly one concurrent writer wins."""
         sha256, _size = await self._codec.hash_file(path)
+        # The local file goes into the cache first (checked against ``sha256`` as it is
+        # stored): no GET of what we send, and a bulk upload's other files can encode against
+        # this copy while the reference uploads.
+        await self._cache.warm(sha256, lambda: _iter_file(path))
+        if announce is not None:
+            announce.offer(sha256)
         meta = reference_metadata(
             tool=self._tool,
             source_name=name_of(key),
@@ -423,21 +455,22 @@ class AsyncDeltaGliderClient:
         if head is None:
             raise ConflictError(f"s3://{bucket}/{ref_key}: reference vanished while creating it")
         winner = parse_metadata(head.metadata, ref_key).file_sha256
+        if announce is not None:
+            announce.settle(winner)
         if winner != sha256:
             log.info("s3://%s/%s: another writer created the reference first", bucket, ref_key)
             return head, False
-        log.info("s3://%s/%s: reference created from %s", bucket, ref_key, name_of(key))
         # Ours, a twin with the same bytes, or the lost response of our own create-only PUT
-        # (412 on its retry).  The local file warms the cache: no GET of what we just sent.
-        await self._cache.warm(sha256, lambda: _iter_file(path))
+        # (412 on its retry).
+        log.info("s3://%s/%s: reference created from %s", bucket, ref_key, name_of(key))
         return head, True
 
     async def _encode_against(
         self,
         bucket: str,
         ref_key: str,
-        ref_head: ObjectHead,
-        ref_meta: ObjectMeta,
+        etag: str | None,
+        ref_sha: str | None,
         path: Path,
         delta_path: Path,
         budget: int | None,
@@ -445,7 +478,38 @@ class AsyncDeltaGliderClient:
         async def run(reference: ReferenceSource) -> EncodeResult:
             return await self._codec.encode_file(reference, path, delta_path, budget)
 
-        return await self._with_reference(bucket, ref_key, ref_head.etag, ref_meta.file_sha256, run)
+        return await self._with_reference(bucket, ref_key, etag, ref_sha, run)
+
+    async def _encode_early(
+        self,
+        bucket: str,
+        ref_key: str,
+        start: SpaceStart,
+        path: Path,
+        delta_path: Path,
+        budget: int | None,
+    ) -> tuple[str, EncodeResult] | None:
+        """Encode against the reference the space's leader is still uploading.
+
+        The result counts only if the reference that ends up in S3 has the same SHA-256;
+        otherwise (another writer won, the leader failed, the cached copy was gone) the caller
+        takes the ordinary path and encodes again.
+        """
+        await start.ready.wait()
+        candidate = start.candidate
+        if candidate is None:
+            return None
+        try:
+            result: EncodeResult | None = await self._encode_against(
+                bucket, ref_key, None, candidate, path, delta_path, budget
+            )
+        except DeltaGliderError as exc:
+            log.info("s3://%s/%s: early encode failed (%s); encoding again", bucket, ref_key, exc)
+            result = None
+        await start.settled.wait()
+        if result is None or start.winner != candidate:
+            return None
+        return candidate, result
 
     async def _with_reference(
         self,
@@ -779,7 +843,7 @@ class AsyncDeltaGliderClient:
         self, path: str | os.PathLike[str], url: str
     ) -> CompressionEstimate:
         """Trial-encode a local file against the reference of the delta space ``url`` names."""
-        local, target, key = _local_to_key(path, url)
+        local, target, key = local_to_key(path, url)
         size = local.stat().st_size
         if not is_eligible(key, self._extensions):
             return CompressionEstimate(size, size, 1.0, "direct", None, "not delta-eligible")
@@ -799,8 +863,8 @@ class AsyncDeltaGliderClient:
             result = await self._encode_against(
                 target.bucket,
                 ref_key,
-                head,
-                parse_metadata(head.metadata, ref_key),
+                head.etag,
+                parse_metadata(head.metadata, ref_key).file_sha256,
                 local,
                 delta_path,
                 None,
@@ -1140,17 +1204,6 @@ class ListObjectsPaginator:
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
-
-
-def _local_to_key(path: str | os.PathLike[str], url: str) -> tuple[Path, S3Url, str]:
-    """The local file, the parsed URL and the logical key it goes to (trailing / = directory)."""
-    local = Path(path)
-    if not local.is_file():
-        raise InvalidArgumentError(f"{local}: no such file")
-    target = parse_s3_url(url)
-    key = upload_key(target, local.name)
-    check_logical_key(key)
-    return local, target, key
 
 
 def _close(reference: ReferenceSource) -> None:

@@ -30,7 +30,7 @@ class TransferConfig:
     multipart_threshold: int = 64 * MiB
     part_size: int = 8 * MiB
     max_concurrency: int = 8
-    max_files: int = 8
+    max_files: int = 16
     codec_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     max_heads: int = 64
     max_attempts: int = 5
