@@ -194,9 +194,15 @@ def fingerprint(listing: Listing) -> dict[str, int]:
     return {"object_count": listing.object_count, "compressed_size": listing.stored_bytes}
 
 
-def listing_boundaries(listing: Listing, per_range: int = 500) -> list[str]:
-    """Every ``per_range``-th stored key: split points for listing key ranges concurrently
-    (half a 1000-key page, so that a range with some new keys still fits one page)."""
+#: Keys per listing range between the boundaries kept in the stats document.
+RANGE_KEYS = 500
+#: Page size for a ranged listing: its keys plus room for new ones.  S3 has no end key, so a
+#: full 1000-key page would list every range twice over.
+RANGE_PAGE = RANGE_KEYS + RANGE_KEYS // 5
+
+
+def listing_boundaries(listing: Listing, per_range: int = RANGE_KEYS) -> list[str]:
+    """Every ``per_range``-th stored key: split points for listing key ranges concurrently."""
     keys = sorted(
         [o.key for o in listing.direct]
         + [o.key for objs in listing.deltas.values() for o in objs]

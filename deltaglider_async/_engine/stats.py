@@ -22,6 +22,7 @@ from .._core.metadata import parse_metadata, timestamp
 from .._core.spaces import StoredKind, classify
 from .._core.stats import (
     MODES,
+    RANGE_PAGE,
     BucketStats,
     Listing,
     Mode,
@@ -147,7 +148,11 @@ class StatsEngine:
 
             async def list_range(start: str | None, stop: str | None) -> None:
                 async for item in self._storage.iter_all(
-                    bucket, prefix, start_after=start, stop_after=stop
+                    bucket,
+                    prefix,
+                    start_after=start,
+                    stop_after=stop,
+                    page_size=RANGE_PAGE if boundaries else 1000,
                 ):
                     obj = StoredObject(item["Key"], int(item.get("Size", 0)), item.get("ETag", ""))
                     listing.add(obj)

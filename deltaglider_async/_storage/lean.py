@@ -1,12 +1,13 @@
-"""Two hot requests without botocore's per-request pipeline: HEAD (stats) and UploadPart.
+"""Hot requests without botocore's per-request pipeline: HEAD (stats), ListObjectsV2, UploadPart.
 
 botocore spends ~2 ms of CPU per request (event hooks, endpoint rules, parsing); on two cores that
 caps HEADs at a few hundred per second whatever the concurrency.  Over plain HTTP it also hashes
-every uploaded part for the signature, on the event-loop thread.  Here both requests are signed
+every uploaded part for the signature, on the event-loop thread.  Here the requests are signed
 with SigV4 directly (hmac/sha256, the signing key cached per day; parts as ``UNSIGNED-PAYLOAD``:
 the object's own SHA-256, verified on every read, is the integrity check) and sent over an aiohttp
-connection pool.  Anything unusual (no credentials, a redirect, an unexpected status) falls back
-to the botocore path, which stays the reference.
+connection pool.  Listing pages are parsed with ElementTree: listing 10,000 keys from SeaweedFS
+cost 0.53 s of CPU through botocore's parser, 0.10 s here.  Anything unusual (no credentials, a
+redirect, an unexpected status) falls back to the botocore path, which stays the reference.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 import aiohttp
 import anyio
+from yarl import URL
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -43,6 +46,37 @@ class HeadResult:
         self.metadata = {
             k[11:].lower(): v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")
         }
+
+
+class ListResult:
+    __slots__ = ("next_token", "objects", "prefixes", "truncated")
+
+    def __init__(self, body: bytes) -> None:
+        root = ET.fromstring(body)
+        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        encoded = root.findtext(f"{ns}EncodingType") == "url"
+
+        def name(text: str | None) -> str:
+            text = text or ""
+            return unquote_plus(text) if encoded else text
+
+        self.objects: list[dict[str, Any]] = []
+        for item in root.iter(f"{ns}Contents"):
+            modified = item.findtext(f"{ns}LastModified")
+            self.objects.append(
+                {
+                    "Key": name(item.findtext(f"{ns}Key")),
+                    "Size": int(item.findtext(f"{ns}Size") or 0),
+                    "ETag": item.findtext(f"{ns}ETag") or "",
+                    "LastModified": datetime.fromisoformat(modified) if modified else None,
+                    "StorageClass": item.findtext(f"{ns}StorageClass") or "STANDARD",
+                }
+            )
+        self.prefixes = [
+            name(item.findtext(f"{ns}Prefix")) for item in root.iter(f"{ns}CommonPrefixes")
+        ]
+        self.truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
+        self.next_token: str | None = root.findtext(f"{ns}NextContinuationToken") or None
 
 
 class LeanS3:
@@ -96,7 +130,7 @@ class LeanS3:
         quoted_key = quote(key, safe="/~")
         if self._path_style:
             host = self._netloc
-            path = f"/{bucket}/{quoted_key}"
+            path = f"/{bucket}/{quoted_key}" if key else f"/{bucket}"
         else:
             host = f"{bucket}.{self._netloc}"
             path = f"/{quoted_key}"
@@ -137,6 +171,41 @@ class LeanS3:
                 return None
             if resp.status in (500, 502, 503, 504):
                 raise OSError(f"HEAD {resp.status}")
+            raise Fallback(str(resp.status))
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str | None,
+        token: str | None,
+        start_after: str | None,
+        max_keys: int,
+    ) -> ListResult:
+        """One ListObjectsV2 page; raises Fallback on an answer it does not expect."""
+        query = {"list-type": "2", "encoding-type": "url", "max-keys": str(max_keys)}
+        for name, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("continuation-token", token),
+            ("start-after", start_after),
+        ):
+            if value:
+                query[name] = value
+        url, headers = self._request("GET", bucket, "", query)
+        # Already percent-encoded exactly as signed: aiohttp must not requote it.
+        async with self._session.get(
+            URL(url, encoded=True), headers=headers, allow_redirects=False
+        ) as resp:
+            body = await resp.read()
+            if resp.status == 200:
+                try:
+                    return ListResult(body)
+                except (ET.ParseError, ValueError) as exc:
+                    raise Fallback(f"unparsable listing: {exc}") from exc
+            if resp.status in (500, 502, 503, 504):
+                raise OSError(f"ListObjectsV2 {resp.status}")
             raise Fallback(str(resp.status))
 
     async def upload_part(

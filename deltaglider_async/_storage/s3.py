@@ -589,6 +589,26 @@ class S3Storage:
         start_after: str | None = None,
         max_keys: int = 1000,
     ) -> ListPage:
+        lean = await self._lean()
+        if lean is not None:
+            try:
+                found = await with_retries(
+                    lambda: lean.list_objects(
+                        bucket,
+                        prefix=prefix,
+                        delimiter=delimiter,
+                        token=token,
+                        start_after=start_after,
+                        max_keys=max_keys,
+                    ),
+                    self.transfer.max_attempts,
+                )
+            except Fallback:
+                pass  # botocore gives the proper error (or copes with the unusual answer)
+            except Exception as exc:
+                raise map_error(exc, f"s3://{bucket}/{prefix}") from exc
+            else:
+                return ListPage(found.objects, found.prefixes, found.next_token, found.truncated)
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if delimiter:
             params["Delimiter"] = delimiter
@@ -611,13 +631,18 @@ class S3Storage:
         *,
         start_after: str | None = None,
         stop_after: str | None = None,
+        page_size: int = 1000,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every object under ``prefix`` (all pages), optionally only keys in
         ``(start_after, stop_after]``: a key range that can be listed concurrently with others."""
         token: str | None = None
         while True:
             page = await self.list_page(
-                bucket, prefix=prefix, token=token, start_after=None if token else start_after
+                bucket,
+                prefix=prefix,
+                token=token,
+                start_after=None if token else start_after,
+                max_keys=page_size,
             )
             for obj in page.objects:
                 if stop_after is not None and obj["Key"] > stop_after:
