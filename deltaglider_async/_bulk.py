@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from ._core.spaces import S3Url, check_logical_key, parse_s3_url, space_of, upload_key
+from ._core.spaces import (
+    S3Url,
+    check_logical_key,
+    is_eligible,
+    parse_s3_url,
+    space_of,
+    upload_key,
+)
 from ._exceptions import DeltaGliderError, InvalidArgumentError
 from ._models import DownloadSummary, UploadSummary
 from ._tasks import task_group
@@ -109,22 +116,27 @@ async def upload_many(
     pairs = [(Path(p), url) for p, url in items]
     results = [TransferResult(str(p), url) for p, url in pairs]
     limiter = anyio.CapacityLimiter(client.transfer.max_files)
-    starts: dict[tuple[str, str], SpaceStart] = {}
+    # Files stored as deltas share their space's start; the first of them leads.
+    starts: dict[int, SpaceStart] = {}
     leaders: set[int] = set()
+    by_space: dict[tuple[str, str], SpaceStart] = {}
     for index, (path, url) in enumerate(pairs):
         target = parse_s3_url(url)
-        space = (target.bucket, space_of(upload_key(target, path.name)))
-        if space not in starts:
-            starts[space] = SpaceStart()
+        key = upload_key(target, path.name)
+        if no_delta or not is_eligible(key, client._extensions):
+            continue
+        space = (target.bucket, space_of(key))
+        if space not in by_space:
+            by_space[space] = SpaceStart()
             leaders.add(index)
+        starts[index] = by_space[space]
 
     async def one(index: int) -> None:
         path, url = pairs[index]
         result = results[index]
-        target = parse_s3_url(url)
-        start = starts[(target.bucket, space_of(upload_key(target, path.name)))]
+        start = starts.get(index)
         leads = index in leaders
-        if not leads:
+        if start is not None and not leads:
             await start.ready.wait()
         try:
             async with limiter:
@@ -164,7 +176,7 @@ async def upload_many(
             result.error = DeltaGliderError(f"{path}: {exc.strerror or exc}", code="LocalIOError")
             _emit(progress, ProgressEvent("done", str(path), url, error=str(result.error)))
         finally:
-            if leads:
+            if start is not None and leads:
                 start.settle(None)  # no-op once the leader settled it
 
     async with task_group() as tg:

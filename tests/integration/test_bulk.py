@@ -122,3 +122,19 @@ async def test_lean_listing_matches_botocore_on_awkward_keys(
         bucket, prefix="a b/", delimiter=None, token=None, start_after=None, max_keys=1000
     )
     assert [o["Key"] for o in direct.objects] == [o["Key"] for o in everything]
+
+
+async def test_bulk_upload_leader_is_the_first_delta_file(
+    dg: AsyncDeltaGliderClient, raw: Any, bucket: str, tmp_path: Path
+) -> None:
+    notes = tmp_path / "NOTES.txt"  # not delta-eligible: stored directly, leads nothing
+    notes.write_text("release notes\n")
+    files = write_releases(tmp_path, range(1, 7))
+    results = await dg.upload_many([(p, f"s3://{bucket}/app/") for p in [notes, *files]])
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert results[0].upload is not None and results[0].upload.stored_as == "direct"
+    assert [bool(r.upload and r.upload.reference_created) for r in results[1:]] == [True] + [
+        False
+    ] * 5
+    assert dg.cache.fetches == 0
+    await assert_space_consistent(dg, raw, bucket, "app", files)
