@@ -137,13 +137,16 @@ uint32_t dg_adler32_kernel(const uint8_t *buf, size_t len, int vector) {
 int dg_adler32_vectorized(void) { return dg_use_avx2; }
 
 /* Allocations of 1 MiB and more (hash tables, the block cache, window buffers) are mapped on 2 MiB
- * boundaries, marked for transparent huge pages and pre-faulted in one call: xd3_alloc0 zeroes
- * every table, and on this class of machine a 4 KiB page fault costs ~1.5 us.  Measured in fresh
- * processes: a 64 MiB level-9 encode took 0.49-0.54 s without huge pages, ~0.30-0.34 s with them
- * (the CLI: 0.43 s); decoding a 1.7 MiB wheel took 3.7 ms with a 4 MiB threshold, 2.85 ms with
- * 1 MiB.  When the kernel must first compact memory to find huge pages, the first call can take
- * up to 1 s. */
+ * boundaries and pre-faulted in one call: xd3_alloc0 zeroes every table, and on this class of
+ * machine a 4 KiB page fault costs ~1.5 us.  Up to 16 MiB they are also marked for transparent
+ * huge pages: decoding a 1.7 MiB wheel in a fresh process took 3.7-6 ms with 4 KiB pages and
+ * 2.85-3.6 ms with huge pages.  Larger ones (the big hash tables) stay on 4 KiB pages: in this VM,
+ * free 2 MiB blocks are handed back to the host, and re-touching them made a 64 MiB level-9
+ * encode take 0.62-0.72 s whenever the previous run was a few seconds old (0.25 s right after
+ * one), against a steady 0.38-0.40 s with 4 KiB pages (the CLI: 0.45 s).  A 4 MiB limit was
+ * measured too and was worse (window buffers and decoder caches on 4 KiB pages). */
 #define DG_BIG_ALLOC (1u << 20)
+#define DG_HUGE_MAX ((size_t)16 << 20)
 #define DG_HUGE_PAGE ((size_t)2 << 20)
 #define DG_HDR 64
 
@@ -169,7 +172,7 @@ static void *dg_alloc(void *opaque, size_t items, usize_t size) {
   if (base == MAP_FAILED) return NULL;
   char *aligned = (char *)(((uintptr_t)base + DG_HUGE_PAGE - 1) & ~(uintptr_t)(DG_HUGE_PAGE - 1));
 #ifdef MADV_HUGEPAGE
-  (void)madvise(aligned, span, MADV_HUGEPAGE);
+  if (span <= DG_HUGE_MAX) (void)madvise(aligned, span, MADV_HUGEPAGE);
 #endif
 #ifdef MADV_POPULATE_WRITE
   (void)madvise(aligned, span, MADV_POPULATE_WRITE); /* EINVAL before Linux 5.14: harmless */
