@@ -97,13 +97,20 @@ def map_error(exc: BaseException, what: str) -> DeltaGliderError:
         return StorageError(f"{what}: {message} ({code})", code=code, status=status)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return CredentialsError(f"{what}: no AWS credentials found ({exc})")
-    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError) or _lean_unreachable(exc):
         return EndpointError(f"{what}: cannot reach the S3 endpoint ({exc})")
     if isinstance(exc, ReadTimeoutError):
         return StorageError(f"{what}: timed out ({exc})", code="RequestTimeout")
     if isinstance(exc, BotoCoreError | OSError):
         return StorageError(f"{what}: {exc}", code=type(exc).__name__)
     return StorageError(f"{what}: {exc!r}", code=type(exc).__name__)
+
+
+def _lean_unreachable(exc: BaseException) -> bool:
+    """The lean path's aiohttp could not connect (botocore says EndpointConnectionError)."""
+    import aiohttp
+
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
 def _hash_range(digest: Any, fd: int, offset: int, length: int) -> None:
