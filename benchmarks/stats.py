@@ -121,7 +121,22 @@ def _boto_pool(task: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "heads": len(keys), "total": total}
 
 
-WORKERS = {"ours": _ours, "boto": _boto_pool}
+def _listing(task: dict[str, Any]) -> dict[str, Any]:
+    """The floor of any re-run: listing every key once, pages one after another, no HEADs."""
+    import anyio
+
+    async def run() -> dict[str, Any]:
+        async with bench_client(task) as dg:
+            start = time.perf_counter()
+            count = 0
+            async for _ in dg._storage.iter_all(BUCKET):
+                count += 1
+            return {"seconds": time.perf_counter() - start, "keys": count}
+
+    return anyio.run(run)
+
+
+WORKERS = {"ours": _ours, "boto": _boto_pool, "listing": _listing}
 
 
 def _run(task: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(repeats - 1):
                 change(direct, count, 0.01)
                 rerun.append(_run({**base, "kind": "ours"}))
+            listing = [_run({**base, "kind": "listing"}) for _ in range(repeats)]
+        no_proxy = {"endpoint": server.endpoint_url, "env": env}
+        listing_direct = [_run({**no_proxy, "kind": "listing"}) for _ in range(repeats)]
     cold = statistics.median(r["seconds"] for r in ours)
     pool = statistics.median(r["seconds"] for r in boto)
     again = statistics.median(r["seconds"] for r in rerun)
@@ -178,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "boto3_10_threads_s": summarize([r["seconds"] for r in boto]),
         "ours_rerun_after_1pct_s": summarize([r["seconds"] for r in rerun]),
         "rerun_heads": [r["heads"] for r in rerun],
+        "listing_only_s": summarize([r["seconds"] for r in listing]),
+        "listing_only_no_proxy_s": summarize([r["seconds"] for r in listing_direct]),
         "speedup_cold_vs_boto3": pool / cold,
         "speedup_rerun_vs_cold": cold / again,
     }
@@ -206,6 +226,8 @@ def render(r: dict[str, Any]) -> str:
                 r["ours_rerun_after_1pct_s"],
                 r["rerun_heads"][0],
             ),
+            _row("listing alone (every key, no HEADs)", r["listing_only_s"], 0),
+            _row("listing alone, without the delay proxy", r["listing_only_no_proxy_s"], 0),
             "",
             f"- cold: **{r['speedup_cold_vs_boto3']:.1f}×** faster than the boto3 pool;",
             f"- re-run: **{r['speedup_rerun_vs_cold']:.0f}×** faster than cold "
