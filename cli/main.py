@@ -410,6 +410,29 @@ async def _download(
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
+async def _server_copy(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    summary: Summary,
+    record: dict[str, Any],
+    source: tuple[str, str],
+    target: tuple[str, str],
+) -> dict[str, Any] | None:
+    """Copy one object inside S3 (stored in delta form); a failure is reported and counted."""
+    try:
+        resp = await dg.copy_object(
+            Bucket=target[0], Key=target[1], CopySource={"Bucket": source[0], "Key": source[1]}
+        )
+    except DeltaGliderError as exc:
+        summary.failed += 1
+        what = f"{record['source']} to {record['destination']}"
+        out.error(f"{record['op']} failed: {what}: {exc}", {**record, "error": str(exc)})
+        return None
+    info: dict[str, Any] = resp["DeltaGliderInfo"]
+    summary.add(0, info["StoredSize"], info["StoredAs"])
+    return info
+
+
 async def _copy(
     dg: AsyncDeltaGliderClient,
     out: Output,
@@ -435,19 +458,11 @@ async def _copy(
         if dryrun:
             out.result("(dryrun) " + line, {**record, "dryrun": True})
             continue
-        try:
-            resp = await dg.copy_object(
-                Bucket=target.bucket,
-                Key=dst_key,
-                CopySource={"Bucket": source.bucket, "Key": src_key},
-            )
-        except DeltaGliderError as exc:
-            summary.failed += 1
-            out.error(f"copy failed: {line[6:]}: {exc}", {**record, "error": str(exc)})
-            continue
-        info = resp["DeltaGliderInfo"]
-        summary.add(0, info["StoredSize"], info["StoredAs"])
-        out.result(line, {**record, "ok": True, "stored_as": info["StoredAs"]})
+        info = await _server_copy(
+            dg, out, summary, record, (source.bucket, src_key), (target.bucket, dst_key)
+        )
+        if info is not None:
+            out.result(line, {**record, "ok": True, "stored_as": info["StoredAs"]})
     summary.render(out)
     return EXIT_FAILED if summary.failed else EXIT_OK
 
@@ -810,18 +825,11 @@ def migrate(
                     "destination": f"s3://{dst.bucket}/{dst_key}",
                 }
                 async with limiter:
-                    try:
-                        resp = await dg.copy_object(
-                            Bucket=dst.bucket,
-                            Key=dst_key,
-                            CopySource={"Bucket": src.bucket, "Key": src_key},
-                        )
-                    except DeltaGliderError as exc:
-                        summary.failed += 1
-                        out.error(f"migrate failed: {line}: {exc}", {**record, "error": str(exc)})
-                        return
-                info = resp["DeltaGliderInfo"]
-                summary.add(0, info["StoredSize"], info["StoredAs"])
+                    info = await _server_copy(
+                        dg, out, summary, record, (src.bucket, src_key), (dst.bucket, dst_key)
+                    )
+                if info is None:
+                    return
                 out.result(
                     f"migrate: {line} ({info['StoredAs']} {human(info['StoredSize'])})",
                     {

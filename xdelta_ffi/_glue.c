@@ -118,14 +118,7 @@ __attribute__((target("avx2"))) static uint32_t dg_adler32_avx2(uint32_t adler,
 
 static int dg_use_avx2 = 0;
 
-static uint32_t dg_adler32(const uint8_t *buf, size_t len) {
-#ifdef DG_HAVE_AVX2_KERNEL
-  if (dg_use_avx2) return dg_adler32_avx2(1, buf, len);
-#endif
-  return adler32(1, buf, (usize_t)len);
-}
-
-/* Exposed for the tests, which compare both kernels with zlib. */
+/* ``vector`` = 0 forces the library's scalar loop (the tests compare both with zlib). */
 uint32_t dg_adler32_kernel(const uint8_t *buf, size_t len, int vector) {
 #ifdef DG_HAVE_AVX2_KERNEL
   if (vector && dg_use_avx2) return dg_adler32_avx2(1, buf, len);
@@ -133,6 +126,8 @@ uint32_t dg_adler32_kernel(const uint8_t *buf, size_t len, int vector) {
   (void)vector;
   return adler32(1, buf, (usize_t)len);
 }
+
+static uint32_t dg_adler32(const uint8_t *buf, size_t len) { return dg_adler32_kernel(buf, len, 1); }
 
 int dg_adler32_vectorized(void) { return dg_use_avx2; }
 

@@ -37,14 +37,14 @@ def test_a_flipped_target_checksum_is_reported() -> None:
     source = bytes(range(256)) * 4096
     target = source[:500_000] + b"changed" + source[500_000:]
     delta = bytearray(encode(source, target, secondary=None))
-    header = Decoder(source)
+    decoder = Decoder(source)
     # The window checksum sits right before the data section; flipping any bit of it must fail.
     a32 = zlib.adler32(target).to_bytes(4, "big")
     at = bytes(delta).find(a32)
     assert at > 0
     delta[at] ^= 0x01
     with pytest.raises((SourceMismatchError, CorruptDeltaError)) as excinfo:
-        header.feed(bytes(delta))
-        header.finish()
+        decoder.feed(bytes(delta))
+        decoder.finish()
     assert isinstance(excinfo.value, XDeltaError)
     assert "checksum" in str(excinfo.value)
