@@ -8,6 +8,7 @@ to Python.  cffi releases the GIL around every call, so codecs in different thre
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import threading
@@ -337,9 +338,16 @@ class _Codec:
         one copy of the whole target compared with ``iter()``.  Returns the bytes written.
         """
         if not isinstance(out, int):
+            try:
+                fd = out.fileno()
+            except (AttributeError, io.UnsupportedOperation):
+                raise CodecStateError(
+                    f"pipe() writes to a file descriptor or a file that has one, "
+                    f"not {type(out).__name__}"
+                ) from None
             if hasattr(out, "flush"):
                 out.flush()
-            out = out.fileno()
+            out = fd
         produced = self._bytes_out
         for chunk in chunks:
             for window in self._stream(chunk, borrow=True):

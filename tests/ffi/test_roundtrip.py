@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import threading
@@ -267,3 +268,6 @@ def test_pipe_reports_corruption_and_write_failures(tmp_path: Path) -> None:
         os.close(fd)
     with pytest.raises(CodecStateError):
         decoder.feed(b"")  # the failed codec is closed, not left half-way
+    for not_a_file in ("out.bin", io.BytesIO()):
+        with pytest.raises(CodecStateError, match="file descriptor"):
+            Decoder(source).pipe([delta], not_a_file)  # type: ignore[arg-type]
