@@ -173,6 +173,7 @@ class AsyncDeltaGliderClient:
             self._opened = False
             with anyio.CancelScope(shield=True):
                 await self._storage.close()
+            self._codec.release_memory()
             if self._tmp is not None:
                 shutil.rmtree(self._tmp, ignore_errors=True)
 

@@ -21,6 +21,8 @@ from ._stream import (
     decode,
     encode,
     encoder_memory_estimate,
+    pooled_memory,
+    release_memory,
 )
 
 #: Version of the bundled xdelta3 library.
@@ -40,4 +42,6 @@ __all__ = [
     "decode",
     "encode",
     "encoder_memory_estimate",
+    "pooled_memory",
+    "release_memory",
 ]

@@ -58,6 +58,8 @@ uint64_t dg_cache_hits(dg_codec *c);
 uint64_t dg_cache_misses(dg_codec *c);
 uint32_t dg_adler32_kernel(const uint8_t *buf, size_t len, int vector);
 int dg_adler32_vectorized(void);
+size_t dg_release_pool(void);
+size_t dg_pooled_bytes(void);
 
 #define XD3_SEC_DJW ...
 #define XD3_SEC_FGK ...

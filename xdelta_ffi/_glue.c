@@ -7,6 +7,7 @@
  * made by cffi with the GIL released.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -35,14 +36,14 @@ typedef struct dg_codec {
   uint32_t blksize;
   int64_t wanted_blkno;
 
-  /* LRU block cache: slot_of[blkno] is the slot holding that block, or -1. */
+  /* Block cache (CLOCK replacement): slot_of[blkno] is the slot holding that block, or -1. */
   uint32_t nslots;
   uint8_t *slot_data;
   int64_t *slot_blkno;
-  uint64_t *slot_stamp;
+  uint8_t *slot_used; /* touched again since the hand last passed */
   int32_t *slot_of;
   uint64_t nblocks;
-  uint64_t clock;
+  uint32_t hand;
   uint64_t hits, misses;
 
   /* Input not yet handed to xd3.  Trap: never more than winsize bytes per xd3_avail_input. */
@@ -145,13 +146,114 @@ int dg_adler32_vectorized(void) { return dg_use_avx2; }
 #define DG_HUGE_PAGE ((size_t)2 << 20)
 #define DG_HDR 64
 
+/* In front of every allocation: the mapping it lives in, or base NULL for malloc(). */
 typedef struct {
   void *base;
   size_t len;
 } dg_alloc_hdr;
 
+/* Freed mappings are kept for the next codec of the process, up to DG_POOL_BYTES and marked
+ * MADV_FREE so that the kernel may still take their pages when memory is short: a 64 MiB encode
+ * at level 6 otherwise takes ~26,000 page faults for its tables every time, and two encoders
+ * faulting at once in one process wait on each other in the kernel. */
+#define DG_POOL_SLOTS 8
+#define DG_POOL_BYTES ((size_t)256 << 20)
+
+static pthread_mutex_t dg_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static dg_alloc_hdr dg_pool[DG_POOL_SLOTS];
+static size_t dg_pool_bytes = 0;
+
+/* The smallest pooled mapping of at least len bytes and at most a quarter more, or NULL. */
+static dg_alloc_hdr dg_pool_take(size_t len) {
+  dg_alloc_hdr found = {NULL, 0};
+  int i, at = -1;
+  pthread_mutex_lock(&dg_pool_lock);
+  for (i = 0; i < DG_POOL_SLOTS; i++) {
+    size_t have = dg_pool[i].len;
+    if (dg_pool[i].base != NULL && have >= len && have - len <= len / 4 &&
+        (at < 0 || have < dg_pool[at].len)) {
+      at = i;
+    }
+  }
+  if (at >= 0) {
+    found = dg_pool[at];
+    dg_pool_bytes -= found.len;
+    dg_pool[at].base = NULL;
+    dg_pool[at].len = 0;
+  }
+  pthread_mutex_unlock(&dg_pool_lock);
+  return found;
+}
+
+static void dg_pool_give(dg_alloc_hdr mapping) {
+  int i, kept = 0;
+  pthread_mutex_lock(&dg_pool_lock);
+  if (dg_pool_bytes + mapping.len <= DG_POOL_BYTES) {
+    for (i = 0; i < DG_POOL_SLOTS && !kept; i++) {
+      if (dg_pool[i].base == NULL) {
+        dg_pool[i] = mapping;
+        dg_pool_bytes += mapping.len;
+        kept = 1;
+      }
+    }
+  }
+  pthread_mutex_unlock(&dg_pool_lock);
+  if (!kept) {
+    munmap(mapping.base, mapping.len);
+    return;
+  }
+#ifdef MADV_FREE
+  (void)madvise(mapping.base, mapping.len, MADV_FREE);
+#endif
+}
+
+/* Unmaps every pooled mapping; returns the bytes given back. */
+size_t dg_release_pool(void) {
+  size_t released;
+  int i;
+  pthread_mutex_lock(&dg_pool_lock);
+  for (i = 0; i < DG_POOL_SLOTS; i++) {
+    if (dg_pool[i].base != NULL) munmap(dg_pool[i].base, dg_pool[i].len);
+    dg_pool[i].base = NULL;
+    dg_pool[i].len = 0;
+  }
+  released = dg_pool_bytes;
+  dg_pool_bytes = 0;
+  pthread_mutex_unlock(&dg_pool_lock);
+  return released;
+}
+
+size_t dg_pooled_bytes(void) {
+  size_t n;
+  pthread_mutex_lock(&dg_pool_lock);
+  n = dg_pool_bytes;
+  pthread_mutex_unlock(&dg_pool_lock);
+  return n;
+}
+
+/* A fresh mapping of exactly span bytes on a 2 MiB boundary, pre-faulted. */
+static dg_alloc_hdr dg_map(size_t span) {
+  dg_alloc_hdr mapping = {NULL, 0};
+  size_t len = span + DG_HUGE_PAGE;
+  char *base = (char *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return mapping;
+  char *aligned = (char *)(((uintptr_t)base + DG_HUGE_PAGE - 1) & ~(uintptr_t)(DG_HUGE_PAGE - 1));
+  if (aligned > base) munmap(base, (size_t)(aligned - base));
+  if (aligned + span < base + len) munmap(aligned + span, (size_t)(base + len - (aligned + span)));
+#ifdef MADV_HUGEPAGE
+  if (span <= DG_HUGE_MAX) (void)madvise(aligned, span, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_POPULATE_WRITE
+  (void)madvise(aligned, span, MADV_POPULATE_WRITE); /* EINVAL before Linux 5.14: harmless */
+#endif
+  mapping.base = aligned;
+  mapping.len = span;
+  return mapping;
+}
+
 static void *dg_alloc(void *opaque, size_t items, usize_t size) {
   size_t n = items * (size_t)size;
+  dg_alloc_hdr mapping;
   (void)opaque;
   if (size != 0 && n / size != items) return NULL;
   if (n < DG_BIG_ALLOC) {
@@ -162,19 +264,11 @@ static void *dg_alloc(void *opaque, size_t items, usize_t size) {
     return p + DG_HDR;
   }
   size_t span = (n + DG_HDR + DG_HUGE_PAGE - 1) & ~(DG_HUGE_PAGE - 1);
-  size_t len = span + DG_HUGE_PAGE;
-  char *base = (char *)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) return NULL;
-  char *aligned = (char *)(((uintptr_t)base + DG_HUGE_PAGE - 1) & ~(uintptr_t)(DG_HUGE_PAGE - 1));
-#ifdef MADV_HUGEPAGE
-  if (span <= DG_HUGE_MAX) (void)madvise(aligned, span, MADV_HUGEPAGE);
-#endif
-#ifdef MADV_POPULATE_WRITE
-  (void)madvise(aligned, span, MADV_POPULATE_WRITE); /* EINVAL before Linux 5.14: harmless */
-#endif
-  ((dg_alloc_hdr *)aligned)->base = base;
-  ((dg_alloc_hdr *)aligned)->len = len;
-  return aligned + DG_HDR;
+  mapping = dg_pool_take(span);
+  if (mapping.base == NULL) mapping = dg_map(span);
+  if (mapping.base == NULL) return NULL;
+  *(dg_alloc_hdr *)mapping.base = mapping;
+  return (char *)mapping.base + DG_HDR;
 }
 
 static void dg_dealloc(void *opaque, void *ptr) {
@@ -184,7 +278,7 @@ static void dg_dealloc(void *opaque, void *ptr) {
   if (hdr->base == NULL) {
     free(hdr);
   } else {
-    munmap(hdr->base, hdr->len);
+    dg_pool_give(*hdr);
   }
 }
 
@@ -202,25 +296,25 @@ const char *dg_error(dg_codec *c) { return c->errmsg; }
 
 int dg_error_code(dg_codec *c) { return c->failed; }
 
+/* Takes a slot for blkno by CLOCK: the hand passes over slots touched since its last visit and
+ * stops at the first one that was not.  A new block enters unmarked, so a block read once (the
+ * encoder hashes every source block once, and its false match candidates land anywhere in the
+ * source) goes before blocks the matcher keeps coming back to.  O(1) on average, where the
+ * exact LRU this replaces scanned every slot on every miss. */
 static void dg_select_slot_for(dg_codec *c, int64_t blkno, uint32_t *slot_out) {
-  uint32_t victim = 0;
-  uint64_t oldest = UINT64_MAX;
-  uint32_t i;
-  for (i = 0; i < c->nslots; i++) {
-    if (c->slot_blkno[i] < 0) {
-      victim = i;
-      break;
-    }
-    if (c->slot_stamp[i] < oldest) {
-      oldest = c->slot_stamp[i];
-      victim = i;
-    }
+  uint32_t victim;
+  for (;;) {
+    victim = c->hand;
+    c->hand = c->hand + 1 == c->nslots ? 0 : c->hand + 1;
+    if (c->slot_blkno[victim] < 0 || !c->slot_used[victim]) break;
+    c->slot_used[victim] = 0;
   }
   if (c->slot_blkno[victim] >= 0) {
     c->slot_of[c->slot_blkno[victim]] = -1;
   }
   c->slot_blkno[victim] = blkno;
   c->slot_of[blkno] = (int32_t)victim;
+  c->slot_used[victim] = 0;
   *slot_out = victim;
 }
 
@@ -252,7 +346,7 @@ static int dg_getblk(xd3_stream *stream, xd3_source *src, xoff_t blkno_x) {
   }
   if ((uint64_t)blkno < c->nblocks && c->slot_of[blkno] >= 0) {
     uint32_t slot = (uint32_t)c->slot_of[blkno];
-    c->slot_stamp[slot] = ++c->clock;
+    c->slot_used[slot] = 1;
     c->hits++;
     dg_expose(c, src, blkno, c->slot_data + (uint64_t)slot * c->blksize, len);
     return 0;
@@ -265,7 +359,6 @@ static int dg_getblk(xd3_stream *stream, xd3_source *src, xoff_t blkno_x) {
   }
   uint32_t slot;
   dg_select_slot_for(c, blkno, &slot);
-  c->slot_stamp[slot] = ++c->clock;
   uint8_t *dst = c->slot_data + (uint64_t)slot * c->blksize;
   size_t got = 0;
   while (got < len) {
@@ -315,7 +408,7 @@ void dg_free(dg_codec *c) {
   xd3_free_stream(&c->stream);
   dg_dealloc(NULL, c->slot_data);
   free(c->slot_blkno);
-  free(c->slot_stamp);
+  free(c->slot_used);
   free(c->slot_of);
   free(c);
 }
@@ -346,9 +439,9 @@ dg_codec *dg_new(int encoding, int level, uint32_t flags, uint32_t winsize, uint
     c->nslots = nslots;
     c->slot_data = (uint8_t *)dg_alloc(NULL, nslots, blksize);
     c->slot_blkno = (int64_t *)malloc(sizeof(int64_t) * nslots);
-    c->slot_stamp = (uint64_t *)calloc(nslots, sizeof(uint64_t));
+    c->slot_used = (uint8_t *)calloc(nslots, 1);
     c->slot_of = (int32_t *)malloc(sizeof(int32_t) * c->nblocks);
-    if (!c->slot_data || !c->slot_blkno || !c->slot_stamp || !c->slot_of) {
+    if (!c->slot_data || !c->slot_blkno || !c->slot_used || !c->slot_of) {
       snprintf(err, errlen, "out of memory for the source block cache");
       dg_free(c);
       return NULL;
@@ -429,7 +522,6 @@ int dg_supply_block(dg_codec *c, int64_t blkno, const uint8_t *data, size_t len)
     return DG_ERROR;
   }
   dg_select_slot_for(c, blkno, &slot);
-  c->slot_stamp[slot] = ++c->clock;
   memcpy(c->slot_data + (uint64_t)slot * c->blksize, data, len);
   dg_expose(c, &c->source, blkno, c->slot_data + (uint64_t)slot * c->blksize, (usize_t)len);
   c->wanted_blkno = -1;

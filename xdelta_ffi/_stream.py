@@ -35,7 +35,13 @@ MAX_WINDOW: Final = 16 * MiB
 DEFAULT_WINDOW: Final = 8 * MiB
 #: With 32-bit usize_t the source window is capped at 2 GiB.
 MAX_SOURCE_WINDOW: Final = 2048 * MiB
+#: Source block for read_block and in-memory sources: one Python call per cache miss.
 DEFAULT_BLOCK: Final = 256 * KiB
+#: Source block when the encoder reads a file.  Its false match candidates land anywhere in the
+#: source, so with a cache smaller than the source most misses read a block to compare a few
+#: bytes: 16 KiB blocks encode a 1 GiB file in 2.2 s where 256 KiB blocks took 6.4 s.  (The
+#: decoder reads near the target's position: block size made no measurable difference there.)
+ENCODER_FILE_BLOCK: Final = 16 * KiB
 #: Memory for the encoder's source block cache (only used for file and read_block sources).
 DEFAULT_ENCODER_CACHE: Final = 128 * MiB
 DEFAULT_DECODER_CACHE: Final = 16 * MiB
@@ -65,6 +71,17 @@ Buffer: TypeAlias = bytes | bytearray | memoryview | mmap.mmap
 SourceLike: TypeAlias = str | os.PathLike[str] | Buffer | ReadBlock
 
 lib.dg_global_init()
+
+
+def release_memory() -> int:
+    """Unmap the codec memory kept for reuse after codecs end (at most 256 MiB per process, which
+    the kernel may reclaim under pressure anyway); returns the bytes released."""
+    return int(lib.dg_release_pool())
+
+
+def pooled_memory() -> int:
+    """Bytes of freed codec memory currently kept for the next codec."""
+    return int(lib.dg_pooled_bytes())
 
 
 def _pow2ceil(n: int) -> int:
@@ -416,12 +433,14 @@ def _new_codec(
     return codec
 
 
-def _block_size_for(source_size: int, block_size: int | None) -> int:
+def _block_size_for(source: _Source, block_size: int | None, *, encoding: bool) -> int:
     if block_size is not None:
         if block_size < _ALLOCSIZE or block_size & (block_size - 1):
+            source.close()
             raise CodecStateError("block_size must be a power of two >= 16 KiB")
         return block_size
-    return max(_ALLOCSIZE, min(DEFAULT_BLOCK, _pow2ceil(source_size)))
+    default = ENCODER_FILE_BLOCK if encoding and source.fd >= 0 else DEFAULT_BLOCK
+    return max(_ALLOCSIZE, min(default, _pow2ceil(source.size)))
 
 
 class Encoder(_Codec):
@@ -473,7 +492,7 @@ class Encoder(_Codec):
         if not _ALLOCSIZE <= srcwin <= MAX_SOURCE_WINDOW:
             resolved.close()
             raise CodecStateError("source_window must be between 16 KiB and 2 GiB")
-        blk = _block_size_for(resolved.size, block_size)
+        blk = _block_size_for(resolved, block_size, encoding=True)
         self.level = level
         self.source_window = srcwin
         self.large_step = large_step_for(level, srcwin, table_memory)
@@ -515,7 +534,7 @@ class Decoder(_Codec):
     ) -> None:
         resolved = _Source(source, source_size)
         self.target_size = target_size
-        blk = _block_size_for(resolved.size, block_size)
+        blk = _block_size_for(resolved, block_size, encoding=False)
         codec = _new_codec(
             False,
             resolved,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 
-from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError
+from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError, release_memory
 
 from .._exceptions import IntegrityError
 from .cache import CacheCorruptError, ReferenceSource
@@ -103,6 +103,11 @@ class CodecRunner:
 
     def __init__(self, threads: int) -> None:
         self.limiter = anyio.CapacityLimiter(threads)
+
+    @staticmethod
+    def release_memory() -> None:
+        """Give back the tables the codec keeps for reuse (a closed client encodes no more)."""
+        release_memory()
 
     async def hash_file(self, path: Path) -> tuple[str, int]:
         return await anyio.to_thread.run_sync(hash_file_sync, path, limiter=self.limiter)

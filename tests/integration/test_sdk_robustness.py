@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from deltaglider_async import (
     TransferConfig,
 )
 from deltaglider_cli._local_s3 import LocalS3
+from xdelta_ffi import pooled_memory
 
 from ..artifacts import release_zip
 from ..conftest import make_client
@@ -234,3 +236,18 @@ async def test_reads_older_metadata_dialects(
     assert (await dg.verify(f"s3://{bucket}/v5/b.zip")).valid
     head = await dg.head_object(Bucket=bucket, Key="v5/b.zip")
     assert head["ContentLength"] == len(v2)
+
+
+async def test_closing_the_client_gives_back_the_codec_memory(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    rng = random.Random(11)
+    v1 = rng.randbytes(8 << 20)
+    v2 = v1[:4096] + rng.randbytes(64) + v1[4096:]
+    async with make_client(s3, tmp_path / "cache") as client:
+        await client.put_object(Bucket=bucket, Key="mem/app-1.zip", Body=v1)
+        stored = await client.put_object(Bucket=bucket, Key="mem/app-2.zip", Body=v2)
+        assert stored["DeltaGliderInfo"]["StoredAs"] == "delta"
+        assert pooled_memory() > 0  # the encoder's tables, kept for the next encode
+        assert await read_all(client, bucket, "mem/app-2.zip") == v2
+    assert pooled_memory() == 0
