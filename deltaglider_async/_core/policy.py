@@ -1,4 +1,4 @@
-"""Ratio policy: is a delta worth storing?  Pure arithmetic."""
+"""Ratio policy: is a delta worth storing, and is it worth compressing?  No I/O."""
 
 from __future__ import annotations
 
@@ -38,3 +38,28 @@ def delta_budget(original_size: int, max_ratio: float) -> int:
 
 def keep_delta(delta_size: int, original_size: int, max_ratio: float) -> bool:
     return delta_ratio(delta_size, original_size) <= max_ratio
+
+
+#: Leading bytes of formats whose content is already compressed: zip (jar, war, wheel, apk,
+#: nupkg...), gzip (tar.gz), xz, bzip2, zstd, 7z.
+COMPRESSED_MAGIC = (
+    b"PK\x03\x04",
+    b"PK\x05\x06",
+    b"\x1f\x8b",
+    b"\xfd7zXZ\x00",
+    b"BZh",
+    b"\x28\xb5\x2f\xfd",
+    b"7z\xbc\xaf\x27\x1c",
+)
+#: How many leading bytes ``compress_added_bytes`` needs.
+MAGIC_BYTES = 6
+
+
+def compress_added_bytes(head: bytes) -> bool:
+    """Whether the bytes a delta adds are worth secondary compression, judged by the format.
+
+    The added bytes of an already compressed artifact are compressed data too: on zips and
+    wheels LZMA spent 18-63 % of the encode on them for 0-0.4 % of the delta, while on an
+    uncompressed tar it saves 6-11 % (docs/codec.md).  ``head``: the target's first bytes.
+    """
+    return not head.startswith(COMPRESSED_MAGIC)

@@ -13,6 +13,7 @@ import anyio
 
 from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError, release_memory
 
+from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._exceptions import IntegrityError
 from .cache import CacheCorruptError, ReferenceSource
 
@@ -70,31 +71,33 @@ def encode_file_sync(
     written = 0
     over = False
     target_size = target.stat().st_size
-    encoder = Encoder(
-        source,  # type: ignore[arg-type]
-        source_size=source_size,
-        target_size=target_size,
-        table_memory=TABLE_MEMORY,
-        cache_size=cache_memory_for(source_size),
-    )
-    try:
-        with target.open("rb", buffering=0) as src, delta_out.open("wb") as out:
-            while chunk := src.read(READ_CHUNK):
+    with target.open("rb", buffering=0) as src, delta_out.open("wb") as out:
+        chunk = src.read(READ_CHUNK)
+        encoder = Encoder(
+            source,  # type: ignore[arg-type]
+            source_size=source_size,
+            target_size=target_size,
+            secondary_data=compress_added_bytes(chunk[:MAGIC_BYTES]),
+            table_memory=TABLE_MEMORY,
+            cache_size=cache_memory_for(source_size),
+        )
+        try:
+            while chunk:
                 digest.update(chunk)
                 size += len(chunk)
-                if over:
-                    continue
-                for produced in encoder.stream(chunk):
-                    out.write(produced)
-                    written += len(produced)
-                over = budget is not None and written > budget
+                if not over:
+                    for produced in encoder.stream(chunk):
+                        out.write(produced)
+                        written += len(produced)
+                    over = budget is not None and written > budget
+                chunk = src.read(READ_CHUNK)
             if not over:
                 for produced in encoder.finish_stream():
                     out.write(produced)
                     written += len(produced)
                 over = budget is not None and written > budget
-    finally:
-        encoder.close()
+        finally:
+            encoder.close()
     return EncodeResult(digest.hexdigest(), size, written, over)
 
 

@@ -16,7 +16,12 @@ from deltaglider_async._core.metadata import (
     parse_metadata,
     reference_metadata,
 )
-from deltaglider_async._core.policy import delta_budget, keep_delta, parse_max_ratio
+from deltaglider_async._core.policy import (
+    compress_added_bytes,
+    delta_budget,
+    keep_delta,
+    parse_max_ratio,
+)
 from deltaglider_async._core.spaces import (
     StoredKind,
     check_logical_key,
@@ -166,3 +171,22 @@ def test_ratio_policy() -> None:
     assert keep_delta(50, 100, 0.5) and not keep_delta(51, 100, 0.5)
     assert keep_delta(0, 0, 0.5)
     assert delta_budget(1000, 0.5) == 500
+
+
+def test_added_bytes_of_compressed_formats_skip_secondary_compression() -> None:
+    import gzip
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.txt", "hello " * 100)
+    for compressed in (
+        buf.getvalue(),
+        gzip.compress(b"x" * 100),
+        b"BZh91AY&SY",
+        b"\xfd7zXZ\x00\x00",
+    ):
+        assert not compress_added_bytes(compressed[:6])
+    for plain in (b"", b"PK", b"ustar\x00", b"\x7fELF\x02\x01", b"plain text"):
+        assert compress_added_bytes(plain)

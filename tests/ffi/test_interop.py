@@ -21,11 +21,16 @@ def _cli(binary: str, *args: str | Path) -> None:
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("level", [1, 3, 9])
-def test_cli_decodes_our_deltas(xdelta3_cli: str, tmp_path: Path, size: int, level: int) -> None:
+@pytest.mark.parametrize("secondary_data", [True, False])
+def test_cli_decodes_our_deltas(
+    xdelta3_cli: str, tmp_path: Path, size: int, level: int, secondary_data: bool
+) -> None:
     source, target = versioned_pair(max(size, 1), seed=size + level)
     source = source[:size]
     (tmp_path / "ref").write_bytes(source)
-    (tmp_path / "d").write_bytes(encode(source, target, level=level))
+    delta = encode(source, target, level=level, secondary_data=secondary_data)
+    assert decode(source, delta) == target
+    (tmp_path / "d").write_bytes(delta)
     _cli(xdelta3_cli, "-d", "-f", "-s", tmp_path / "ref", tmp_path / "d", tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == target
 

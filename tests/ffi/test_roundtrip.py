@@ -271,3 +271,12 @@ def test_pipe_reports_corruption_and_write_failures(tmp_path: Path) -> None:
     for not_a_file in ("out.bin", io.BytesIO()):
         with pytest.raises(CodecStateError, match="file descriptor"):
             Decoder(source).pipe([delta], not_a_file)  # type: ignore[arg-type]
+
+
+def test_secondary_data_false_leaves_added_bytes_uncompressed() -> None:
+    source = b"".join(b"line %d of the old release\n" % i for i in range(20_000))
+    target = source + b"".join(b"new line %d, compressible text\n" % i for i in range(5_000))
+    full = encode(source, target)
+    plain_data = encode(source, target, secondary_data=False)
+    assert len(plain_data) > len(full) * 2  # the added text is what LZMA compressed
+    assert decode(source, plain_data) == target
