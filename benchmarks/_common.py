@@ -44,6 +44,30 @@ def scratch_dir() -> str | None:
     return None
 
 
+def server_cpu_seconds(port: int) -> float:
+    """CPU seconds used so far by the local S3 server processes listening on ``port``."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if not any(f"={port}".encode() == arg[-len(f"={port}") :] for arg in cmdline):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
+    t = os.times()
+    return t.user + t.system
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,8 +25,11 @@ from ._common import (
     CACHE,
     MiB,
     bench_client,
+    cpu_seconds,
     pypi_wheels,
     run_worker,
+    scratch_dir,
+    server_cpu_seconds,
     summarize,
     write_results,
 )
@@ -70,13 +74,13 @@ def _ours_object(task: dict[str, Any]) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
         async with bench_client(task, ReferenceCache(backend="memory")) as dg:
             url = f"s3://{task['bucket']}/{Path(task['file']).name}"
-            start = time.perf_counter()
+            cpu, start = cpu_seconds(), time.perf_counter()
             await dg.upload(task["file"], url)
-            up = time.perf_counter() - start
-            start = time.perf_counter()
+            up, up_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+            cpu, start = cpu_seconds(), time.perf_counter()
             await dg.download(url, task["out"])
-            down = time.perf_counter() - start
-        return {"upload_s": up, "download_s": down}
+            down, down_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        return {"upload_s": up, "download_s": down, "upload_cpu": up_cpu, "download_cpu": down_cpu}
 
     return anyio.run(run)
 
@@ -100,13 +104,13 @@ def _boto_object(task: dict[str, Any]) -> dict[str, Any]:
         ),
     )
     key = Path(task["file"]).name
-    start = time.perf_counter()
+    cpu, start = cpu_seconds(), time.perf_counter()
     s3.upload_file(task["file"], task["bucket"], key)
-    up = time.perf_counter() - start
-    start = time.perf_counter()
+    up, up_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    cpu, start = cpu_seconds(), time.perf_counter()
     s3.download_file(task["bucket"], key, task["out"])
-    down = time.perf_counter() - start
-    return {"upload_s": up, "download_s": down}
+    down, down_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return {"upload_s": up, "download_s": down, "upload_cpu": up_cpu, "download_cpu": down_cpu}
 
 
 WORKERS = {"ours": _ours_object, "boto": _boto_object}
@@ -147,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     blob = big_file(size)
     wheels = releases(count)
     old_python = old_tool_python()
-    results: dict[str, Any] = {"size_mib": size, "repeats": repeats, "objects": [], "bulk": []}
+    results: dict[str, Any] = {
+        "size_mib": size,
+        "repeats": repeats,
+        "scratch": scratch_dir() or "disk",
+        "objects": [],
+        "bulk": [],
+    }
     with seaweedfs() as server:
         env = {k: v for k, v in server.env().items() if k != "AWS_ENDPOINT_URL"}
         s3 = boto3.client(
@@ -165,19 +175,20 @@ def main(argv: list[str] | None = None) -> int:
                     for kind in ("ours", "boto"):
                         bucket = f"tr-{uuid.uuid4().hex[:8]}"
                         s3.create_bucket(Bucket=bucket)
-                        out = CACHE / "transfers" / f"{bucket}.out"
-                        runs[kind].append(
-                            _worker(
-                                {
-                                    "kind": kind,
-                                    "endpoint": proxy.endpoint_url,
-                                    "env": env,
-                                    "bucket": bucket,
-                                    "file": str(blob),
-                                    "out": str(out),
-                                }
-                            )
+                        out = Path(scratch_dir() or CACHE / "transfers") / f"{bucket}.out"
+                        server_cpu = server_cpu_seconds(port)
+                        run = _worker(
+                            {
+                                "kind": kind,
+                                "endpoint": proxy.endpoint_url,
+                                "env": env,
+                                "bucket": bucket,
+                                "file": str(blob),
+                                "out": str(out),
+                            }
                         )
+                        run["server_cpu"] = server_cpu_seconds(port) - server_cpu
+                        runs[kind].append(run)
                         assert out.stat().st_size == blob.stat().st_size
                         out.unlink()
                 entry: dict[str, Any] = {"rtt_ms": rtt}
@@ -187,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                         "download_MBps": summarize(
                             [size * MiB / r["download_s"] / 1e6 for r in rs]
                         ),
+                        **{
+                            name: statistics.median(r[name] for r in rs)
+                            for name in ("upload_cpu", "download_cpu", "server_cpu")
+                        },
                     }
                 entry["upload_ratio"] = (
                     entry["ours"]["upload_MBps"]["median"] / entry["boto"]["upload_MBps"]["median"]
@@ -272,7 +287,8 @@ def render(r: dict[str, Any]) -> str:
         f"## Transfers under latency: one {r['size_mib']} MiB object, ours vs boto3",
         "",
         f"Delay proxy on loopback; medians of {r['repeats']} interleaved runs (fresh processes), "
-        "MB/s (min–max). Ours also computes and verifies SHA-256.",
+        "MB/s (min–max). Ours also computes and verifies SHA-256. Downloads are written to "
+        f"{r.get('scratch', 'disk')} by both (docs/codec.md says why).",
         "",
         "| RTT | upload ours | upload boto3 | × | download ours | download boto3 | × |",
         "|---|---|---|---|---|---|---|",
@@ -283,6 +299,25 @@ def render(r: dict[str, Any]) -> str:
             f"{_m(e['boto']['upload_MBps'])} | **{e['upload_ratio']:.2f}×** | "
             f"{_m(e['ours']['download_MBps'])} | {_m(e['boto']['download_MBps'])} | "
             f"**{e['download_ratio']:.2f}×** |"
+        )
+    lines += [
+        "",
+        "CPU seconds per run (medians): the client's own for the upload and for the download, and "
+        "the S3 server's (SeaweedFS, on the same 2 cores) for both. Ours includes SHA-256 both "
+        "ways (~0.5 s per GiB each), which boto3 does not compute.",
+        "",
+        "| RTT | client up ours | client up boto3 | client down ours | client down boto3 | "
+        "server ours | server boto3 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in r["objects"]:
+        o, b = e["ours"], e["boto"]
+        if "server_cpu" not in o:
+            continue
+        lines.append(
+            f"| {e['rtt_ms']:.0f} ms | {o['upload_cpu']:.2f} | {b['upload_cpu']:.2f} | "
+            f"{o['download_cpu']:.2f} | {b['download_cpu']:.2f} | {o['server_cpu']:.2f} | "
+            f"{b['server_cpu']:.2f} |"
         )
     lines += [
         "",

@@ -1,4 +1,5 @@
-"""Hot requests without botocore's per-request pipeline: HEAD (stats), ListObjectsV2, UploadPart.
+"""Hot requests without botocore's per-request pipeline: HEAD (stats), ListObjectsV2, UploadPart,
+and the ranged GETs of parallel downloads.
 
 botocore spends ~2 ms of CPU per request (event hooks, endpoint rules, parsing); on two cores that
 caps HEADs at a few hundred per second whatever the concurrency.  Over plain HTTP it also hashes
@@ -224,6 +225,31 @@ class LeanS3:
                 return str(resp.headers["ETag"])
             if resp.status in (500, 502, 503, 504):
                 raise OSError(f"UploadPart {resp.status}")
+            raise Fallback(str(resp.status))
+
+    async def read_range(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        end: int,
+        etag: str,
+        sink: Callable[[bytes], None],
+    ) -> None:
+        """GET bytes ``[start, end)`` of the object whose ETag is ``etag``, handing each chunk to
+        ``sink`` as it arrives.  Raises OSError on 5xx (or aiohttp's errors on a broken stream:
+        the caller resumes from what it received) and Fallback on any other answer."""
+        url, headers = self._request("GET", bucket, key)
+        headers["Range"] = f"bytes={start}-{end - 1}"
+        headers["If-Match"] = etag
+        async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+            if resp.status == 206:
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    sink(chunk)
+                return
+            await resp.read()
+            if resp.status in (500, 502, 503, 504):
+                raise OSError(f"GET {resp.status}")
             raise Fallback(str(resp.status))
 
 

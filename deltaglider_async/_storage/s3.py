@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
+import aiohttp
 import anyio
 from aiobotocore.config import AioConfig
 from botocore.exceptions import (
@@ -121,6 +122,14 @@ def _hash_range(digest: Any, fd: int, offset: int, length: int) -> None:
             raise OSError("file shrank while hashing")
         digest.update(chunk)
         offset += len(chunk)
+
+
+class _LocalWriteError(Exception):
+    """Writing the destination failed: not a network error, never retried."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _retryable_stream_error(exc: BaseException) -> bool:
@@ -527,9 +536,10 @@ class S3Storage:
 
         async def fetch(offset: int) -> None:
             async with limiter:
-                position = offset
+                end = min(size, offset + part)
+                position = await self._lean_range(bucket, key, offset, end, etag, fd, progress)
                 async for chunk in self.iter_object(
-                    bucket, key, start=offset, end=min(size, offset + part), etag=etag
+                    bucket, key, start=position, end=end, etag=etag
                 ):
                     await anyio.to_thread.run_sync(os.pwrite, fd, chunk, position)
                     position += len(chunk)
@@ -548,6 +558,63 @@ class S3Storage:
             for offset in offsets:
                 tg.start_soon(fetch, offset)
         return digest.hexdigest()
+
+    async def _lean_range(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        end: int,
+        etag: str,
+        fd: int,
+        progress: Progress | None,
+    ) -> int:
+        """Fetch ``[start, end)`` into ``fd`` on the lean path, resuming broken reads; returns
+        where it stopped (``end``, or less when botocore must do the rest).
+
+        Chunks are written from the event loop: a 1 MiB write into the page cache costs less
+        than the thread hop that would carry it (a 1 GiB download used 0.6 s of CPU this way,
+        0.9 s with a hop per chunk and 1.8 s through botocore)."""
+        lean = await self._lean()
+        position = start
+        if lean is None or not etag:
+            return position
+
+        def sink(chunk: bytes) -> None:
+            nonlocal position
+            try:
+                os.pwrite(fd, chunk, position)
+            except OSError as exc:
+                raise _LocalWriteError(exc) from exc
+            position += len(chunk)
+            if progress:
+                progress(len(chunk))
+
+        failures = 0
+        while position < end:
+            before = position
+            try:
+                with anyio.fail_after(self.transfer.request_timeout):
+                    await lean.read_range(bucket, key, position, end, etag, sink)
+            except Fallback:
+                return position
+            except _LocalWriteError as failed:
+                raise failed.error from None
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if _lean_unreachable(exc) and position == start:
+                    return position  # botocore reports it the usual way
+                failure = exc
+            else:
+                if position >= end:
+                    break
+                failure = OSError(f"short read: {position - before} bytes")
+            failures = 0 if position > before else failures + 1
+            if failures > self.transfer.max_attempts:
+                raise StorageError(
+                    f"s3://{bucket}/{key}: the download kept breaking ({failure!r})"
+                ) from failure
+            await anyio.sleep(min(2.0, 0.1 * 2**failures))
+        return position
 
     async def delete(self, bucket: str, key: str) -> None:
         await self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)

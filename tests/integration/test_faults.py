@@ -6,6 +6,7 @@ upload is left open; no half-written local file.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -169,3 +170,23 @@ async def test_server_killed_mid_upload_and_restarted(tmp_path: Path) -> None:
         assert raw.list_multipart_uploads(Bucket="killed").get("Uploads", []) == []
     finally:
         server.stop()
+
+
+async def test_a_failing_destination_is_reported_at_once_not_retried(
+    seaweed: LocalS3, tmp_path: Path
+) -> None:
+    raw = boto(seaweed)
+    raw.create_bucket(Bucket="faults-dest")
+    data = os.urandom(12 * MiB)
+    raw.put_object(Bucket="faults-dest", Key="big.bin", Body=data)
+    etag = raw.head_object(Bucket="faults-dest", Key="big.bin")["ETag"]
+    (tmp_path / "ro").write_bytes(b"")
+    fd = os.open(tmp_path / "ro", os.O_RDONLY)  # every write fails with EBADF
+    try:
+        async with client_via(seaweed.endpoint_url, seaweed, tmp_path / "c") as dg:
+            with anyio.fail_after(5):
+                with pytest.raises(OSError) as raised:
+                    await dg._storage.download_to_fd("faults-dest", "big.bin", fd, len(data), etag)
+    finally:
+        os.close(fd)
+    assert raised.value.errno == errno.EBADF
