@@ -23,6 +23,7 @@ from ._common import (
     MiB,
     bench_client,
     run_worker,
+    scratch_dir,
     self_peak_rss,
     summarize,
     versioned_files,
@@ -113,6 +114,9 @@ def _run(task: dict[str, Any], python: Path | None = None) -> dict[str, Any]:
         "AWS_ENDPOINT_URL": task["endpoint"],
         "DG_SUPPRESS_DEPRECATION": "1",
     }
+    scratch = scratch_dir()
+    if scratch:
+        env["TMPDIR"] = scratch  # 6.2 renames its temp output into place: same filesystem
     command = None if python is None else [str(python), "-c", OLD_WORKER]
     return run_worker("benchmarks.sdk", task, command=command, env=env)
 
@@ -146,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     old = old_tool_python()
     sizes = [64] if args.quick else [64, 256]
     repeats = 1 if args.quick else 3
-    results: dict[str, Any] = {"repeats": repeats, "cases": []}
-    with seaweedfs() as server, tempfile.TemporaryDirectory() as tmp:
+    results: dict[str, Any] = {
+        "repeats": repeats,
+        "scratch": scratch_dir() or "disk",
+        "cases": [],
+    }
+    with seaweedfs() as server, tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
         env = {k: v for k, v in server.env().items() if k != "AWS_ENDPOINT_URL"}
         s3 = boto3.client(
             "s3",
@@ -209,7 +217,8 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "## SDK: delta put/get with a warm reference vs the deltaglider 6.2 SDK (SeaweedFS)",
         "",
-        f"Medians of {r['repeats']} interleaved runs in fresh processes; seconds (min–max).",
+        f"Medians of {r['repeats']} interleaved runs in fresh processes; seconds (min–max). "
+        f"Downloads and both tools' reference caches on {r.get('scratch', 'disk')}.",
         "",
         "| size | put ours | put 6.2 | put × | get ours | get 6.2 | get × | delta ours "
         "| delta 6.2 |",
