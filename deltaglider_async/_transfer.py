@@ -18,6 +18,9 @@ class TransferConfig:
     - ``multipart_threshold``: files at least this large go up as multipart uploads and large
       direct objects come down as parallel ranged GETs.
     - ``part_size``: multipart part size (raised automatically to stay within 10,000 parts).
+    - ``range_size``: bytes per ranged GET of a parallel download.  Larger than a part because
+      each range costs its connection a round trip: a 1 GiB download at 50 ms RTT took
+      1.85-1.93 s in 8 MiB ranges and 1.66-1.75 s in 16 MiB ones (boto3: 1.64-1.73 s).
     - ``max_concurrency``: parts (or ranges) in flight per object.
     - ``max_files``: objects in flight for bulk operations.
     - ``codec_threads``: encoders/decoders running at once (defaults to the CPU count).
@@ -29,6 +32,7 @@ class TransferConfig:
 
     multipart_threshold: int = 64 * MiB
     part_size: int = 8 * MiB
+    range_size: int = 16 * MiB
     max_concurrency: int = 8
     max_files: int = 16
     codec_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
@@ -42,6 +46,8 @@ class TransferConfig:
     def __post_init__(self) -> None:
         if self.part_size < 5 * MiB:
             raise InvalidArgumentError("part_size must be at least 5 MiB (an S3 limit)")
+        if self.range_size < MiB:
+            raise InvalidArgumentError("range_size must be at least 1 MiB")
         if self.multipart_threshold < self.part_size:
             raise InvalidArgumentError("multipart_threshold must be at least part_size")
         for name in ("max_concurrency", "max_files", "codec_threads", "max_attempts", "max_heads"):

@@ -528,7 +528,7 @@ class S3Storage:
         The hash is computed in order while later ranges are still downloading, instead of in a
         second pass over the finished file.
         """
-        part = self.transfer.part_size_for(size)
+        part = self.transfer.range_size
         offsets = list(range(0, size, part))
         written = {offset: anyio.Event() for offset in offsets}
         limiter = anyio.CapacityLimiter(self.transfer.max_concurrency)

@@ -190,3 +190,21 @@ def test_added_bytes_of_compressed_formats_skip_secondary_compression() -> None:
         assert not compress_added_bytes(compressed[:6])
     for plain in (b"", b"PK", b"ustar\x00", b"\x7fELF\x02\x01", b"plain text"):
         assert compress_added_bytes(plain)
+
+
+def test_transfer_config_rejects_impossible_values() -> None:
+    from deltaglider_async import TransferConfig
+
+    MiB = 1 << 20
+    for bad in (
+        {"part_size": 4 * MiB},
+        {"range_size": MiB - 1},
+        {"multipart_threshold": 6 * MiB, "part_size": 8 * MiB},
+        {"max_concurrency": 0},
+        {"max_files": 0},
+    ):
+        with pytest.raises(InvalidArgumentError):
+            TransferConfig(**bad)  # type: ignore[arg-type]
+    config = TransferConfig()
+    assert config.range_size == 16 * MiB
+    assert config.part_size_for(1 << 40) * 10_000 >= 1 << 40

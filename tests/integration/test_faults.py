@@ -27,6 +27,7 @@ MiB = 1 << 20
 RESILIENT = TransferConfig(
     multipart_threshold=5 * MiB,
     part_size=5 * MiB,
+    range_size=5 * MiB,
     max_concurrency=4,
     max_attempts=8,
     connect_timeout=2,

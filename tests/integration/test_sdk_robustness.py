@@ -150,7 +150,9 @@ async def test_memory_cache_fetches_once_for_concurrent_readers(
 async def test_multipart_upload_and_parallel_ranged_download(
     s3: LocalS3, raw: Any, bucket: str, tmp_path: Path
 ) -> None:
-    transfer = TransferConfig(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=4)
+    transfer = TransferConfig(
+        multipart_threshold=5 * MiB, part_size=5 * MiB, range_size=5 * MiB, max_concurrency=4
+    )
     big = tmp_path / "disk.img.raw"
     payload = hashlib.sha256(b"seed").digest() * (13 * MiB // 32)
     big.write_bytes(payload)
