@@ -128,6 +128,22 @@ def test_small_cache_still_correct() -> None:
     assert decode(source, delta) == target
 
 
+@pytest.mark.parametrize("cache_blocks", [2, 3, 17])
+def test_block_cache_evictions_never_change_the_delta(tmp_path: Path, cache_blocks: int) -> None:
+    # The cache only decides what is read again: under heavy eviction (a few 16 KiB slots for an
+    # 8 MiB file source, decoded through a 2-slot cache) the bytes must be those of the
+    # in-memory source, which has no cache at all.
+    source, target = versioned_pair(8 << 20, seed=12)
+    path = tmp_path / "ref"
+    path.write_bytes(source)
+    expected = encode(source, target, block_size=16 << 10)
+    encoder = Encoder(path, target_size=len(target), cache_size=cache_blocks * (16 << 10))
+    assert encoder.feed(target) + encoder.finish() == expected
+    assert encoder.cache_stats[1] > len(source) // (16 << 10)  # blocks were read again
+    decoder = Decoder(path, block_size=16 << 10, cache_size=32 << 10)
+    assert decoder.feed(expected) + decoder.finish() == target
+
+
 def test_content_moved_far_is_found() -> None:
     # Trap 3: matches beyond half the source window are lost unless the window covers the source.
     rng_bytes = os.urandom(48 << 20)
