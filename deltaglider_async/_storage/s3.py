@@ -109,8 +109,6 @@ def map_error(exc: BaseException, what: str) -> DeltaGliderError:
 
 def _lean_unreachable(exc: BaseException) -> bool:
     """The lean path's aiohttp could not connect (botocore says EndpointConnectionError)."""
-    import aiohttp
-
     return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
@@ -133,8 +131,6 @@ class _LocalWriteError(Exception):
 
 
 def _retryable_stream_error(exc: BaseException) -> bool:
-    import aiohttp
-
     return isinstance(
         exc, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError | ReadTimeoutError | OSError
     )
