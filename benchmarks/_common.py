@@ -82,7 +82,6 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "kernel": platform.release(),
-        "scratch": scratch_dir() or "default temp dir",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 
