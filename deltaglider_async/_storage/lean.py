@@ -32,7 +32,14 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 
 class Fallback(Exception):
-    """This HEAD must go through botocore instead."""
+    """This request must go through botocore instead."""
+
+
+def _unexpected(operation: str, status: int) -> Exception:
+    """An answer the lean path does not handle: a 5xx is retried, anything else goes to botocore."""
+    if status in (500, 502, 503, 504):
+        return OSError(f"{operation} {status}")
+    return Fallback(str(status))
 
 
 class HeadResult:
@@ -170,9 +177,7 @@ class LeanS3:
                 return HeadResult(resp.headers)
             if resp.status == 404:
                 return None
-            if resp.status in (500, 502, 503, 504):
-                raise OSError(f"HEAD {resp.status}")
-            raise Fallback(str(resp.status))
+            raise _unexpected("HEAD", resp.status)
 
     async def list_objects(
         self,
@@ -205,9 +210,7 @@ class LeanS3:
                     return ListResult(body)
                 except (ET.ParseError, ValueError) as exc:
                     raise Fallback(f"unparsable listing: {exc}") from exc
-            if resp.status in (500, 502, 503, 504):
-                raise OSError(f"ListObjectsV2 {resp.status}")
-            raise Fallback(str(resp.status))
+            raise _unexpected("ListObjectsV2", resp.status)
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes
@@ -223,9 +226,7 @@ class LeanS3:
             await resp.read()
             if resp.status == 200 and resp.headers.get("ETag"):
                 return str(resp.headers["ETag"])
-            if resp.status in (500, 502, 503, 504):
-                raise OSError(f"UploadPart {resp.status}")
-            raise Fallback(str(resp.status))
+            raise _unexpected("UploadPart", resp.status)
 
     async def read_range(
         self,
@@ -248,9 +249,7 @@ class LeanS3:
                     sink(chunk)
                 return
             await resp.read()
-            if resp.status in (500, 502, 503, 504):
-                raise OSError(f"GET {resp.status}")
-            raise Fallback(str(resp.status))
+            raise _unexpected("GET", resp.status)
 
 
 async def with_retries(call: Callable[[], Awaitable[Any]], attempts: int) -> Any:
