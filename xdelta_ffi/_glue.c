@@ -207,6 +207,10 @@ static void dg_pool_give(dg_alloc_hdr mapping) {
 #endif
 }
 
+/* fork() while another thread holds the pool lock would leave it locked forever in the child. */
+static void dg_pool_lock_for_fork(void) { pthread_mutex_lock(&dg_pool_lock); }
+static void dg_pool_unlock_after_fork(void) { pthread_mutex_unlock(&dg_pool_lock); }
+
 /* Unmaps every pooled mapping; returns the bytes given back. */
 size_t dg_release_pool(void) {
   size_t released;
@@ -381,6 +385,7 @@ static int dg_getblk(xd3_stream *stream, xd3_source *src, xoff_t blkno_x) {
 /* Builds the RFC 3284 code table once, before any thread can race on its lazy initialisation. */
 void dg_global_init(void) {
   (void)xd3_rfc3284_code_table();
+  (void)pthread_atfork(dg_pool_lock_for_fork, dg_pool_unlock_after_fork, dg_pool_unlock_after_fork);
 #ifdef DG_HAVE_AVX2_KERNEL
   __builtin_cpu_init();
   dg_use_avx2 = __builtin_cpu_supports("avx2") != 0;
