@@ -76,10 +76,6 @@ from ._transfer import TransferConfig
 
 T = TypeVar("T")
 log = logging.getLogger("deltaglider_async")
-# Read once at import (changing the umask is process-wide): downloads get the mode a plain
-# open() would give, not mkstemp's 0600.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 Body = bytes | bytearray | memoryview | os.PathLike[str] | AsyncIterator[bytes] | Any
 
 
@@ -753,7 +749,7 @@ class AsyncDeltaGliderClient:
             try:
                 mode = destination.stat().st_mode & 0o7777  # replacing: keep its mode
             except FileNotFoundError:
-                mode = 0o666 & ~_UMASK
+                mode = 0o666 & ~_current_umask()  # what a plain open() gives, not 0600
             os.chmod(tmp, mode)
             os.replace(tmp, destination)
         except BaseException:
@@ -1266,6 +1262,20 @@ async def _iter_file(path: Path, chunk_size: int = 4 << 20) -> AsyncIterator[byt
     async with await anyio.open_file(path, "rb") as src:
         while chunk := await src.read(chunk_size):
             yield chunk
+
+
+def _current_umask() -> int:
+    """The process umask, read where Linux reports it: os.umask() can only be read by setting
+    it, which would race with other threads creating files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    previous = os.umask(0o022)
+    os.umask(previous)
+    return previous
 
 
 def create_client(

@@ -169,6 +169,12 @@ async def test_upload_destinations_and_download(
     umask = os.umask(0o022)
     os.umask(umask)
     assert (out / "renamed.zip").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    os.umask(0o027)  # the umask in force at download time, not at import
+    try:
+        await dg.download(f"s3://{bucket}/app/build.zip", out)
+    finally:
+        os.umask(umask)
+    assert (out / "build.zip").stat().st_mode & 0o777 == 0o640
     verify = await dg.verify(f"s3://{bucket}/app/renamed.zip")
     assert verify.valid and verify.stored_as == "delta"
     # verify also accepts the stored name
