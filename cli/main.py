@@ -36,6 +36,7 @@ from deltaglider_async._core.spaces import (
     is_s3_url,
     parse_s3_url,
     safe_local_relpath,
+    space_of,
     upload_key,
 )
 from deltaglider_async._core.sync import SyncEntry, plan_sync
@@ -844,7 +845,7 @@ def migrate(
             firsts: dict[str, tuple[str, str]] = {}
             rest: list[tuple[str, str]] = []
             for pair in todo:
-                space = pair[1].rsplit("/", 1)[0] if "/" in pair[1] else ""
+                space = space_of(pair[1])
                 if space in firsts:
                     rest.append(pair)
                 else:
