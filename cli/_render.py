@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,21 @@ def human(n: float) -> str:
     return f"{value:.1f} TiB"
 
 
+def printable(text: str) -> str:
+    """Control characters of keys and paths shown escaped: a key must not drive the terminal."""
+    if text.isprintable() or not any(_is_control(c) for c in text):
+        return text
+    return "".join(f"\\x{ord(c):02x}" if _is_control(c) else c for c in text)
+
+
+_BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _is_control(char: str) -> bool:
+    """ESC, BEL and the rest of C0/C1, and the bidi overrides that reorder what is shown."""
+    return (unicodedata.category(char) == "Cc" and char != "\t") or char in _BIDI_OVERRIDES
+
+
 @dataclass
 class Output:
     """Where each kind of output goes, decided once from the flags and the terminal."""
@@ -53,7 +69,7 @@ class Output:
         if self.json_mode:
             self.stdout.write(json.dumps(record, default=str) + "\n")
         elif not (self.quiet or self.only_errors):
-            self.stdout.write(line + "\n")
+            self.stdout.write(printable(line) + "\n")
         self.stdout.flush()
 
     def error(self, line: str, record: dict[str, Any]) -> None:
@@ -61,14 +77,14 @@ class Output:
             self.stdout.write(json.dumps({**record, "ok": False}, default=str) + "\n")
             self.stdout.flush()
         if not self.quiet or not self.json_mode:
-            self.err.print(line, markup=False, soft_wrap=True)
+            self.err.print(printable(line), markup=False, soft_wrap=True)
 
     def data(self, record: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(record, default=str) + "\n")
         self.stdout.flush()
 
     def line(self, text: str) -> None:
-        self.stdout.write(text + "\n")
+        self.stdout.write("\n".join(printable(part) for part in text.split("\n")) + "\n")
 
     def note(self, text: str) -> None:
         """Human-only information (summaries, hints) on stderr."""

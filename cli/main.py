@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import anyio
 import typer
@@ -212,6 +212,26 @@ def _local_files(root: Path, filters: list[PathFilter]) -> list[tuple[Path, str]
     return found
 
 
+def _local_targets(
+    out: Output, summary: Summary, bucket: str, keys: list[tuple[str, str]], root: Path
+) -> list[tuple[str, Path]]:
+    """``(url, local path)`` for each ``(relative key, key)``; a key that cannot be a local
+    path (``a/../b``, ``a\\b``, a folder marker ``p/``) is skipped with an error, as aws-cli
+    warns and goes on."""
+    items = []
+    for rel, key in keys:
+        url = f"s3://{bucket}/{key}"
+        try:
+            items.append((url, root / safe_local_relpath(rel)))
+        except InvalidArgumentError as exc:
+            summary.failed += 1
+            out.error(
+                f"download failed: {url}: {exc}",
+                {"op": "download", "source": url, "error": str(exc), "code": exc.code},
+            )
+    return items
+
+
 def _prefix_of(url: S3Url) -> str:
     return url.key if url.is_prefix else url.key + "/"
 
@@ -315,7 +335,11 @@ async def _stream_cp(
         )
         info = resp["DeltaGliderInfo"]
         saved = _saved_text(
-            info["OriginalSize"], info["StoredSize"], info["StoredAs"], info["Reason"]
+            info["OriginalSize"],
+            info["StoredSize"],
+            info["StoredAs"],
+            info["Reason"],
+            info["ReferenceCreated"],
         )
         out.result(f"upload: - to {target} {saved}", {"op": "upload", "ok": True, **info})
         return EXIT_OK
@@ -328,7 +352,7 @@ async def _stream_cp(
     return EXIT_OK
 
 
-def _usage(out: Output, message: str) -> None:
+def _usage(out: Output, message: str) -> NoReturn:
     out.err.print(f"usage error: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 
@@ -382,12 +406,12 @@ async def _download(
     dryrun: bool,
 ) -> int:
     target = Path(destination)
+    summary = Summary("download")
     if recursive:
         objects = await _s3_objects(dg, source, filters)
-        items = [
-            (f"s3://{source.bucket}/{e['Key']}", target / safe_local_relpath(rel))
-            for rel, e in objects
-        ]
+        items = _local_targets(
+            out, summary, source.bucket, [(rel, e["Key"]) for rel, e in objects], target
+        )
     else:
         if source.is_prefix:
             raise InvalidArgumentError(f"{source} is a prefix: use --recursive")
@@ -395,7 +419,6 @@ async def _download(
         into_dir = target.is_dir() or destination.endswith(("/", os.sep))
         dest = target / name if into_dir else target
         items = [(str(source), dest)]
-    summary = Summary("download")
     if dryrun:
         for url, path in items:
             out.result(
@@ -403,7 +426,7 @@ async def _download(
                 {"op": "download", "dryrun": True, "source": url, "destination": str(path)},
             )
         summary.render(out)
-        return EXIT_OK
+        return EXIT_FAILED if summary.failed else EXIT_OK
     with TransferProgress(out, 0, len(items)) as bars:
         results = await dg.download_many(items, progress=bars)
     _report_results(out, summary, "download", results)
@@ -682,10 +705,13 @@ def sync(
                     (local / rel, f"s3://{remote.bucket}/{base}{rel}") for rel in plan.transfer
                 ]
             else:
-                dl = [
-                    (f"s3://{remote.bucket}/{remote_keys[rel]}", local / safe_local_relpath(rel))
-                    for rel in plan.transfer
-                ]
+                dl = _local_targets(
+                    out,
+                    summary,
+                    remote.bucket,
+                    [(rel, remote_keys[rel]) for rel in plan.transfer],
+                    local,
+                )
             if dryrun:
                 verb = "upload" if upload else "download"
                 for rel in plan.transfer:
@@ -903,10 +929,12 @@ def stats(
     if quick + sampled + detailed > 1:
         _usage(out, "choose one of --quick, --sampled, --detailed")
     mode = "detailed" if detailed else "sampled" if sampled else "quick"
-    target = parse_s3_url(bucket if is_s3_url(bucket) else f"s3://{bucket}") if bucket else None
+    try:
+        target = parse_s3_url(bucket if is_s3_url(bucket) else f"s3://{bucket}")
+    except InvalidArgumentError as exc:
+        _usage(out, str(exc))
 
     async def work() -> int:
-        assert target is not None
         async with _client(endpoint_url, region, profile, checkers=checkers) as dg:
             result = await dg.bucket_stats(
                 target.bucket,

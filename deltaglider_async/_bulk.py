@@ -21,7 +21,7 @@ import anyio
 
 from ._core.spaces import (
     S3Url,
-    check_logical_key,
+    check_writable_key,
     is_eligible,
     parse_s3_url,
     space_of,
@@ -95,7 +95,7 @@ def local_to_key(path: str | os.PathLike[str], url: str) -> tuple[Path, S3Url, s
         raise InvalidArgumentError(f"{local}: no such file")
     target = parse_s3_url(url)
     key = upload_key(target, local.name)
-    check_logical_key(key)
+    check_writable_key(key)
     return local, target, key
 
 

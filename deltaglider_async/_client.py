@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,12 +40,15 @@ from ._core.policy import delta_budget, delta_ratio, keep_delta, parse_max_ratio
 from ._core.spaces import (
     DEFAULT_DELTA_EXTENSIONS,
     DELTA_SUFFIX,
+    INTERNAL_PREFIX,
     REFERENCE_NAME,
     StoredKind,
     check_bucket,
     check_logical_key,
+    check_writable_key,
     classify,
     delta_key,
+    fits_delta_layout,
     is_eligible,
     name_of,
     parse_s3_url,
@@ -51,6 +56,7 @@ from ._core.spaces import (
     space_of,
 )
 from ._core.stats import BucketStats, Mode
+from ._core.twins import newer_copy
 from ._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource, parse_key
 from ._engine.codec import CodecRunner, EncodeResult, unlink_quietly
 from ._engine.stats import StatsEngine
@@ -63,6 +69,7 @@ from ._exceptions import (
     NotFoundError,
     ReferenceInUseError,
 )
+from ._localfs import Destination, FileChangedError, FileDigest, read_snapshot, write_all
 from ._models import (
     CompressionEstimate,
     DeltaGliderInfo,
@@ -123,6 +130,22 @@ class _Resolved:
             reference_key=self.meta.ref_key,
             sha256=self.meta.file_sha256,
         )
+
+
+@dataclass(frozen=True)
+class _Put:
+    """What one put stores, wherever it ends up (delta or direct)."""
+
+    bucket: str
+    key: str
+    extra: Mapping[str, str]
+    content_type: str | None
+    ratio_limit: float
+    progress: Progress | None
+
+
+#: Attempts at a delta put whose reference a concurrent delete keeps collecting.
+_GC_RACE_ROUNDS = 3
 
 
 class AsyncDeltaGliderClient:
@@ -206,7 +229,7 @@ class AsyncDeltaGliderClient:
     ) -> dict[str, Any]:
         """Store ``Body`` (bytes, a path, a binary file or an async iterator of bytes)."""
         check_bucket(Bucket)
-        check_logical_key(Key)
+        check_writable_key(Key)
         async with self._local_body(Body) as path:
             summary = await self._store(
                 Bucket,
@@ -230,6 +253,7 @@ class AsyncDeltaGliderClient:
                 if summary.stored_as == "delta"
                 else None,
                 reason=summary.reason,
+                reference_created=summary.reference_created,
             ).as_dict(),
             "ResponseMetadata": {"HTTPStatusCode": 200},
         }
@@ -311,23 +335,66 @@ class AsyncDeltaGliderClient:
         space_start: SpaceStart | None = None,
         leads: bool = False,
     ) -> UploadSummary:
-        """Store ``path`` as a delta (or directly); ``space_start`` coordinates a bulk upload:
-        the leader announces the reference it creates, the others encode against it early."""
+        """Store ``path`` as a delta against its space's reference where that is eligible and
+        worth it, else directly.  ``space_start`` coordinates a bulk upload: the leader announces
+        the reference it creates, the others encode against it early."""
+        check_writable_key(key)
         ratio_limit = self._max_ratio if max_ratio is None else parse_max_ratio(max_ratio)
         await self._require_bucket(bucket)
         self._stats.invalidate(bucket)
         extra = {k.lower(): v for k, v in (user_metadata or {}).items()}
         if any(k.startswith(("dg-", "dg_")) for k in extra):
             raise InvalidArgumentError("user metadata keys may not start with dg-")
+        put = _Put(bucket, key, extra, content_type, ratio_limit, progress)
         if no_delta:
-            return await self._put_direct(
-                bucket, key, path, extra, content_type, "delta disabled", progress
-            )
+            return await self._put_direct(put, path, "delta disabled")
         if not is_eligible(key, self._extensions):
-            return await self._put_direct(bucket, key, path, extra, content_type, "", progress)
-        space = space_of(key)
-        ref_key = reference_key(space)
-        budget = delta_budget(path.stat().st_size, ratio_limit)
+            return await self._put_direct(put, path, "")
+        if not fits_delta_layout(key):
+            return await self._put_direct(put, path, "key too long for its .delta name")
+        async with self._stable_copy(path) as stable:
+            if stable.stat().st_size == 0:
+                return await self._put_direct(put, stable, "empty file")
+            for attempt in range(_GC_RACE_ROUNDS):
+                first = attempt == 0
+                stored = await self._put_delta(
+                    put, stable, space_start if first else None, leads and first
+                )
+                if stored is not None and (first or stored.stored_as == "delta"):
+                    return stored
+                if stored is not None:
+                    break
+            else:  # raced by reference GC every time: a direct copy needs no reference
+                stored = await self._put_direct(put, stable, "its reference kept changing")
+            # An earlier round left a delta whose reference is gone: it must not stay.
+            await self._storage.delete(bucket, delta_key(key))
+            return stored
+
+    @contextlib.asynccontextmanager
+    async def _stable_copy(self, path: Path) -> AsyncIterator[Path]:
+        """A file that holds still for the several reads a delta put makes (hash, reference,
+        encode): small files are copied aside in one read; large ones are read in place and
+        every part sent is checked against the read that hashed it."""
+        limit = self._transfer.multipart_threshold
+        if path.stat().st_size >= limit:
+            yield path
+            return
+        data = await anyio.to_thread.run_sync(read_snapshot, path, limit)
+        copy = self._temp_path(Path(path.name).suffix)
+        try:
+            await anyio.Path(copy).write_bytes(data)
+            yield copy
+        finally:
+            unlink_quietly(copy)
+
+    async def _put_delta(
+        self, put: _Put, path: Path, space_start: SpaceStart | None, leads: bool
+    ) -> UploadSummary | None:
+        """One attempt at storing ``path`` as a delta; None when the reference it was encoded
+        against is gone once the delta landed (a concurrent GC): the caller tries again."""
+        bucket, key = put.bucket, put.key
+        ref_key = reference_key(space_of(key))
+        budget = delta_budget(path.stat().st_size, put.ratio_limit)
         delta_path = self._temp_path(DELTA_SUFFIX)
         reference_created = False
         ref_sha: str | None
@@ -341,43 +408,34 @@ class AsyncDeltaGliderClient:
                 ref_sha, result = early
             else:
                 ref_head = await self._storage.head(bucket, ref_key)
-                ref_sha = (
-                    parse_metadata(ref_head.metadata, ref_key).file_sha256 if ref_head else None
-                )
-                if ref_head is None or ref_sha is None:
+                if ref_head is None:
                     ref_head, reference_created = await self._create_reference(
                         bucket, ref_key, key, path, space_start if leads else None
                     )
-                    ref_sha = parse_metadata(ref_head.metadata, ref_key).file_sha256
-                elif leads and space_start is not None:
+                ref_sha = _reference_sha(ref_head, ref_key)
+                if leads and space_start is not None:
                     space_start.settle(ref_sha)
-                assert ref_sha is not None
+                if ref_sha is None:
+                    return await self._put_direct(
+                        put, path, f"{ref_key} is not a deltaglider reference"
+                    )
                 if reference_created:
                     result = await self._codec.encode_file(path, path, delta_path, None)
                     if result.sha256 != ref_sha:
-                        raise IntegrityError(f"{path} changed while it was being uploaded")
+                        raise FileChangedError(path)
                 else:
                     result = await self._encode_against(
                         bucket, ref_key, ref_head.etag, ref_sha, path, delta_path, budget
                     )
             worth_it = not result.over_budget and keep_delta(
-                result.delta_size, result.size, ratio_limit
+                result.delta_size, result.size, put.ratio_limit
             )
             if not reference_created and not worth_it:
                 ratio = delta_ratio(result.delta_size, result.size)
-                reason = f"delta ratio {ratio:.2f} > max {ratio_limit:.2f}"
+                reason = f"delta ratio {ratio:.2f} > max {put.ratio_limit:.2f}"
                 if result.over_budget:
-                    reason = f"delta exceeds max ratio {ratio_limit:.2f}"
-                return await self._put_direct(
-                    bucket,
-                    key,
-                    path,
-                    extra,
-                    content_type,
-                    reason,
-                    progress,
-                    sha256=result.sha256,
-                )
+                    reason = f"delta exceeds max ratio {put.ratio_limit:.2f}"
+                return await self._put_direct(put, path, reason)
             meta = delta_metadata(
                 tool=self._tool,
                 original_name=name_of(key),
@@ -389,15 +447,35 @@ class AsyncDeltaGliderClient:
                 delta_size=result.delta_size,
                 zero_diff=reference_created,
             )
-            await self._storage.put_file(
-                bucket,
-                delta_key(key),
-                delta_path,
-                metadata={**extra, **meta},
-                content_type=content_type,
-            )
+
+            async def send() -> None:
+                await self._storage.put_file(
+                    bucket,
+                    delta_key(key),
+                    delta_path,
+                    metadata={**put.extra, **meta},
+                    content_type=put.content_type,
+                )
+
+            await send()
+            kept = False
+
+            async def confirm() -> None:
+                nonlocal kept
+                kept = await self._reference_is(bucket, ref_key, ref_sha)
+
+            async with task_group() as tg:
+                tg.start_soon(confirm)
+                tg.start_soon(self._drop_twin, bucket, key, True, send)
         finally:
             unlink_quietly(delta_path)
+        if not kept:
+            log.warning(
+                "s3://%s/%s: its reference was collected while the delta was stored; again",
+                bucket,
+                key,
+            )
+            return None
         log.info(
             "s3://%s/%s: stored as delta, %d of %d bytes",
             bucket,
@@ -405,11 +483,8 @@ class AsyncDeltaGliderClient:
             result.delta_size,
             result.size,
         )
-        # A direct copy from an earlier upload of the same logical key would shadow nothing but
-        # would be listed twice and cost storage: remove it.
-        await self._storage.delete(bucket, key)
-        if progress:
-            progress(result.size)
+        if put.progress:
+            put.progress(result.size)
         return UploadSummary(
             bucket=bucket,
             key=key,
@@ -420,6 +495,38 @@ class AsyncDeltaGliderClient:
             sha256=result.sha256,
             reference_created=reference_created,
         )
+
+    async def _reference_is(self, bucket: str, ref_key: str, sha256: str) -> bool:
+        head = await self._storage.head(bucket, ref_key)
+        return head is not None and _reference_sha(head, ref_key) == sha256
+
+    async def _drop_twin(
+        self, bucket: str, key: str, ours_is_delta: bool, send: Callable[[], Awaitable[None]]
+    ) -> None:
+        """After storing our copy of ``key``, delete the other kind's copy if it is older.
+
+        A writer of the other kind may be doing the same to ours at this moment, and a delete
+        may hit a copy stored after our HEAD; so once we deleted, we look at our own copy again
+        and store it once more if it went (``_core/twins.py`` has the argument).
+        """
+        ours, other = (delta_key(key), key) if ours_is_delta else (key, delta_key(key))
+        theirs = await self._storage.head(bucket, other)
+        if theirs is None:
+            return
+        mine = await self._storage.head(bucket, ours)
+        if mine is None:
+            return  # ours was replaced or deleted meanwhile: not ours to clean up
+        copies = {ours: _copy_rank(mine), other: _copy_rank(theirs)}
+        if newer_copy(copies[delta_key(key)], copies[key]) != (
+            "delta" if ours_is_delta else "direct"
+        ):
+            return  # theirs is newer: a reader serves it, and its writer removes ours
+        await self._storage.delete(bucket, other)
+        if await self._storage.head(bucket, ours) is None:
+            log.info(
+                "s3://%s/%s: a concurrent writer removed our copy; storing it again", bucket, key
+            )
+            await send()
 
     async def _require_bucket(self, bucket: str) -> None:
         """Some servers create missing buckets on PUT; a write to a typo must fail instead."""
@@ -433,11 +540,17 @@ class AsyncDeltaGliderClient:
         self, bucket: str, ref_key: str, key: str, path: Path, announce: SpaceStart | None
     ) -> tuple[ObjectHead, bool]:
         """Create the space's reference from ``path``; exactly one concurrent writer wins."""
-        sha256, _size = await self._codec.hash_file(path)
+        digest = await self._codec.hash_file(
+            path, self._transfer.part_size_for(path.stat().st_size)
+        )
+        sha256 = digest.sha256
         # The local file goes into the cache first (checked against ``sha256`` as it is
         # stored): no GET of what we send, and a bulk upload's other files can encode against
         # this copy while the reference uploads.
-        await self._cache.warm(sha256, lambda: _iter_file(path))
+        try:
+            await self._cache.warm(sha256, lambda: _iter_file(path))
+        except IntegrityError as exc:  # the second read of the file found other bytes
+            raise FileChangedError(path) from exc
         if announce is not None:
             announce.offer(sha256)
         meta = reference_metadata(
@@ -447,11 +560,13 @@ class AsyncDeltaGliderClient:
             created_at=timestamp(datetime.now(UTC)),
         )
         with contextlib.suppress(ConflictError):  # another writer won: use its reference
-            await self._storage.put_file(bucket, ref_key, path, metadata=meta, if_none_match=True)
+            await self._storage.put_file(
+                bucket, ref_key, path, metadata=meta, if_none_match=True, verify=digest
+            )
         head = await self._storage.head(bucket, ref_key)
         if head is None:
             raise ConflictError(f"s3://{bucket}/{ref_key}: reference vanished while creating it")
-        winner = parse_metadata(head.metadata, ref_key).file_sha256
+        winner = _reference_sha(head, ref_key)
         if announce is not None:
             announce.settle(winner)
         if winner != sha256:
@@ -542,49 +657,62 @@ class AsyncDeltaGliderClient:
                 _close(reference)
         raise AssertionError("unreachable")
 
-    async def _put_direct(
-        self,
-        bucket: str,
-        key: str,
-        path: Path,
-        extra: Mapping[str, str],
-        content_type: str | None,
-        reason: str,
-        progress: Progress | None,
-        *,
-        sha256: str | None = None,
-    ) -> UploadSummary:
-        if sha256 is None:
-            sha256, size = await self._codec.hash_file(path)
+    async def _put_direct(self, put: _Put, path: Path, reason: str) -> UploadSummary:
+        """Store ``path`` as it is, hashing exactly the bytes sent: a small file is read once;
+        a large one is hashed, then every part sent is checked against that read."""
+        threshold = self._transfer.multipart_threshold
+        size = path.stat().st_size
+        created_at = timestamp(datetime.now(UTC))
+        data: bytes | None = None
+        digest: FileDigest | None = None
+        if size < threshold:
+            data = await anyio.to_thread.run_sync(read_snapshot, path, threshold)
+            sha256, size = hashlib.sha256(data).hexdigest(), len(data)
         else:
-            size = path.stat().st_size
-        meta = direct_metadata(
-            tool=self._tool,
-            original_name=name_of(key),
-            sha256=sha256,
-            size=size,
-            created_at=timestamp(datetime.now(UTC)),
-        )
-        await self._storage.put_file(
-            bucket,
-            key,
-            path,
-            metadata={**extra, **meta},
-            content_type=content_type,
-            progress=progress,
-        )
-        if is_eligible(key, self._extensions):
-            await self._storage.delete(bucket, delta_key(key))
+            digest = await self._codec.hash_file(path, self._transfer.part_size_for(size))
+            sha256, size = digest.sha256, digest.size
+        meta = {
+            **put.extra,
+            **direct_metadata(
+                tool=self._tool,
+                original_name=name_of(put.key),
+                sha256=sha256,
+                size=size,
+                created_at=created_at,
+            ),
+        }
+
+        async def send(progress: Progress | None = None) -> None:
+            if data is not None:
+                await self._storage.put_bytes(
+                    put.bucket, put.key, data, metadata=meta, content_type=put.content_type
+                )
+                if progress:
+                    progress(len(data))
+            else:
+                await self._storage.put_file(
+                    put.bucket,
+                    put.key,
+                    path,
+                    metadata=meta,
+                    content_type=put.content_type,
+                    progress=progress,
+                    verify=digest,
+                )
+
+        await send(put.progress)
+        if is_eligible(put.key, self._extensions) and fits_delta_layout(put.key):
+            await self._drop_twin(put.bucket, put.key, False, send)
         log.info(
             "s3://%s/%s: stored directly, %d bytes%s",
-            bucket,
-            key,
+            put.bucket,
+            put.key,
             size,
             f" ({reason})" if reason else "",
         )
         return UploadSummary(
-            bucket=bucket,
-            key=key,
+            bucket=put.bucket,
+            key=put.key,
             original_size=size,
             stored_size=size,
             stored_as="direct",
@@ -607,12 +735,14 @@ class AsyncDeltaGliderClient:
         async with task_group() as tg:
             tg.start_soon(head, delta_key(key))
             tg.start_soon(head, key)
-        delta_head = heads[delta_key(key)]
+        delta_head, direct = heads[delta_key(key)], heads[key]
         if delta_head is not None:
             meta = parse_metadata(delta_head.metadata, delta_key(key))
-            if meta.kind is MetaKind.DELTA:
-                return _Resolved(bucket, key, delta_key(key), delta_head, meta)
-        direct = heads[key]
+            delta = _Resolved(bucket, key, delta_key(key), delta_head, meta)
+            if meta.kind is MetaKind.DELTA and (
+                direct is None or _served(delta, direct) == "delta"
+            ):
+                return delta
         if direct is None:
             raise NotFoundError(f"s3://{bucket}/{key}: no such object")
         return _Resolved(bucket, key, key, direct, parse_metadata(direct.metadata, key))
@@ -630,7 +760,7 @@ class AsyncDeltaGliderClient:
         emitted = 0
         for attempt in range(2):
             reference = await self._cache.get(
-                meta.ref_sha256 or await self._reference_sha(obj.bucket, ref_key),
+                meta.ref_sha256 or await self._fetch_reference_sha(obj.bucket, ref_key),
                 lambda: self._storage.iter_object(obj.bucket, ref_key),
             )
             delta = self._storage.iter_object(
@@ -653,7 +783,7 @@ class AsyncDeltaGliderClient:
             finally:
                 _close(reference)
 
-    async def _reference_sha(self, bucket: str, ref_key: str) -> str:
+    async def _fetch_reference_sha(self, bucket: str, ref_key: str) -> str:
         head = await self._storage.head(bucket, ref_key)
         sha = parse_metadata(head.metadata, ref_key).file_sha256 if head else None
         if sha is None:
@@ -725,7 +855,9 @@ class AsyncDeltaGliderClient:
         """Download a logical object to ``path`` (or into it, if it is a directory).
 
         The bytes go to a temporary file beside the destination, renamed over it only once the
-        SHA-256 matched: a failed or corrupt download never creates or replaces the file.
+        SHA-256 matched: a failed or corrupt download never creates or replaces the file.  A
+        FIFO or a device is written into (as ``cp`` does) and never replaced; a symlink is
+        followed.
         """
         source = parse_s3_url(url)
         if source.is_prefix:
@@ -734,43 +866,34 @@ class AsyncDeltaGliderClient:
         destination = Path(path)
         if destination.is_dir():
             destination = destination / name_of(obj.key)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.name}.", suffix=".dg-part"
-        )
-        tmp = Path(tmp_name)
+        # Opening a FIFO waits for its reader: not on the event loop's thread.
+        target = await anyio.to_thread.run_sync(Destination, destination)
         try:
-            verified = await self._write_object(obj, fd, progress)
-            os.close(fd)
-            fd = -1
-            if obj.head.last_modified is not None:
-                stamp = obj.head.last_modified.timestamp()
-                os.utime(tmp, (stamp, stamp))
-            try:
-                mode = destination.stat().st_mode & 0o7777  # replacing: keep its mode
-            except FileNotFoundError:
-                mode = 0o666 & ~_current_umask()  # what a plain open() gives, not 0600
-            os.chmod(tmp, mode)
-            os.replace(tmp, destination)
+            verified = await self._write_object(
+                obj, target.fd, progress, seekable=not target.special
+            )
+            modified = obj.head.last_modified
+            target.commit(modified.timestamp() if modified is not None else None)
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
+            target.abort()
             raise
         return DownloadSummary(
             bucket=obj.bucket,
             key=obj.key,
             path=str(destination),
-            size=destination.stat().st_size,
+            size=obj.logical_size if target.special else target.path.stat().st_size,
             sha256=obj.meta.file_sha256,
             stored_as=obj.stored_as,
             verified=verified,
         )
 
-    async def _write_object(self, obj: _Resolved, fd: int, progress: Progress | None) -> bool:
+    async def _write_object(
+        self, obj: _Resolved, fd: int, progress: Progress | None, *, seekable: bool = True
+    ) -> bool:
         what = f"s3://{obj.bucket}/{obj.key}"
         if (
-            obj.meta.kind is not MetaKind.DELTA
+            seekable
+            and obj.meta.kind is not MetaKind.DELTA
             and obj.head.size >= self._transfer.multipart_threshold
         ):
             sha = await self._storage.download_to_fd(
@@ -789,7 +912,7 @@ class AsyncDeltaGliderClient:
             content_length=None,
         )
         async for chunk in body.iter_chunks(4 << 20):
-            await anyio.to_thread.run_sync(os.write, fd, chunk)
+            await anyio.to_thread.run_sync(write_all, fd, chunk)
             if progress:
                 progress(len(chunk))
         return body.verified
@@ -805,8 +928,6 @@ class AsyncDeltaGliderClient:
             expected_size=None,
             content_length=None,
         )
-        import hashlib
-
         digest = hashlib.sha256()
         size = 0
         message = ""
@@ -824,7 +945,7 @@ class AsyncDeltaGliderClient:
         if not message and obj.meta.file_size is not None and size != obj.meta.file_size:
             valid, message = False, f"size {size} != recorded {obj.meta.file_size}"
         if expected is None and not message:
-            message = "plain S3 object: no recorded SHA-256 to compare"
+            valid, message = False, "no recorded SHA-256 (not stored by deltaglider): not verified"
         return VerifyResult(
             bucket=obj.bucket,
             key=obj.key,
@@ -977,37 +1098,148 @@ class AsyncDeltaGliderClient:
         """
         check_bucket(Bucket)
         if name_of(Key) == REFERENCE_NAME:
+            check_writable_key(space_of(Key) + "x")
             self._stats.invalidate(Bucket)
             await self._delete_reference(Bucket, space_of(Key), force=Force)
             return {"DeleteMarker": False, "ResponseMetadata": {"HTTPStatusCode": 204}}
+        check_writable_key(classify(Key)[1] or Key)
         obj = await self._resolve(Bucket, Key)
         self._stats.invalidate(Bucket)
-        await self._storage.delete(Bucket, obj.stored_key)
+        await self._delete_logical(obj)
         if obj.meta.kind is MetaKind.DELTA:
-            await self._storage.delete(Bucket, obj.key)  # a stale direct twin, if any
-            await self._drop_reference_if_unused(Bucket, space_of(obj.key))
+            await self._collect_reference(Bucket, space_of(obj.key))
         return {
             "DeleteMarker": False,
             "DeltaGliderInfo": obj.info().as_dict(),
             "ResponseMetadata": {"HTTPStatusCode": 204},
         }
 
-    async def _space_has_deltas(self, bucket: str, space: str) -> bool:
+    async def _delete_logical(self, obj: _Resolved) -> None:
+        """Both stored forms of the key go: the one served and a twin of the other kind."""
+        await self._storage.delete(obj.bucket, obj.stored_key)
+        if is_eligible(obj.key, self._extensions) or obj.meta.kind is MetaKind.DELTA:
+            twin = obj.key if obj.stored_key != obj.key else delta_key(obj.key)
+            await self._storage.delete(obj.bucket, twin)
+
+    async def _list_space(self, bucket: str, space: str) -> tuple[list[str], bool]:
+        """The deltas directly in ``space``, and whether the listing showed its reference."""
+        deltas: list[str] = []
+        reference_listed = False
         token: str | None = None
         while True:
             page = await self._storage.list_page(bucket, prefix=space, delimiter="/", token=token)
-            if any(classify(o["Key"])[0] is StoredKind.DELTA for o in page.objects):
-                return True
+            for entry in page.objects:
+                kind, _ = classify(entry["Key"])
+                if kind is StoredKind.DELTA and space_of(entry["Key"]) == space:
+                    deltas.append(entry["Key"])
+                elif entry["Key"] == reference_key(space):
+                    reference_listed = True
             if not page.truncated or not page.next_token:
-                return False
+                return deltas, reference_listed
             token = page.next_token
 
-    async def _drop_reference_if_unused(self, bucket: str, space: str) -> None:
-        if not await self._space_has_deltas(bucket, space):
-            await self._storage.delete(bucket, reference_key(space))
+    async def _collect_reference(self, bucket: str, space: str) -> None:
+        """Delete the space's reference once no delta uses it, without stranding a delta that
+        a concurrent writer stores meanwhile (docs/reliability.md):
+
+        1. one listing of the space shows its reference and no delta (the reference must be in
+           that very listing: a server that aliases key spellings cannot make us collect the
+           reference of another space);
+        2. the reference is copied aside, server-side, to a hidden key;
+        3. the reference is deleted;
+        4. a second listing: deltas that landed meanwhile get the reference back (or, if a new
+           first writer already made another one, are stored again against it);
+        5. the copy aside is deleted.
+        Writers check the reference after storing their delta and store again if it is gone.
+        """
+        ref_key = reference_key(space)
+        deltas, listed = await self._list_space(bucket, space)
+        if deltas or not listed:
+            return
+        head = await self._storage.head(bucket, ref_key)
+        sha = _reference_sha(head, ref_key) if head is not None else None
+        if sha is None:
+            return  # gone already, or not ours to delete
+        aside = f"{INTERNAL_PREFIX}gc/{sha}-{uuid.uuid4().hex[:12]}"
+        try:
+            await self._storage.copy(bucket, ref_key, bucket, aside)
+        except DeltaGliderError as exc:
+            log.warning("s3://%s/%s: kept (cannot copy it aside: %s)", bucket, ref_key, exc)
+            return
+        try:
+            await self._storage.delete(bucket, ref_key)
+            deltas, _ = await self._list_space(bucket, space)
+            if deltas:
+                await self._reinstate_reference(bucket, ref_key, aside, sha, deltas)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._storage.delete(bucket, aside)
+
+    async def _reinstate_reference(
+        self, bucket: str, ref_key: str, aside: str, sha: str, deltas: list[str]
+    ) -> None:
+        """Deltas appeared while their reference was being collected: put it back."""
+        stranded = []
+        for stored in deltas:
+            head = await self._storage.head(bucket, stored)
+            if head is not None and parse_metadata(head.metadata, stored).ref_sha256 in (sha, None):
+                stranded.append(classify(stored)[1])
+        if not stranded:
+            return
+        copy = self._temp_path(".ref")
+        try:
+            fd = os.open(copy, os.O_WRONLY | os.O_TRUNC)
+            try:
+                async for chunk in self._storage.iter_object(bucket, aside):
+                    await anyio.to_thread.run_sync(write_all, fd, chunk)
+            finally:
+                os.close(fd)
+            head = await self._storage.head(bucket, aside)
+            metadata = head.metadata if head is not None else {}
+            try:
+                await self._storage.put_file(
+                    bucket, ref_key, copy, metadata=metadata, if_none_match=True
+                )
+                log.info(
+                    "s3://%s/%s: reinstated for %d new delta(s)", bucket, ref_key, len(stranded)
+                )
+                return
+            except ConflictError:
+                pass
+            if await self._reference_is(bucket, ref_key, sha):
+                return
+            # A new first writer made another reference: store the stranded objects against it.
+            await self._cache.warm(sha, lambda: _iter_file(copy))
+        finally:
+            unlink_quietly(copy)
+        for key in stranded:
+            await self._store_again(bucket, key)
+
+    async def _store_again(self, bucket: str, key: str) -> None:
+        """Rebuild an object and store it anew (against its space's current reference)."""
+        obj = await self._resolve(bucket, key)
+        spool = self._temp_path(".again")
+        try:
+            fd = os.open(spool, os.O_WRONLY | os.O_TRUNC)
+            try:
+                await self._write_object(obj, fd, None)
+            finally:
+                os.close(fd)
+            await self._store(
+                bucket,
+                key,
+                spool,
+                user_metadata=_user_metadata(obj.head.metadata),
+                content_type=obj.head.content_type,
+                max_ratio=None,
+                no_delta=False,
+            )
+        finally:
+            unlink_quietly(spool)
 
     async def _delete_reference(self, bucket: str, space: str, *, force: bool) -> None:
-        if not force and await self._space_has_deltas(bucket, space):
+        deltas, _ = await self._list_space(bucket, space)
+        if deltas and not force:
             raise ReferenceInUseError(
                 f"s3://{bucket}/{reference_key(space)} is used by deltas in {space or 'the root'}; "
                 "delete them first or force"
@@ -1027,8 +1259,9 @@ class AsyncDeltaGliderClient:
         async def one(key: str) -> None:
             async with limiter:
                 try:
+                    check_writable_key(classify(key)[1] or key)
                     obj = await self._resolve(Bucket, key)
-                    await self._storage.delete(Bucket, obj.stored_key)
+                    await self._delete_logical(obj)
                     if obj.meta.kind is MetaKind.DELTA:
                         spaces.add(space_of(obj.key))
                     deleted.append({"Key": key})
@@ -1039,7 +1272,7 @@ class AsyncDeltaGliderClient:
             for key in keys:
                 tg.start_soon(one, key)
         for space in sorted(spaces):
-            await self._drop_reference_if_unused(Bucket, space)
+            await self._collect_reference(Bucket, space)
         response: dict[str, Any] = {"Deleted": deleted, "ResponseMetadata": {"HTTPStatusCode": 200}}
         if errors:
             response["Errors"] = errors
@@ -1055,7 +1288,7 @@ class AsyncDeltaGliderClient:
         else:
             src_bucket, src_key = CopySource["Bucket"], CopySource["Key"]
         check_bucket(Bucket)
-        check_logical_key(Key)
+        check_writable_key(Key)
         obj = await self._resolve(src_bucket, src_key)
         spool = self._temp_path(".copy")
         try:
@@ -1203,6 +1436,22 @@ class ListObjectsPaginator:
                 return
 
 
+def _copy_rank(head: ObjectHead) -> tuple[datetime | None, str | None]:
+    return head.last_modified, parse_metadata(head.metadata, head.key).created_at
+
+
+def _served(delta: _Resolved, direct: ObjectHead) -> str:
+    """Which copy of a key stored both ways a reader serves (see ``_core/twins.py``)."""
+    return newer_copy(_copy_rank(delta.head), _copy_rank(direct))
+
+
+def _reference_sha(head: ObjectHead, ref_key: str) -> str | None:
+    """The SHA-256 of a reference we can use; None for a ``reference.bin`` that is not one
+    (another tool's object, an error page saved under that name)."""
+    meta = parse_metadata(head.metadata, ref_key)
+    return meta.file_sha256 if meta.kind is MetaKind.REFERENCE else None
+
+
 def _close(reference: ReferenceSource) -> None:
     closer = getattr(reference, "close", None)
     if closer is not None:
@@ -1264,20 +1513,6 @@ async def _iter_file(path: Path, chunk_size: int = 4 << 20) -> AsyncIterator[byt
             yield chunk
 
 
-def _current_umask() -> int:
-    """The process umask, read where Linux reports it: os.umask() can only be read by setting
-    it, which would race with other threads creating files."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    previous = os.umask(0o022)
-    os.umask(previous)
-    return previous
-
-
 def create_client(
     endpoint_url: str | None = None,
     *,
@@ -1315,7 +1550,12 @@ def create_client(
             memory_bytes=memory_mb << 20,
         )
     if level := environ.get("DG_LOG_LEVEL"):
-        log.setLevel(level.upper())
+        try:
+            log.setLevel(level.upper())
+        except ValueError:
+            raise InvalidArgumentError(
+                f"DG_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            ) from None
         if not logging.getLogger().handlers and not log.handlers:
             handler = logging.StreamHandler()
             handler.setFormatter(

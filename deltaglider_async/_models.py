@@ -22,9 +22,12 @@ class DeltaGliderInfo:
     #: Why the object is direct although eligible, or "" (e.g. "ratio 0.73 > 0.50").
     reason: str = ""
     sha256: str | None = None
+    #: This put created its delta space's reference (and so saved nothing itself).
+    reference_created: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "ReferenceCreated": self.reference_created,
             "StoredAs": self.stored_as,
             "StoredKey": self.stored_key,
             "StoredSize": self.stored_size,

@@ -215,6 +215,9 @@ class _Codec:
         self._codec = ffi.gc(codec, lib.dg_free)
         self._block_size = block_size
         self._lock = threading.Lock()
+        #: Held while native code runs on this codec: close() from another thread waits for it
+        #: instead of freeing the state under the running call.
+        self._active = threading.RLock()
         self._finished = False
         self._bytes_in = 0
         self._bytes_out = 0
@@ -244,25 +247,38 @@ class _Codec:
     def _check_length(self, final: bool) -> None:
         """Decoder hook: compare the output length with the expected target size."""
 
+    def _live(self) -> Any:
+        """The native state, or CodecStateError once another thread closed it."""
+        if self._codec is None:
+            raise CodecStateError("codec closed while in use")
+        return self._codec
+
     def _drive(self, borrow: bool = False) -> Iterator[Any]:
         """Run until more input is needed; yield output as bytes, or as cffi buffers over the
         codec's window when ``borrow`` (valid only until the generator resumes)."""
-        codec = self._codec
         size_p = ffi.new("size_t *")
         while True:
-            status = lib.dg_run(codec)
+            with self._active:
+                codec = self._live()
+                status = lib.dg_run(codec)
+                if status == lib.DG_OUTPUT:
+                    view = ffi.buffer(lib.dg_output(codec, size_p), size_p[0])
+                    self._bytes_out += size_p[0]
+                    self._check_length(final=False)
+                    if borrow:  # the window stays valid: a close() waits until it is consumed
+                        yield view
+                        continue
+                    piece = view[:]
+                elif status == lib.DG_NEED_BLOCK:
+                    wanted = int(lib.dg_wanted_block(codec))
+                elif status == lib.DG_ERROR:
+                    _raise_codec_error(codec, self._encoding)
+                else:
+                    return
             if status == lib.DG_OUTPUT:
-                ptr = lib.dg_output(codec, size_p)
-                view = ffi.buffer(ptr, size_p[0])
-                self._bytes_out += size_p[0]
-                self._check_length(final=False)
-                yield view if borrow else view[:]
-            elif status == lib.DG_NEED_BLOCK:
-                self._supply(int(lib.dg_wanted_block(codec)))
-            elif status == lib.DG_ERROR:
-                _raise_codec_error(codec, self._encoding)
+                yield piece
             else:
-                return
+                self._supply(wanted)
 
     def _supply(self, blkno: int) -> None:
         assert self._source.read_block is not None
@@ -278,9 +294,10 @@ class _Codec:
             raise SourceReadError(
                 f"read_block({offset}, {want}) returned {len(block)} bytes; source too short?"
             )
-        with ffi.from_buffer(block) as buf:
-            if lib.dg_supply_block(self._codec, blkno, buf, len(block)) != 0:
-                _raise_codec_error(self._codec, self._encoding)
+        with self._active, ffi.from_buffer(block) as buf:
+            codec = self._live()
+            if lib.dg_supply_block(codec, blkno, buf, len(block)) != 0:
+                _raise_codec_error(codec, self._encoding)
 
     def _enter(self) -> Any:
         if not self._lock.acquire(blocking=False):
@@ -299,15 +316,17 @@ class _Codec:
         return self._stream(data, borrow=False)
 
     def _stream(self, data: Buffer, *, borrow: bool) -> Iterator[Any]:
-        codec = self._enter()
+        self._enter()
         try:
             view = memoryview(data).cast("B")
             if view.nbytes:
                 # The buffer stays alive until xd3 asked for more input.
                 with ffi.from_buffer(view) as buf:
-                    lib.dg_set_input(codec, buf, view.nbytes)
+                    with self._active:
+                        lib.dg_set_input(self._live(), buf, view.nbytes)
                     yield from self._drive(borrow)
-                    lib.dg_set_input(codec, ffi.NULL, 0)
+                    with self._active:
+                        lib.dg_set_input(self._live(), ffi.NULL, 0)
                 self._bytes_in += view.nbytes
         except BaseException:
             self._fail()
@@ -320,9 +339,10 @@ class _Codec:
         return self._finish_stream(borrow=False)
 
     def _finish_stream(self, *, borrow: bool) -> Iterator[Any]:
-        codec = self._enter()
+        self._enter()
         try:
-            lib.dg_close_input(codec)
+            with self._active:
+                lib.dg_close_input(self._live())
             yield from self._drive(borrow)
             self._check_length(final=True)
         except BaseException:
@@ -378,12 +398,14 @@ class _Codec:
         self.close()
 
     def close(self) -> None:
-        """Free the native state (idempotent).  A closed codec cannot be used again."""
-        if self._codec is not None:
-            self._final_cache_stats = self.cache_stats
-            ffi.release(self._codec)
-            self._codec = None
-        self._source.close()
+        """Free the native state (idempotent).  A closed codec cannot be used again; a call
+        running in another thread finishes its step first and then raises CodecStateError."""
+        with self._active:
+            if self._codec is not None:
+                self._final_cache_stats = self.cache_stats
+                ffi.release(self._codec)
+                self._codec = None
+            self._source.close()
 
     def __enter__(self) -> _Codec:
         return self

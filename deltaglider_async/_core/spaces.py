@@ -53,7 +53,7 @@ DEFAULT_DELTA_EXTENSIONS: frozenset[str] = frozenset(
     }
 )
 
-_MAX_KEY_BYTES = 1024
+MAX_KEY_BYTES = 1024
 
 
 class StoredKind(Enum):
@@ -114,8 +114,8 @@ def check_logical_key(key: str) -> None:
         raise InvalidArgumentError("the object key must be a non-empty string")
     if key.endswith("/"):
         raise InvalidArgumentError(f"key {key!r} names a directory, not an object")
-    if len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
-        raise InvalidArgumentError(f"key is longer than {_MAX_KEY_BYTES} bytes")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidArgumentError(f"key is longer than {MAX_KEY_BYTES} bytes")
     try:
         key.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -129,6 +129,29 @@ def check_logical_key(key: str) -> None:
         raise ReservedNameError(f"{key!r}: the {DELTA_SUFFIX} suffix is reserved for deltas")
     if kind is StoredKind.INTERNAL:
         raise ReservedNameError(f"{key!r}: the {INTERNAL_PREFIX} prefix is reserved")
+
+
+def check_writable_key(key: str) -> None:
+    """Keys we write or delete: also no spelling that a server may alias to another key.
+
+    Some servers store ``a//b`` as ``a/b``, turn ``\\`` into ``/`` or resolve ``.``/``..``
+    segments (SeaweedFS does the first two).  Two spellings of one key would be two delta spaces
+    to us and one to the server, so a delete in one could collect the reference of the other.
+    """
+    check_logical_key(key)
+    if "\\" in key:
+        raise InvalidArgumentError(f"key {key!r} contains a backslash, which servers may alias")
+    segments = key.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise InvalidArgumentError(
+            f"key {key!r} has an empty, '.' or '..' path segment, which servers may alias"
+        )
+
+
+def fits_delta_layout(key: str) -> bool:
+    """Whether ``key``'s ``.delta`` name and its space's ``reference.bin`` fit S3's key limit."""
+    longest = max(delta_key(key), reference_key(space_of(key)), key=len)
+    return len(longest.encode("utf-8")) <= MAX_KEY_BYTES
 
 
 @dataclass(frozen=True)

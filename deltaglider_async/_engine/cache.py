@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import struct
 import tempfile
 from collections import OrderedDict
@@ -137,6 +138,15 @@ class EncryptedEntry:
             self._fd = -1
 
 
+def _discard(path: Path) -> None:
+    """Remove a broken entry, whatever it became (a file, a directory)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def _aad(sha256: str, index: int, final: bool) -> bytes:
     return _MAGIC + sha256.encode() + struct.pack(">QB", index, final)
 
@@ -208,13 +218,26 @@ class ReferenceCache:
         return await self._get(sha256, fetch, count=True)
 
     async def warm(self, sha256: str, local: Fetch) -> None:
-        """Store a reference whose bytes are at hand locally (not counted as a fetch)."""
-        entry = await self._get(sha256, local, count=False)
+        """Store a reference whose bytes are at hand locally (not counted as a fetch).
+
+        A cache that cannot store it is only a missed shortcut: warned about, not raised."""
+        if self.backend == "filesystem":
+            try:
+                entry: ReferenceSource = await self._get(sha256, local, count=False, degrade=False)
+            except (OSError, CacheError) as exc:
+                if isinstance(exc, CacheCorruptError):
+                    raise
+                log.warning("reference cache unusable (%s); going on without it", exc)
+                return
+        else:
+            entry = await self._get(sha256, local, count=False)
         closer = getattr(entry, "close", None)
         if closer is not None:
             closer()
 
-    async def _get(self, sha256: str, fetch: Fetch, *, count: bool) -> ReferenceSource:
+    async def _get(
+        self, sha256: str, fetch: Fetch, *, count: bool, degrade: bool = True
+    ) -> ReferenceSource:
         lock = self._locks.setdefault(sha256, anyio.Lock())
         async with lock:
             found = self._lookup(sha256)
@@ -225,7 +248,18 @@ class ReferenceCache:
                 log.debug("reference %s… not cached: fetching it", sha256[:12])
             if self.backend == "memory":
                 return await self._fill_memory(sha256, fetch)
-            return await self._fill_file(sha256, fetch)
+            try:
+                return await self._fill_file(sha256, fetch)
+            except (OSError, CacheError) as exc:
+                if not degrade or isinstance(exc, CacheCorruptError):
+                    raise
+                # A full disk or a broken cache directory must not make references unreadable.
+                log.warning(
+                    "reference cache unusable (%s): reading reference %s… without it",
+                    exc,
+                    sha256[:12],
+                )
+                return await self._fill_memory(sha256, fetch, keep=False)
 
     def _lookup(self, sha256: str) -> ReferenceSource | None:
         if self.backend == "memory":
@@ -233,16 +267,19 @@ class ReferenceCache:
             if entry is not None:
                 self._memory.move_to_end(sha256)
             return entry
-        path = self._path(sha256)
+        try:
+            path = self._path(sha256)
+        except (CacheError, OSError):
+            return None  # filling it will say why, and go on without the cache
         if not path.exists():
             return None
         try:
             return EncryptedEntry(path, sha256, self._aead)
-        except (CacheCorruptError, OSError):
-            path.unlink(missing_ok=True)
+        except (CacheError, OSError):
+            _discard(path)
             return None
 
-    async def _fill_memory(self, sha256: str, fetch: Fetch) -> MemoryEntry:
+    async def _fill_memory(self, sha256: str, fetch: Fetch, *, keep: bool = True) -> MemoryEntry:
         digest = hashlib.sha256()
         parts: list[bytes] = []
         async for chunk in fetch():
@@ -251,6 +288,8 @@ class ReferenceCache:
         if digest.hexdigest() != sha256:
             raise IntegrityError(f"reference {sha256[:12]}… fetched with a different SHA-256")
         entry = MemoryEntry(sha256, sum(map(len, parts)), b"".join(parts))
+        if not keep:
+            return entry
         self._memory[sha256] = entry
         total = sum(e.size for e in self._memory.values())
         while total > self._memory_limit and len(self._memory) > 1:

@@ -14,7 +14,8 @@ import anyio
 from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError, release_memory
 
 from .._core.policy import MAGIC_BYTES, compress_added_bytes
-from .._exceptions import IntegrityError
+from .._exceptions import DeltaGliderError, IntegrityError
+from .._localfs import FileDigest, digest_file
 from .cache import CacheCorruptError, ReferenceSource
 
 READ_CHUNK = 4 << 20
@@ -44,16 +45,6 @@ class EncodeResult:
 
 def _is_cache_corruption(exc: BaseException) -> bool:
     return isinstance(exc, CacheCorruptError) or isinstance(exc.__cause__, CacheCorruptError)
-
-
-def hash_file_sync(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb", buffering=0) as src:
-        while chunk := src.read(READ_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def encode_file_sync(
@@ -112,15 +103,24 @@ class CodecRunner:
         """Give back the tables the codec keeps for reuse (a closed client encodes no more)."""
         release_memory()
 
-    async def hash_file(self, path: Path) -> tuple[str, int]:
-        return await anyio.to_thread.run_sync(hash_file_sync, path, limiter=self.limiter)
+    async def hash_file(self, path: Path, part_size: int) -> FileDigest:
+        return await anyio.to_thread.run_sync(digest_file, path, part_size, limiter=self.limiter)
 
     async def encode_file(
         self, reference: ReferenceSource | Path, target: Path, delta_out: Path, budget: int | None
     ) -> EncodeResult:
-        return await anyio.to_thread.run_sync(
-            encode_file_sync, reference, target, delta_out, budget, limiter=self.limiter
-        )
+        """Encode on a worker thread; codec failures become SDK errors (cache corruption stays
+        :class:`CacheCorruptError`, so that the caller can drop the entry and retry)."""
+        try:
+            return await anyio.to_thread.run_sync(
+                encode_file_sync, reference, target, delta_out, budget, limiter=self.limiter
+            )
+        except SourceReadError as exc:
+            if _is_cache_corruption(exc):
+                raise exc.__cause__ from exc  # type: ignore[misc]
+            raise DeltaGliderError(f"{target}: cannot read the reference: {exc}") from exc
+        except XDeltaError as exc:
+            raise DeltaGliderError(f"{target}: encoding failed: {exc}", code="EncodeError") from exc
 
     async def decode(
         self,

@@ -42,6 +42,12 @@ def _unexpected(operation: str, status: int) -> Exception:
     return Fallback(str(status))
 
 
+def _exact(url: str) -> URL:
+    """The URL exactly as signed: percent-encoded already, and with ``.``/``..`` segments kept
+    (yarl would resolve them, and ask for another key than the one named)."""
+    return URL(url, encoded=True)
+
+
 class HeadResult:
     __slots__ = ("content_type", "etag", "last_modified", "metadata", "size")
 
@@ -61,6 +67,8 @@ class ListResult:
 
     def __init__(self, body: bytes) -> None:
         root = ET.fromstring(body)
+        if not root.tag.endswith("ListBucketResult"):
+            raise ValueError(f"a <{root.tag}> document instead of a listing")
         ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
         encoded = root.findtext(f"{ns}EncodingType") == "url"
 
@@ -172,8 +180,10 @@ class LeanS3:
     async def head(self, bucket: str, key: str) -> HeadResult | None:
         """The object's headers, None if it does not exist; raises Fallback otherwise."""
         url, headers = self._request("HEAD", bucket, key)
-        async with self._session.head(url, headers=headers, allow_redirects=False) as resp:
+        async with self._session.head(_exact(url), headers=headers, allow_redirects=False) as resp:
             if resp.status == 200:
+                if not resp.headers.get("ETag"):
+                    raise Fallback("HEAD without an ETag")  # botocore reports what it is
                 return HeadResult(resp.headers)
             if resp.status == 404:
                 return None
@@ -200,10 +210,7 @@ class LeanS3:
             if value:
                 query[name] = value
         url, headers = self._request("GET", bucket, "", query)
-        # Already percent-encoded exactly as signed: aiohttp must not requote it.
-        async with self._session.get(
-            URL(url, encoded=True), headers=headers, allow_redirects=False
-        ) as resp:
+        async with self._session.get(_exact(url), headers=headers, allow_redirects=False) as resp:
             body = await resp.read()
             if resp.status == 200:
                 try:
@@ -221,7 +228,7 @@ class LeanS3:
         headers["Content-Length"] = str(len(data))
         # A file object is written 64 KiB at a time (see S3Storage._multipart_upload).
         async with self._session.put(
-            url, data=io.BytesIO(data), headers=headers, allow_redirects=False
+            _exact(url), data=io.BytesIO(data), headers=headers, allow_redirects=False
         ) as resp:
             await resp.read()
             if resp.status == 200 and resp.headers.get("ETag"):
@@ -243,7 +250,7 @@ class LeanS3:
         url, headers = self._request("GET", bucket, key)
         headers["Range"] = f"bytes={start}-{end - 1}"
         headers["If-Match"] = etag
-        async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+        async with self._session.get(_exact(url), headers=headers, allow_redirects=False) as resp:
             if resp.status == 206:
                 async for chunk in resp.content.iter_chunked(1 << 20):
                     sink(chunk)

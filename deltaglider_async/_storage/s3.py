@@ -42,6 +42,7 @@ from .._exceptions import (
     NotFoundError,
     StorageError,
 )
+from .._localfs import FileChangedError, FileDigest, pwrite_all
 from .._tasks import task_group
 from .._transfer import TransferConfig
 from .lean import Fallback, LeanS3, with_retries
@@ -105,6 +106,14 @@ def map_error(exc: BaseException, what: str) -> DeltaGliderError:
     if isinstance(exc, BotoCoreError | OSError):
         return StorageError(f"{what}: {exc}", code=type(exc).__name__)
     return StorageError(f"{what}: {exc!r}", code=type(exc).__name__)
+
+
+def not_s3(what: str, missing: str) -> StorageError:
+    """An answer without what every S3 answer carries: a web page, a proxy, a wrong port."""
+    return StorageError(
+        f"{what}: the endpoint did not answer like S3 ({missing}); check the endpoint URL",
+        code="NotS3",
+    )
 
 
 def _lean_unreachable(exc: BaseException) -> bool:
@@ -225,6 +234,8 @@ class S3Storage:
             raise
         except NotFoundError:
             return None
+        if not resp.get("ETag"):
+            raise not_s3(f"s3://{bucket}/{key}", "no ETag")
         return ObjectHead(
             key=key,
             size=int(resp.get("ContentLength", 0)),
@@ -306,14 +317,23 @@ class S3Storage:
             if end is not None and position >= end:
                 return
             resp = await self._call(what, "get_object", **params)
+            if not resp.get("ETag"):
+                raise not_s3(what, "no ETag")
+            if "Range" in params and not resp.get("ContentRange") and position > 0:
+                # A 200 to a ranged GET is the whole object from its first byte: taking it for
+                # the bytes at ``position`` would hand out wrong data (and resume forever).
+                raise StorageError(f"{what}: the server ignored a Range request", code="NotS3")
             etag = etag or resp.get("ETag")
             expected = int(resp.get("ContentLength", -1))
+            if end is not None:
+                expected = min(expected, end - position) if expected >= 0 else end - position
             received = 0
             body = resp["Body"]
             try:
-                while True:
+                while received < expected or expected < 0:
+                    want = chunk_size if expected < 0 else min(chunk_size, expected - received)
                     with anyio.fail_after(self.transfer.read_timeout + 5):
-                        chunk = await body.read(chunk_size)
+                        chunk = await body.read(want)
                     if not chunk:
                         break
                     position += len(chunk)
@@ -355,7 +375,9 @@ class S3Storage:
         if if_none_match:
             params["IfNoneMatch"] = "*"
         resp = await self._call(f"s3://{bucket}/{key}", "put_object", **params)
-        return str(resp.get("ETag", ""))
+        if not resp.get("ETag"):
+            raise not_s3(f"s3://{bucket}/{key}", "no ETag for a PUT")
+        return str(resp["ETag"])
 
     async def put_file(
         self,
@@ -367,10 +389,16 @@ class S3Storage:
         content_type: str | None = None,
         if_none_match: bool = False,
         progress: Progress | None = None,
+        verify: FileDigest | None = None,
     ) -> str:
-        size = path.stat().st_size
+        """Upload a file we own (a temporary file), or a user's file with the ``verify`` digest
+        of the read that hashed it: each part sent is checked against it, and an upload whose
+        file changed meanwhile is aborted (nothing becomes visible)."""
+        size = path.stat().st_size if verify is None else verify.size
         if size < self.transfer.multipart_threshold:
             data = await anyio.Path(path).read_bytes()
+            if verify is not None:
+                verify.check_all(data)
             etag = await self.put_bytes(
                 bucket,
                 key,
@@ -382,8 +410,10 @@ class S3Storage:
             if progress:
                 progress(size)
             return etag
+        if verify is not None and verify.size == 0:
+            raise FileChangedError(path)
         return await self._multipart_upload(
-            bucket, key, path, size, metadata, content_type, if_none_match, progress
+            bucket, key, path, size, metadata, content_type, if_none_match, progress, verify
         )
 
     async def _multipart_upload(
@@ -396,9 +426,10 @@ class S3Storage:
         content_type: str | None,
         if_none_match: bool,
         progress: Progress | None,
+        verify: FileDigest | None,
     ) -> str:
         what = f"s3://{bucket}/{key}"
-        part_size = self.transfer.part_size_for(size)
+        part_size = self.transfer.part_size_for(size) if verify is None else verify.part_size
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Metadata": dict(metadata)}
         if content_type:
             params["ContentType"] = content_type
@@ -412,13 +443,19 @@ class S3Storage:
             fd = os.open(path, os.O_RDONLY)
             try:
 
+                def read_part(number: int) -> bytes:
+                    offset = (number - 1) * part_size
+                    data = os.pread(fd, min(part_size, size - offset), offset)
+                    if verify is not None:
+                        verify.check_part(number, data)
+                    elif len(data) != min(part_size, size - offset):
+                        raise FileChangedError(path)
+                    return data
+
                 async def send(number: int) -> None:
                     async with limiter:
-                        offset = (number - 1) * part_size
-                        length = min(part_size, size - offset)
-                        data = await anyio.to_thread.run_sync(os.pread, fd, length, offset)
-                        if len(data) != length:
-                            raise StorageError(f"{path}: file changed while uploading")
+                        data = await anyio.to_thread.run_sync(read_part, number)
+                        length = len(data)
                         etags[number] = await self._upload_part(
                             bucket, key, upload_id, number, data
                         )
@@ -428,6 +465,8 @@ class S3Storage:
                 async with task_group() as tg:
                     for number in range(1, count + 1):
                         tg.start_soon(send, number)
+                if verify is not None:
+                    verify.check_unchanged(fd)
             finally:
                 os.close(fd)
             complete: dict[str, Any] = {
@@ -441,8 +480,10 @@ class S3Storage:
             if if_none_match:
                 complete["IfNoneMatch"] = "*"
             resp = await self._call(what, "complete_multipart_upload", **complete)
+            if not resp.get("ETag"):
+                raise not_s3(what, "no ETag for a completed upload")
             completed = True
-            return str(resp.get("ETag", ""))
+            return str(resp["ETag"])
         finally:
             if not completed:
                 with anyio.CancelScope(shield=True):
@@ -537,7 +578,7 @@ class S3Storage:
                 async for chunk in self.iter_object(
                     bucket, key, start=position, end=end, etag=etag
                 ):
-                    await anyio.to_thread.run_sync(os.pwrite, fd, chunk, position)
+                    await anyio.to_thread.run_sync(pwrite_all, fd, chunk, position)
                     position += len(chunk)
                     if progress:
                         progress(len(chunk))
@@ -579,7 +620,7 @@ class S3Storage:
         def sink(chunk: bytes) -> None:
             nonlocal position
             try:
-                os.pwrite(fd, chunk, position)
+                pwrite_all(fd, chunk, position)
             except OSError as exc:
                 raise _LocalWriteError(exc) from exc
             position += len(chunk)
@@ -687,6 +728,8 @@ class S3Storage:
         if start_after:
             params["StartAfter"] = start_after
         resp = await self._call(f"s3://{bucket}/{prefix}", "list_objects_v2", **params)
+        if "Name" not in resp and "KeyCount" not in resp:
+            raise not_s3(f"s3://{bucket}/{prefix}", "not a listing")
         return ListPage(
             objects=list(resp.get("Contents", [])),
             prefixes=[p["Prefix"] for p in resp.get("CommonPrefixes", [])],
@@ -742,6 +785,8 @@ class S3Storage:
 
     async def list_buckets(self) -> list[dict[str, Any]]:
         resp = await self._call("ListBuckets", "list_buckets")
+        if "Buckets" not in resp and "Owner" not in resp:
+            raise not_s3("ListBuckets", "not a bucket list")
         return list(resp.get("Buckets", []))
 
     async def presign(self, method: str, params: dict[str, Any], expires: int) -> str:

@@ -208,3 +208,27 @@ def test_transfer_config_rejects_impossible_values() -> None:
     config = TransferConfig()
     assert config.range_size == 16 * MiB
     assert config.part_size_for(1 << 40) * 10_000 >= 1 << 40
+
+
+def test_writable_keys_refuse_spellings_servers_alias() -> None:
+    from deltaglider_async._core.spaces import check_writable_key, fits_delta_layout
+
+    for key in ("a//b.zip", "a/./b.zip", "a/../b.zip", "/a.zip", "a\\b.zip", "./a.zip"):
+        with pytest.raises(InvalidArgumentError):
+            check_writable_key(key)
+    check_writable_key("a/b.c/..d.zip")  # dots inside a segment are fine
+    assert fits_delta_layout("a/" + "x" * 1000 + ".zip")
+    assert not fits_delta_layout("a/" + "x" * 1016 + ".zip")  # .delta name > 1024 bytes
+    assert not fits_delta_layout("d" * 1012 + "/a.zip")  # reference.bin > 1024 bytes
+
+
+def test_twin_rules() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from deltaglider_async._core.twins import newer_copy
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert newer_copy((now, "b"), (now - timedelta(seconds=1), "z")) == "delta"
+    assert newer_copy((now, "a"), (now, "b")) == "direct"  # same second: created-at decides
+    assert newer_copy((now, "a"), (now, "a")) == "delta"
+    assert newer_copy((None, None), (now, None)) == "direct"
