@@ -8,7 +8,6 @@
 
 from .__about__ import __version__
 from ._body import StreamingBody
-from ._bulk import ProgressEvent, TransferResult
 from ._client import AsyncDeltaGliderClient, ListObjectsPaginator, create_client
 from ._core.spaces import DEFAULT_DELTA_EXTENSIONS
 from ._core.stats import BucketStats, OrphanedReference
@@ -34,6 +33,7 @@ from ._models import (
     UploadSummary,
     VerifyResult,
 )
+from ._pipeline.bulk import ProgressEvent, TransferResult
 from ._transfer import TransferConfig
 
 __all__ = [

@@ -41,6 +41,8 @@ class ObjectMeta:
     tool: str | None = None
     note: str | None = None
     source_name: str | None = None
+    #: ``dg-delta-format``; None for the default format (``vcdiff``)
+    delta_format: str | None = None
 
 
 def timestamp(moment: datetime) -> str:
@@ -85,7 +87,9 @@ def delta_metadata(
     ref_sha256: str,
     delta_size: int,
     zero_diff: bool,
+    format_fields: Mapping[str, str],
 ) -> dict[str, str]:
+    """A delta's metadata; ``format_fields`` are its delta format's own (``_formats/``)."""
     meta = {
         "dg-tool": tool,
         "dg-original-name": encode_name(original_name),
@@ -95,10 +99,8 @@ def delta_metadata(
         "dg-ref-key": encode_name(ref_key),
         "dg-ref-sha256": ref_sha256,
         "dg-delta-size": str(delta_size),
-        "dg-delta-cmd": encode_name(
-            f"xdelta3 -e -9 -s {REFERENCE_NAME} {original_name} {original_name}.delta"
-        ),
     }
+    meta.update(format_fields)
     if zero_diff:
         meta["dg-note"] = ZERO_DIFF_NOTE
     return meta
@@ -162,6 +164,7 @@ def parse_metadata(raw: Mapping[str, str], stored_key: str) -> ObjectMeta:
         "tool": _lookup(meta, "tool"),
         "note": note,
         "source_name": decode_name(v) if (v := _lookup(meta, "source-name")) else None,
+        "delta_format": meta.get("dg-delta-format") or None,
     }
     name = stored_key.rsplit("/", 1)[-1]
     if name == REFERENCE_NAME and (sha or note == "reference"):

@@ -33,14 +33,14 @@ from .._core.stats import (
     stats_document_key,
 )
 from .._exceptions import DeltaGliderError, InvalidArgumentError
-from .._storage.s3 import S3Storage
+from .._storage.port import Storage
 from .._tasks import task_group
 
 DOCUMENT_VERSION = "1.0"
 
 
 class StatsEngine:
-    def __init__(self, storage: S3Storage, *, concurrency: int = 64) -> None:
+    def __init__(self, storage: Storage, *, concurrency: int = 64) -> None:
         self._storage = storage
         self.concurrency = concurrency
         self._session: dict[tuple[str, str], dict[Mode, BucketStats]] = {}

@@ -13,9 +13,7 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,27 +44,7 @@ from .._localfs import FileChangedError, FileDigest, pwrite_all
 from .._tasks import task_group
 from .._transfer import TransferConfig
 from .lean import Fallback, LeanS3, with_retries
-
-Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class ObjectHead:
-    key: str
-    size: int
-    etag: str
-    metadata: dict[str, str]
-    last_modified: datetime | None = None
-    content_type: str | None = None
-
-
-@dataclass
-class ListPage:
-    objects: list[dict[str, Any]] = field(default_factory=list)
-    prefixes: list[str] = field(default_factory=list)
-    next_token: str | None = None
-    truncated: bool = False
-
+from .port import ListPage, ObjectHead, Progress
 
 _CREDENTIAL_CODES = {
     "AccessDenied",
@@ -146,7 +124,7 @@ def _retryable_stream_error(exc: BaseException) -> bool:
 
 
 class S3Storage:
-    """Async S3 operations on stored keys, used by the engine through a narrow surface."""
+    """The :class:`~.port.Storage` port on aiobotocore, with the fast path for hot requests."""
 
     def __init__(
         self,

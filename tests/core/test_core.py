@@ -118,7 +118,8 @@ def test_metadata_round_trip_all_kinds() -> None:
     assert ref.kind is MetaKind.REFERENCE and ref.file_sha256 == SHA_A
     delta = parse_metadata(
         delta_metadata(tool="t", original_name="b.zip", sha256=SHA_B, size=10, created_at="c",
-                       ref_key="x/reference.bin", ref_sha256=SHA_A, delta_size=3, zero_diff=False),
+                       ref_key="x/reference.bin", ref_sha256=SHA_A, delta_size=3, zero_diff=False,
+                       format_fields={}),
         "x/b.zip.delta",
     )  # fmt: skip
     assert delta.kind is MetaKind.DELTA
@@ -232,3 +233,19 @@ def test_twin_rules() -> None:
     assert newer_copy((now, "a"), (now, "b")) == "direct"  # same second: created-at decides
     assert newer_copy((now, "a"), (now, "a")) == "delta"
     assert newer_copy((None, None), (now, None)) == "direct"
+
+
+def test_delta_formats_are_chosen_by_name_and_read_by_metadata() -> None:
+    from deltaglider_async import IntegrityError
+    from deltaglider_async._formats import DEFAULT_FORMAT, format_named, format_of
+
+    assert format_named("VCDIFF").name == DEFAULT_FORMAT == "vcdiff"
+    with pytest.raises(InvalidArgumentError, match="known: vcdiff"):
+        format_named("archive-v9")
+    plain = parse_metadata({"dg-ref-key": "x/reference.bin"}, "x/a.zip.delta")
+    assert format_of(plain, "s3://b/x/a.zip").name == "vcdiff"  # absent = deltaglider's format
+    future = parse_metadata(
+        {"dg-ref-key": "x/reference.bin", "dg-delta-format": "zstd-dict"}, "x/a.zip.delta"
+    )
+    with pytest.raises(IntegrityError, match=r"'zstd-dict'.*upgrade"):
+        format_of(future, "s3://b/x/a.zip")

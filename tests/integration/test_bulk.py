@@ -55,7 +55,7 @@ async def test_bulk_upload_when_another_writer_wins_the_reference(
     rival = tmp_path / "rival" / "app-99.zip"
     rival.parent.mkdir()
     rival.write_bytes(release_zip(99))
-    warm = dg._cache.warm
+    warm = dg.cache.warm
 
     async def warm_then_lose_the_race(sha256: str, local: Any) -> None:
         # After the leader cached its candidate, before its create-only PUT: a rival's wins.
@@ -64,7 +64,7 @@ async def test_bulk_upload_when_another_writer_wins_the_reference(
             async with make_client(s3, tmp_path / "rival-cache") as other:
                 await other.upload(rival, f"s3://{bucket}/app/")
 
-    dg._cache.warm = warm_then_lose_the_race  # type: ignore[method-assign]
+    dg.cache.warm = warm_then_lose_the_race  # type: ignore[method-assign]
     results = await dg.upload_many([(p, f"s3://{bucket}/app/") for p in files])
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert not any(r.upload and r.upload.reference_created for r in results)

@@ -232,7 +232,7 @@ async def test_a_file_changing_while_it_uploads_is_never_stored_unreadable(
     source = tmp_path / name
     source.write_bytes(os.urandom(size))
     async with make_client(s3, tmp_path / "cache", transfer=transfer) as dg:
-        codec: Any = dg._codec
+        codec: Any = dg._ctx.codec
         original = codec.hash_file
 
         async def hash_then_change(*args: Any) -> Any:

@@ -15,24 +15,17 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import anyio
 
-from ._core.spaces import (
-    S3Url,
-    check_writable_key,
-    is_eligible,
-    parse_s3_url,
-    space_of,
-    upload_key,
-)
-from ._exceptions import DeltaGliderError, InvalidArgumentError
-from ._models import DownloadSummary, UploadSummary
-from ._tasks import task_group
-
-if TYPE_CHECKING:
-    from ._client import AsyncDeltaGliderClient
+from .._core.spaces import is_eligible, parse_s3_url, space_of, upload_key
+from .._exceptions import DeltaGliderError
+from .._models import DownloadSummary, UploadSummary
+from .._tasks import task_group
+from .election import SpaceStart
+from .get import GetPipeline
+from .put import PutPipeline, local_to_key
 
 
 @dataclass(frozen=True)
@@ -66,46 +59,13 @@ class TransferResult:
         return self.error is None
 
 
-class SpaceStart:
-    """What the first upload of a delta space tells the other uploads of that space."""
-
-    def __init__(self) -> None:
-        #: SHA-256 of the reference the leader is creating, once its bytes are in the cache
-        self.candidate: str | None = None
-        #: SHA-256 of the space's reference in S3 once known (None: unknown or failed)
-        self.winner: str | None = None
-        self.ready = anyio.Event()  # candidate offered, or settled
-        self.settled = anyio.Event()
-
-    def offer(self, sha256: str) -> None:
-        self.candidate = sha256
-        self.ready.set()
-
-    def settle(self, winner: str | None) -> None:
-        if not self.settled.is_set():
-            self.winner = winner
-            self.settled.set()
-        self.ready.set()
-
-
-def local_to_key(path: str | os.PathLike[str], url: str) -> tuple[Path, S3Url, str]:
-    """The local file, the parsed URL and the logical key it goes to (trailing / = directory)."""
-    local = Path(path)
-    if not local.is_file():
-        raise InvalidArgumentError(f"{local}: no such file")
-    target = parse_s3_url(url)
-    key = upload_key(target, local.name)
-    check_writable_key(key)
-    return local, target, key
-
-
 def _emit(progress: ProgressCallback | None, event: ProgressEvent) -> None:
     if progress is not None:
         progress(event)
 
 
 async def upload_many(
-    client: AsyncDeltaGliderClient,
+    put: PutPipeline,
     items: Iterable[tuple[str | os.PathLike[str], str]],
     *,
     max_ratio: float | None = None,
@@ -115,7 +75,7 @@ async def upload_many(
     """Upload ``(local path, s3 url)`` pairs; results come back in the order given."""
     pairs = [(Path(p), url) for p, url in items]
     results = [TransferResult(str(p), url) for p, url in pairs]
-    limiter = anyio.CapacityLimiter(client.transfer.max_files)
+    limiter = anyio.CapacityLimiter(put.transfer.max_files)
     # Files stored as deltas share their space's start; the first of them leads.
     starts: dict[int, SpaceStart] = {}
     leaders: set[int] = set()
@@ -123,7 +83,7 @@ async def upload_many(
     for index, (path, url) in enumerate(pairs):
         target = parse_s3_url(url)
         key = upload_key(target, path.name)
-        if no_delta or not is_eligible(key, client._extensions):
+        if no_delta or not is_eligible(key, put.extensions):
             continue
         space = (target.bucket, space_of(key))
         if space not in by_space:
@@ -143,7 +103,7 @@ async def upload_many(
                 total = path.stat().st_size if path.is_file() else 0
                 _emit(progress, ProgressEvent("start", str(path), url, 0, total))
                 local, target, key = local_to_key(path, url)
-                result.upload = await client._store(
+                result.upload = await put.store(
                     target.bucket,
                     key,
                     local,
@@ -186,7 +146,7 @@ async def upload_many(
 
 
 async def download_many(
-    client: AsyncDeltaGliderClient,
+    get: GetPipeline,
     items: Iterable[tuple[str, str | os.PathLike[str]]],
     *,
     progress: ProgressCallback | None = None,
@@ -194,7 +154,7 @@ async def download_many(
     """Download ``(s3 url, local path)`` pairs; results come back in the order given."""
     pairs = [(url, Path(p)) for url, p in items]
     results = [TransferResult(url, str(p)) for url, p in pairs]
-    limiter = anyio.CapacityLimiter(client.transfer.max_files)
+    limiter = anyio.CapacityLimiter(get.transfer.max_files)
 
     async def one(index: int) -> None:
         url, path = pairs[index]
@@ -202,7 +162,7 @@ async def download_many(
         try:
             async with limiter:
                 _emit(progress, ProgressEvent("start", url, str(path)))
-                result.download = await client.download(
+                result.download = await get.download(
                     url,
                     path,
                     progress=lambda n: _emit(progress, ProgressEvent("advance", url, str(path), n)),

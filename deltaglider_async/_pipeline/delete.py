@@ -1,0 +1,243 @@
+"""The delete pipeline: logical keys go with both their stored forms, in batched DeleteObjects,
+and a space's reference goes with its last delta, without stranding a delta stored meanwhile
+(the five steps of :meth:`DeletePipeline._collect_reference`, docs/reliability.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+import anyio
+
+from .._core.metadata import MetaKind, parse_metadata
+from .._core.spaces import (
+    INTERNAL_PREFIX,
+    REFERENCE_NAME,
+    StoredKind,
+    check_bucket,
+    check_writable_key,
+    classify,
+    delta_key,
+    is_eligible,
+    name_of,
+    reference_key,
+    space_of,
+)
+from .._engine.codec import unlink_quietly
+from .._exceptions import (
+    ConflictError,
+    DeltaGliderError,
+    ReferenceInUseError,
+    StorageError,
+)
+from .._localfs import write_all
+from .._tasks import task_group
+from .context import Context, Resolved, Stage, iter_file, reference_sha, user_metadata
+from .get import GetPipeline
+from .put import PutPipeline
+
+log = logging.getLogger("deltaglider_async")
+
+
+class DeletePipeline(Stage):
+    def __init__(self, ctx: Context, get: GetPipeline, put: PutPipeline) -> None:
+        super().__init__(ctx)
+        self._get = get
+        self._put = put
+
+    async def delete_one(self, bucket: str, key: str, *, force: bool = False) -> Resolved | None:
+        """Delete a logical object (None: ``key`` named a ``reference.bin``, deleted only when
+        no delta uses it, or with ``force``)."""
+        check_bucket(bucket)
+        self._ctx.stats.invalidate(bucket)
+        if name_of(key) == REFERENCE_NAME:
+            check_writable_key(space_of(key) + "x")
+            await self._delete_reference(bucket, space_of(key), force=force)
+            return None
+        check_writable_key(classify(key)[1] or key)
+        obj = await self._get.resolve(bucket, key)
+        await self._delete_logical(obj)
+        if obj.meta.kind is MetaKind.DELTA:
+            await self._collect_reference(bucket, space_of(obj.key))
+        return obj
+
+    async def delete_many(
+        self, bucket: str, keys: list[str]
+    ) -> tuple[list[str], list[tuple[str, DeltaGliderError]]]:
+        """Delete logical keys: resolved concurrently, deleted in batches of 1,000 stored keys,
+        then the references of the spaces that lost their last delta.  Returns the keys deleted
+        and the per-key errors."""
+        check_bucket(bucket)
+        self._ctx.stats.invalidate(bucket)
+        found: dict[str, Resolved] = {}
+        errors: list[tuple[str, DeltaGliderError]] = []
+        limiter = anyio.CapacityLimiter(self._transfer.max_files * 4)
+
+        async def resolve(key: str) -> None:
+            async with limiter:
+                try:
+                    check_writable_key(classify(key)[1] or key)
+                    found[key] = await self._get.resolve(bucket, key)
+                except DeltaGliderError as exc:
+                    errors.append((key, exc))
+
+        async with task_group() as tg:
+            for key in keys:
+                tg.start_soon(resolve, key)
+        stored = [form for obj in found.values() for form in self._stored_forms(obj)]
+        failed = {f.get("Key", ""): f for f in await self._storage.delete_many(bucket, stored)}
+        deleted: list[str] = []
+        spaces: set[str] = set()
+        for key in keys:
+            obj = found.get(key)
+            if obj is None:
+                continue
+            failure = failed.get(obj.stored_key)
+            if failure is not None:
+                message = failure.get("Message") or failure.get("Code", "delete failed")
+                errors.append((key, StorageError(f"s3://{bucket}/{obj.stored_key}: {message}")))
+                continue
+            deleted.append(key)
+            if obj.meta.kind is MetaKind.DELTA:
+                spaces.add(space_of(obj.key))
+        for space in sorted(spaces):
+            await self._collect_reference(bucket, space)
+        return deleted, errors
+
+    def _stored_forms(self, obj: Resolved) -> list[str]:
+        """The stored key served, and the other kind's copy where there can be one."""
+        if not (is_eligible(obj.key, self._extensions) or obj.meta.kind is MetaKind.DELTA):
+            return [obj.stored_key]
+        twin = obj.key if obj.stored_key != obj.key else delta_key(obj.key)
+        return [obj.stored_key, twin]
+
+    async def _delete_logical(self, obj: Resolved) -> None:
+        """Both stored forms of the key go: the one served and a twin of the other kind."""
+        for stored in self._stored_forms(obj):
+            await self._storage.delete(obj.bucket, stored)
+
+    async def _list_space(self, bucket: str, space: str) -> tuple[list[str], bool]:
+        """The deltas directly in ``space``, and whether the listing showed its reference."""
+        deltas: list[str] = []
+        reference_listed = False
+        token: str | None = None
+        while True:
+            page = await self._storage.list_page(bucket, prefix=space, delimiter="/", token=token)
+            for entry in page.objects:
+                kind, _ = classify(entry["Key"])
+                if kind is StoredKind.DELTA and space_of(entry["Key"]) == space:
+                    deltas.append(entry["Key"])
+                elif entry["Key"] == reference_key(space):
+                    reference_listed = True
+            if not page.truncated or not page.next_token:
+                return deltas, reference_listed
+            token = page.next_token
+
+    async def _collect_reference(self, bucket: str, space: str) -> None:
+        """Delete the space's reference once no delta uses it, without stranding a delta that
+        a concurrent writer stores meanwhile (docs/reliability.md):
+
+        1. one listing of the space shows its reference and no delta (the reference must be in
+           that very listing: a server that aliases key spellings cannot make us collect the
+           reference of another space);
+        2. the reference is copied aside, server-side, to a hidden key;
+        3. the reference is deleted;
+        4. a second listing: deltas that landed meanwhile get the reference back (or, if a new
+           first writer already made another one, are stored again against it);
+        5. the copy aside is deleted.
+        Writers check the reference after storing their delta and store again if it is gone.
+        """
+        ref_key = reference_key(space)
+        deltas, listed = await self._list_space(bucket, space)
+        if deltas or not listed:
+            return
+        head = await self._storage.head(bucket, ref_key)
+        sha = reference_sha(head, ref_key) if head is not None else None
+        if sha is None:
+            return  # gone already, or not ours to delete
+        aside = f"{INTERNAL_PREFIX}gc/{sha}-{uuid.uuid4().hex[:12]}"
+        try:
+            await self._storage.copy(bucket, ref_key, bucket, aside)
+        except DeltaGliderError as exc:
+            log.warning("s3://%s/%s: kept (cannot copy it aside: %s)", bucket, ref_key, exc)
+            return
+        try:
+            await self._storage.delete(bucket, ref_key)
+            deltas, _ = await self._list_space(bucket, space)
+            if deltas:
+                await self._reinstate_reference(bucket, ref_key, aside, sha, deltas)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._storage.delete(bucket, aside)
+
+    async def _reinstate_reference(
+        self, bucket: str, ref_key: str, aside: str, sha: str, deltas: list[str]
+    ) -> None:
+        """Deltas appeared while their reference was being collected: put it back."""
+        stranded = []
+        for stored in deltas:
+            head = await self._storage.head(bucket, stored)
+            if head is not None and parse_metadata(head.metadata, stored).ref_sha256 in (sha, None):
+                stranded.append(classify(stored)[1])
+        if not stranded:
+            return
+        copy = self._temp_path(".ref")
+        try:
+            fd = os.open(copy, os.O_WRONLY | os.O_TRUNC)
+            try:
+                async for chunk in self._storage.iter_object(bucket, aside):
+                    await anyio.to_thread.run_sync(write_all, fd, chunk)
+            finally:
+                os.close(fd)
+            head = await self._storage.head(bucket, aside)
+            metadata = head.metadata if head is not None else {}
+            try:
+                await self._storage.put_file(
+                    bucket, ref_key, copy, metadata=metadata, if_none_match=True
+                )
+                log.info(
+                    "s3://%s/%s: reinstated for %d new delta(s)", bucket, ref_key, len(stranded)
+                )
+                return
+            except ConflictError:
+                pass
+            if await self._reference_is(bucket, ref_key, sha):
+                return
+            # A new first writer made another reference: store the stranded objects against it.
+            await self._cache.warm(sha, lambda: iter_file(copy))
+        finally:
+            unlink_quietly(copy)
+        for key in stranded:
+            await self._store_again(bucket, key)
+
+    async def _store_again(self, bucket: str, key: str) -> None:
+        """Rebuild an object and store it anew (against its space's current reference)."""
+        obj = await self._get.resolve(bucket, key)
+        spool = self._temp_path(".again")
+        try:
+            fd = os.open(spool, os.O_WRONLY | os.O_TRUNC)
+            try:
+                await self._get.write_object(obj, fd, None)
+            finally:
+                os.close(fd)
+            await self._put.store(
+                bucket,
+                key,
+                spool,
+                user_metadata=user_metadata(obj.head.metadata),
+                content_type=obj.head.content_type,
+                max_ratio=None,
+                no_delta=False,
+            )
+        finally:
+            unlink_quietly(spool)
+
+    async def _delete_reference(self, bucket: str, space: str, *, force: bool) -> None:
+        deltas, _ = await self._list_space(bucket, space)
+        if deltas and not force:
+            raise ReferenceInUseError(
+                f"s3://{bucket}/{reference_key(space)} is used by deltas in {space or 'the root'}; "
+                "delete them first or force"
+            )
+        await self._storage.delete(bucket, reference_key(space))

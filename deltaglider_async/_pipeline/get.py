@@ -1,0 +1,232 @@
+"""The get pipeline: a logical key back to its bytes, checked against the recorded SHA-256.
+
+:meth:`GetPipeline.resolve` HEADs both stored forms and picks the one that counts;
+:meth:`open_stream` streams a direct object or decodes a delta against the cached reference;
+:meth:`download` writes through a :class:`~.._localfs.Destination` (temporary file renamed only
+once the SHA-256 matched, or in place for FIFOs and devices).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+
+from .._body import StreamingBody
+from .._core.metadata import MetaKind, parse_metadata
+from .._core.spaces import (
+    StoredKind,
+    check_bucket,
+    check_logical_key,
+    classify,
+    delta_key,
+    name_of,
+    parse_s3_url,
+    reference_key,
+    space_of,
+)
+from .._engine.cache import CacheCorruptError
+from .._exceptions import IntegrityError, InvalidArgumentError, NotFoundError
+from .._formats import format_of
+from .._localfs import Destination, write_all
+from .._models import DownloadSummary, VerifyResult
+from .._storage.port import ObjectHead, Progress
+from .._tasks import task_group
+from .context import Resolved, Stage, close_reference, served
+
+
+class GetPipeline(Stage):
+    async def resolve(self, bucket: str, key: str) -> Resolved:
+        check_bucket(bucket)
+        kind, logical = classify(key)
+        if kind is StoredKind.DELTA:
+            key = logical  # a stored name was given: serve the logical object
+        check_logical_key(key)
+        heads: dict[str, ObjectHead | None] = {}
+
+        async def head(stored: str) -> None:
+            heads[stored] = await self._storage.head(bucket, stored)
+
+        async with task_group() as tg:
+            tg.start_soon(head, delta_key(key))
+            tg.start_soon(head, key)
+        delta_head, direct = heads[delta_key(key)], heads[key]
+        if delta_head is not None:
+            meta = parse_metadata(delta_head.metadata, delta_key(key))
+            delta = Resolved(bucket, key, delta_key(key), delta_head, meta)
+            if meta.kind is MetaKind.DELTA and (direct is None or served(delta, direct) == "delta"):
+                return delta
+        if direct is None:
+            raise NotFoundError(f"s3://{bucket}/{key}: no such object")
+        return Resolved(bucket, key, key, direct, parse_metadata(direct.metadata, key))
+
+    def open_stream(self, obj: Resolved) -> AsyncIterator[bytes]:
+        """The logical bytes of ``obj`` (decoded if it is a delta)."""
+        if obj.meta.kind is not MetaKind.DELTA:
+            return self._storage.iter_object(obj.bucket, obj.stored_key, etag=obj.head.etag or None)
+        return self._decode_stream(obj)
+
+    async def _decode_stream(self, obj: Resolved) -> AsyncIterator[bytes]:
+        meta = obj.meta
+        ref_key = meta.ref_key or reference_key(space_of(obj.key))
+        what = f"s3://{obj.bucket}/{obj.key}"
+        delta_format = format_of(meta, what)
+        emitted = 0
+        for attempt in range(2):
+            reference = await self._cache.get(
+                meta.ref_sha256 or await self._fetch_reference_sha(obj.bucket, ref_key),
+                lambda: self._storage.iter_object(obj.bucket, ref_key),
+            )
+            delta = self._storage.iter_object(
+                obj.bucket, obj.stored_key, etag=obj.head.etag or None
+            )
+            position = 0
+            try:
+                decoded = delta_format.decode(self._codec, reference, delta, meta.file_size, what)
+                async for chunk in decoded:
+                    # After a retry, skip what the consumer already has.
+                    skip = max(0, min(len(chunk), emitted - position))
+                    position += len(chunk)
+                    if skip < len(chunk):
+                        emitted += len(chunk) - skip
+                        yield chunk[skip:]
+                return
+            except CacheCorruptError:
+                self._cache.evict(reference.sha256)
+                if attempt:
+                    raise
+            finally:
+                close_reference(reference)
+
+    async def _fetch_reference_sha(self, bucket: str, ref_key: str) -> str:
+        head = await self._storage.head(bucket, ref_key)
+        sha = parse_metadata(head.metadata, ref_key).file_sha256 if head else None
+        if sha is None:
+            raise IntegrityError(f"s3://{bucket}/{ref_key}: reference missing or without SHA-256")
+        return sha
+
+    async def verified(self, obj: Resolved, what: str) -> AsyncIterator[bytes]:
+        body = StreamingBody(
+            self.open_stream(obj),
+            what=what,
+            expected_sha256=obj.meta.file_sha256,
+            expected_size=obj.meta.file_size,
+            content_length=None,
+        )
+        async for chunk in body.iter_chunks():
+            yield chunk
+
+    async def download(
+        self,
+        url: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> DownloadSummary:
+        """Download a logical object to ``path`` (or into it, if it is a directory).
+
+        The bytes go to a temporary file beside the destination, renamed over it only once the
+        SHA-256 matched: a failed or corrupt download never creates or replaces the file.  A
+        FIFO or a device is written into (as ``cp`` does) and never replaced; a symlink is
+        followed.
+        """
+        source = parse_s3_url(url)
+        if source.is_prefix:
+            raise InvalidArgumentError(f"{url} names a prefix; download needs an object key")
+        obj = await self.resolve(source.bucket, source.key)
+        destination = Path(path)
+        if destination.is_dir():
+            destination = destination / name_of(obj.key)
+        # Opening a FIFO waits for its reader: not on the event loop's thread.
+        target = await anyio.to_thread.run_sync(Destination, destination)
+        try:
+            verified = await self.write_object(
+                obj, target.fd, progress, seekable=not target.special
+            )
+            modified = obj.head.last_modified
+            target.commit(modified.timestamp() if modified is not None else None)
+        except BaseException:
+            target.abort()
+            raise
+        return DownloadSummary(
+            bucket=obj.bucket,
+            key=obj.key,
+            path=str(destination),
+            size=obj.logical_size if target.special else target.path.stat().st_size,
+            sha256=obj.meta.file_sha256,
+            stored_as=obj.stored_as,
+            verified=verified,
+        )
+
+    async def write_object(
+        self, obj: Resolved, fd: int, progress: Progress | None, *, seekable: bool = True
+    ) -> bool:
+        what = f"s3://{obj.bucket}/{obj.key}"
+        if (
+            seekable
+            and obj.meta.kind is not MetaKind.DELTA
+            and obj.head.size >= self._transfer.multipart_threshold
+        ):
+            sha = await self._storage.download_to_fd(
+                obj.bucket, obj.stored_key, fd, obj.head.size, obj.head.etag, progress=progress
+            )
+            if obj.meta.file_sha256 is None:
+                return False
+            if sha != obj.meta.file_sha256:
+                raise IntegrityError(f"{what}: SHA-256 mismatch after download")
+            return True
+        body = StreamingBody(
+            self.open_stream(obj),
+            what=what,
+            expected_sha256=obj.meta.file_sha256,
+            expected_size=obj.logical_size if obj.logical_size >= 0 else None,
+            content_length=None,
+        )
+        async for chunk in body.iter_chunks(4 << 20):
+            await anyio.to_thread.run_sync(write_all, fd, chunk)
+            if progress:
+                progress(len(chunk))
+        return body.verified
+
+    async def verify(self, url: str) -> VerifyResult:
+        """Reconstruct the object in memory-bounded streaming and compare its SHA-256."""
+        source = parse_s3_url(url)
+        obj = await self.resolve(source.bucket, source.key)
+        body = StreamingBody(
+            self.open_stream(obj),
+            what=url,
+            expected_sha256=None,
+            expected_size=None,
+            content_length=None,
+        )
+        digest = hashlib.sha256()
+        size = 0
+        message = ""
+        try:
+            async for chunk in body.iter_chunks(4 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        except IntegrityError as exc:
+            message = str(exc)
+        actual = digest.hexdigest() if not message else None
+        expected = obj.meta.file_sha256
+        valid = not message and (expected is None or actual == expected)
+        if not message and expected is not None and actual != expected:
+            message = "SHA-256 mismatch"
+        if not message and obj.meta.file_size is not None and size != obj.meta.file_size:
+            valid, message = False, f"size {size} != recorded {obj.meta.file_size}"
+        if expected is None and not message:
+            valid, message = False, "no recorded SHA-256 (not stored by deltaglider): not verified"
+        return VerifyResult(
+            bucket=obj.bucket,
+            key=obj.key,
+            valid=valid,
+            expected_sha256=expected,
+            actual_sha256=actual,
+            size=size,
+            stored_as=obj.stored_as,
+            message=message,
+        )

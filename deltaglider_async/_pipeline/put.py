@@ -1,0 +1,390 @@
+"""The put pipeline: a local file becomes a delta against its space's reference, or a direct object.
+
+Read top to bottom: :meth:`PutPipeline.store` validates and routes; :meth:`_put_delta` finds or
+creates the reference (``election.py``), encodes, stores the delta and checks that its reference
+survived a concurrent delete; :meth:`_put_direct` stores the bytes as they are; both then remove
+an older copy of the other kind (``_core/twins.py``).  docs/reliability.md says what holds when
+writers and deleters race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from .._core.metadata import delta_metadata, direct_metadata, parse_metadata, timestamp
+from .._core.policy import delta_budget, delta_ratio, keep_delta, parse_max_ratio
+from .._core.spaces import (
+    DELTA_SUFFIX,
+    S3Url,
+    check_writable_key,
+    delta_key,
+    fits_delta_layout,
+    is_eligible,
+    name_of,
+    parse_s3_url,
+    reference_key,
+    space_of,
+    upload_key,
+)
+from .._core.twins import newer_copy
+from .._engine.codec import unlink_quietly
+from .._exceptions import InvalidArgumentError
+from .._localfs import FileChangedError, FileDigest, read_snapshot
+from .._models import CompressionEstimate, UploadSummary
+from .._storage.port import Progress
+from .._tasks import task_group
+from .context import Context, Stage, copy_rank, reference_sha
+from .election import Election, SpaceStart
+
+log = logging.getLogger("deltaglider_async")
+
+#: Attempts at a delta put whose reference a concurrent delete keeps collecting.
+_GC_RACE_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class _Put:
+    """What one put stores, wherever it ends up (delta or direct)."""
+
+    bucket: str
+    key: str
+    extra: Mapping[str, str]
+    content_type: str | None
+    ratio_limit: float
+    progress: Progress | None
+
+
+def local_to_key(path: str | os.PathLike[str], url: str) -> tuple[Path, S3Url, str]:
+    """The local file, the parsed URL and the logical key it goes to (trailing / = directory)."""
+    local = Path(path)
+    if not local.is_file():
+        raise InvalidArgumentError(f"{local}: no such file")
+    target = parse_s3_url(url)
+    key = upload_key(target, local.name)
+    check_writable_key(key)
+    return local, target, key
+
+
+class PutPipeline(Stage):
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self._election = Election(ctx)
+
+    async def store(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        user_metadata: Mapping[str, str] | None,
+        content_type: str | None,
+        max_ratio: float | None,
+        no_delta: bool,
+        progress: Progress | None = None,
+        space_start: SpaceStart | None = None,
+        leads: bool = False,
+    ) -> UploadSummary:
+        """Store ``path`` as a delta against its space's reference where that is eligible and
+        worth it, else directly.  ``space_start`` coordinates a bulk upload: the leader announces
+        the reference it creates, the others encode against it early."""
+        check_writable_key(key)
+        ratio_limit = self._ctx.max_ratio if max_ratio is None else parse_max_ratio(max_ratio)
+        await self._require_bucket(bucket)
+        self._ctx.stats.invalidate(bucket)
+        extra = {k.lower(): v for k, v in (user_metadata or {}).items()}
+        if any(k.startswith(("dg-", "dg_")) for k in extra):
+            raise InvalidArgumentError("user metadata keys may not start with dg-")
+        put = _Put(bucket, key, extra, content_type, ratio_limit, progress)
+        if no_delta:
+            return await self._put_direct(put, path, "delta disabled")
+        if not is_eligible(key, self._extensions):
+            return await self._put_direct(put, path, "")
+        if not fits_delta_layout(key):
+            return await self._put_direct(put, path, "key too long for its .delta name")
+        async with self._stable_copy(path) as stable:
+            if stable.stat().st_size == 0:
+                return await self._put_direct(put, stable, "empty file")
+            for attempt in range(_GC_RACE_ROUNDS):
+                first = attempt == 0
+                stored = await self._put_delta(
+                    put, stable, space_start if first else None, leads and first
+                )
+                if stored is not None and (first or stored.stored_as == "delta"):
+                    return stored
+                if stored is not None:
+                    break
+            else:  # raced by reference GC every time: a direct copy needs no reference
+                stored = await self._put_direct(put, stable, "its reference kept changing")
+            # An earlier round left a delta whose reference is gone: it must not stay.
+            await self._storage.delete(bucket, delta_key(key))
+            return stored
+
+    @contextlib.asynccontextmanager
+    async def _stable_copy(self, path: Path) -> AsyncIterator[Path]:
+        """A file that holds still for the several reads a delta put makes (hash, reference,
+        encode): small files are copied aside in one read; large ones are read in place and
+        every part sent is checked against the read that hashed it."""
+        limit = self._transfer.multipart_threshold
+        if path.stat().st_size >= limit:
+            yield path
+            return
+        data = await anyio.to_thread.run_sync(read_snapshot, path, limit)
+        copy = self._temp_path(Path(path.name).suffix)
+        try:
+            await anyio.Path(copy).write_bytes(data)
+            yield copy
+        finally:
+            unlink_quietly(copy)
+
+    async def _put_delta(
+        self, put: _Put, path: Path, space_start: SpaceStart | None, leads: bool
+    ) -> UploadSummary | None:
+        """One attempt at storing ``path`` as a delta; None when the reference it was encoded
+        against is gone once the delta landed (a concurrent GC): the caller tries again."""
+        bucket, key = put.bucket, put.key
+        ref_key = reference_key(space_of(key))
+        budget = delta_budget(path.stat().st_size, put.ratio_limit)
+        delta_path = self._temp_path(DELTA_SUFFIX)
+        reference_created = False
+        ref_sha: str | None
+        try:
+            early = None
+            if space_start is not None and not leads:
+                early = await self._election.encode_early(
+                    bucket, ref_key, space_start, path, delta_path, budget
+                )
+            if early is not None:
+                ref_sha, result = early
+            else:
+                ref_head = await self._storage.head(bucket, ref_key)
+                if ref_head is None:
+                    ref_head, reference_created = await self._election.create(
+                        bucket, ref_key, key, path, space_start if leads else None
+                    )
+                ref_sha = reference_sha(ref_head, ref_key)
+                if leads and space_start is not None:
+                    space_start.settle(ref_sha)
+                if ref_sha is None:
+                    return await self._put_direct(
+                        put, path, f"{ref_key} is not a deltaglider reference"
+                    )
+                if reference_created:
+                    result = await self._ctx.delta_format.encode(
+                        self._codec, path, path, delta_path, None
+                    )
+                    if result.sha256 != ref_sha:
+                        raise FileChangedError(path)
+                else:
+                    result = await self._encode_against(
+                        bucket, ref_key, ref_head.etag, ref_sha, path, delta_path, budget
+                    )
+            worth_it = not result.over_budget and keep_delta(
+                result.delta_size, result.size, put.ratio_limit
+            )
+            if not reference_created and not worth_it:
+                ratio = delta_ratio(result.delta_size, result.size)
+                reason = f"delta ratio {ratio:.2f} > max {put.ratio_limit:.2f}"
+                if result.over_budget:
+                    reason = f"delta exceeds max ratio {put.ratio_limit:.2f}"
+                return await self._put_direct(put, path, reason)
+            meta = delta_metadata(
+                tool=self._ctx.tool,
+                original_name=name_of(key),
+                sha256=result.sha256,
+                size=result.size,
+                created_at=timestamp(datetime.now(UTC)),
+                ref_key=ref_key,
+                ref_sha256=ref_sha,
+                delta_size=result.delta_size,
+                zero_diff=reference_created,
+                format_fields=self._ctx.delta_format.metadata(name_of(key)),
+            )
+
+            async def send() -> None:
+                await self._storage.put_file(
+                    bucket,
+                    delta_key(key),
+                    delta_path,
+                    metadata={**put.extra, **meta},
+                    content_type=put.content_type,
+                )
+
+            await send()
+            kept = False
+
+            async def confirm() -> None:
+                nonlocal kept
+                kept = await self._reference_is(bucket, ref_key, ref_sha)
+
+            async with task_group() as tg:
+                tg.start_soon(confirm)
+                tg.start_soon(self._drop_twin, bucket, key, True, send)
+        finally:
+            unlink_quietly(delta_path)
+        if not kept:
+            log.warning(
+                "s3://%s/%s: its reference was collected while the delta was stored; again",
+                bucket,
+                key,
+            )
+            return None
+        log.info(
+            "s3://%s/%s: stored as delta, %d of %d bytes",
+            bucket,
+            key,
+            result.delta_size,
+            result.size,
+        )
+        if put.progress:
+            put.progress(result.size)
+        return UploadSummary(
+            bucket=bucket,
+            key=key,
+            original_size=result.size,
+            # The first file of a space also pays for its reference: no saving on it.
+            stored_size=result.delta_size + (result.size if reference_created else 0),
+            stored_as="delta",
+            sha256=result.sha256,
+            reference_created=reference_created,
+        )
+
+    async def _drop_twin(
+        self, bucket: str, key: str, ours_is_delta: bool, send: Callable[[], Awaitable[None]]
+    ) -> None:
+        """After storing our copy of ``key``, delete the other kind's copy if it is older.
+
+        A writer of the other kind may be doing the same to ours at this moment, and a delete
+        may hit a copy stored after our HEAD; so once we deleted, we look at our own copy again
+        and store it once more if it went (``_core/twins.py`` has the argument).
+        """
+        ours, other = (delta_key(key), key) if ours_is_delta else (key, delta_key(key))
+        theirs = await self._storage.head(bucket, other)
+        if theirs is None:
+            return
+        mine = await self._storage.head(bucket, ours)
+        if mine is None:
+            return  # ours was replaced or deleted meanwhile: not ours to clean up
+        copies = {ours: copy_rank(mine), other: copy_rank(theirs)}
+        if newer_copy(copies[delta_key(key)], copies[key]) != (
+            "delta" if ours_is_delta else "direct"
+        ):
+            return  # theirs is newer: a reader serves it, and its writer removes ours
+        await self._storage.delete(bucket, other)
+        if await self._storage.head(bucket, ours) is None:
+            log.info(
+                "s3://%s/%s: a concurrent writer removed our copy; storing it again", bucket, key
+            )
+            await send()
+
+    async def _put_direct(self, put: _Put, path: Path, reason: str) -> UploadSummary:
+        """Store ``path`` as it is, hashing exactly the bytes sent: a small file is read once;
+        a large one is hashed, then every part sent is checked against that read."""
+        threshold = self._transfer.multipart_threshold
+        size = path.stat().st_size
+        created_at = timestamp(datetime.now(UTC))
+        data: bytes | None = None
+        digest: FileDigest | None = None
+        if size < threshold:
+            data = await anyio.to_thread.run_sync(read_snapshot, path, threshold)
+            sha256, size = hashlib.sha256(data).hexdigest(), len(data)
+        else:
+            digest = await self._codec.hash_file(path, self._transfer.part_size_for(size))
+            sha256, size = digest.sha256, digest.size
+        meta = {
+            **put.extra,
+            **direct_metadata(
+                tool=self._ctx.tool,
+                original_name=name_of(put.key),
+                sha256=sha256,
+                size=size,
+                created_at=created_at,
+            ),
+        }
+
+        async def send(progress: Progress | None = None) -> None:
+            if data is not None:
+                await self._storage.put_bytes(
+                    put.bucket, put.key, data, metadata=meta, content_type=put.content_type
+                )
+                if progress:
+                    progress(len(data))
+            else:
+                await self._storage.put_file(
+                    put.bucket,
+                    put.key,
+                    path,
+                    metadata=meta,
+                    content_type=put.content_type,
+                    progress=progress,
+                    verify=digest,
+                )
+
+        await send(put.progress)
+        if is_eligible(put.key, self._extensions) and fits_delta_layout(put.key):
+            await self._drop_twin(put.bucket, put.key, False, send)
+        log.info(
+            "s3://%s/%s: stored directly, %d bytes%s",
+            put.bucket,
+            put.key,
+            size,
+            f" ({reason})" if reason else "",
+        )
+        return UploadSummary(
+            bucket=put.bucket,
+            key=put.key,
+            original_size=size,
+            stored_size=size,
+            stored_as="direct",
+            sha256=sha256,
+            reason=reason,
+        )
+
+    async def estimate(self, path: str | os.PathLike[str], url: str) -> CompressionEstimate:
+        """Trial-encode a local file against the reference of the delta space ``url`` names."""
+        local, target, key = local_to_key(path, url)
+        size = local.stat().st_size
+        if not is_eligible(key, self._extensions):
+            return CompressionEstimate(size, size, 1.0, "direct", None, "not delta-eligible")
+        ref_key = reference_key(space_of(key))
+        head = await self._storage.head(target.bucket, ref_key)
+        if head is None:
+            return CompressionEstimate(
+                size,
+                size,
+                1.0,
+                "delta",
+                None,
+                "first file of its delta space: becomes the reference",
+            )
+        delta_path = self._temp_path(DELTA_SUFFIX)
+        try:
+            result = await self._encode_against(
+                target.bucket,
+                ref_key,
+                head.etag,
+                parse_metadata(head.metadata, ref_key).file_sha256,
+                local,
+                delta_path,
+                None,
+            )
+        finally:
+            unlink_quietly(delta_path)
+        ratio = delta_ratio(result.delta_size, size)
+        keep = keep_delta(result.delta_size, size, self._ctx.max_ratio)
+        return CompressionEstimate(
+            original_size=size,
+            estimated_size=result.delta_size if keep else size,
+            ratio=ratio,
+            would_store_as="delta" if keep else "direct",
+            reference_key=ref_key,
+            reason="" if keep else f"delta ratio {ratio:.2f} > max {self._ctx.max_ratio:.2f}",
+        )

@@ -1,0 +1,136 @@
+"""The pipelines on an in-memory storage port: branches that real servers make hard to reach."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deltaglider_async import (
+    AsyncDeltaGliderClient,
+    DeltaGliderError,
+    ReferenceCache,
+    TransferConfig,
+)
+from deltaglider_async._engine import codec as codec_module
+from xdelta_ffi import XDeltaError
+
+from ..artifacts import release_zip
+from ..fakes import MemoryStorage
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[AsyncDeltaGliderClient, MemoryStorage]]:
+    storage = MemoryStorage()
+    await storage.create_bucket("bkt")
+    client = AsyncDeltaGliderClient(
+        storage,  # type: ignore[arg-type]
+        ReferenceCache(backend="memory"),
+        max_ratio=0.5,
+        transfer=TransferConfig(),
+    )
+    async with client:
+        yield client, storage
+
+
+async def read(dg: AsyncDeltaGliderClient, key: str) -> bytes:
+    resp = await dg.get_object(Bucket="bkt", Key=key)
+    data: bytes = await resp["Body"].read()
+    return data
+
+
+async def test_put_and_get_through_the_pipelines(fake: Any) -> None:
+    dg, storage = fake
+    for version in (1, 2, 3):
+        await dg.put_object(Bucket="bkt", Key=f"app/v{version}.zip", Body=release_zip(version))
+    await dg.put_object(Bucket="bkt", Key="app/notes.txt", Body=b"notes")
+    assert sorted(storage.buckets["bkt"]) == [
+        "app/notes.txt",
+        "app/reference.bin",
+        "app/v1.zip.delta",
+        "app/v2.zip.delta",
+        "app/v3.zip.delta",
+    ]
+    for version in (1, 2, 3):
+        assert await read(dg, f"app/v{version}.zip") == release_zip(version)
+    assert ("get", "app/reference.bin") not in storage.calls  # the first writer cached it
+
+
+async def test_a_codec_failure_is_an_sdk_error_of_its_file_only(
+    fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dg, _ = fake
+    real = codec_module.encode_file_sync
+
+    def failing(reference: Any, target: Path, delta_out: Path, budget: int | None) -> Any:
+        if target.read_bytes() == release_zip(2):  # bad.zip, whatever its spool is named
+            raise XDeltaError("injected encoder failure", -1)
+        return real(reference, target, delta_out, budget)
+
+    monkeypatch.setattr(codec_module, "encode_file_sync", failing)
+    items = []
+    for i, name in enumerate(("a.zip", "bad.zip", "c.zip", "d.zip")):
+        path = tmp_path / name
+        path.write_bytes(release_zip(i + 1))
+        items.append((path, "s3://bkt/many/"))
+    results = await dg.upload_many(items)
+    errors = {Path(r.source).name: r.error for r in results}
+    assert isinstance(errors.pop("bad.zip"), DeltaGliderError)
+    assert errors == {"a.zip": None, "c.zip": None, "d.zip": None}
+    assert await read(dg, "many/d.zip") == release_zip(4)
+
+
+async def test_reference_goes_with_the_last_delta_and_its_copy_aside_too(fake: Any) -> None:
+    dg, storage = fake
+    await dg.put_object(Bucket="bkt", Key="gc/v1.zip", Body=release_zip(1))
+    await dg.put_object(Bucket="bkt", Key="gc/v2.zip", Body=release_zip(2))
+    await dg.delete_object(Bucket="bkt", Key="gc/v1.zip")
+    assert "gc/reference.bin" in storage.buckets["bkt"]
+    await dg.delete_object(Bucket="bkt", Key="gc/v2.zip")
+    assert storage.buckets["bkt"] == {}  # nothing left: no reference, no .deltaglider/gc copy
+
+
+async def test_a_delta_landing_during_gc_gets_its_reference_back(fake: Any) -> None:
+    dg, storage = fake
+    await dg.put_object(Bucket="bkt", Key="gc/v1.zip", Body=release_zip(1))
+    await dg.put_object(Bucket="bkt", Key="gc/v2.zip", Body=release_zip(2))
+    stray = storage.buckets["bkt"]["gc/v2.zip.delta"]
+    await dg.delete_object(Bucket="bkt", Key="gc/v2.zip")
+    original_delete = storage.delete
+
+    async def delete_then_a_writer_lands(bucket: str, key: str) -> None:
+        await original_delete(bucket, key)
+        if key == "gc/reference.bin":  # a concurrent upload stores its delta right now
+            storage.buckets["bkt"]["gc/v2.zip.delta"] = stray
+
+    storage.delete = delete_then_a_writer_lands  # type: ignore[method-assign]
+    await dg.delete_object(Bucket="bkt", Key="gc/v1.zip")
+    assert "gc/reference.bin" in storage.buckets["bkt"]
+    assert not [k for k in storage.buckets["bkt"] if k.startswith(".deltaglider/")]
+    dg.cache.clear()
+    assert await read(dg, "gc/v2.zip") == release_zip(2)
+
+
+async def test_both_copies_of_a_key_serve_the_newer(fake: Any) -> None:
+    dg, storage = fake
+    await dg.put_object(Bucket="bkt", Key="tw/base.zip", Body=release_zip(1))
+    await dg.put_object(Bucket="bkt", Key="tw/x.zip", Body=release_zip(2))
+    delta = storage.buckets["bkt"]["tw/x.zip.delta"]
+    await dg.put_object(Bucket="bkt", Key="tw/x.zip", Body=release_zip(3), NoDelta=True)
+    assert "tw/x.zip.delta" not in storage.buckets["bkt"]  # the older copy was removed
+    storage.buckets["bkt"]["tw/x.zip.delta"] = delta  # an older delta copy left by a race
+    assert await read(dg, "tw/x.zip") == release_zip(3)
+
+
+async def test_batch_delete_is_one_request_per_thousand_keys(fake: Any) -> None:
+    dg, storage = fake
+    for i in range(12):
+        await dg.put_object(Bucket="bkt", Key=f"bd/f{i}.txt", Body=b"x")
+    storage.calls.clear()
+    resp = await dg.delete_objects(
+        Bucket="bkt", Delete={"Objects": [{"Key": f"bd/f{i}.txt"} for i in range(12)]}
+    )
+    assert len(resp["Deleted"]) == 12 and "Errors" not in resp
+    assert [c for c in storage.calls if c[0].startswith("delete")] == [("delete_many", "12")]
