@@ -124,19 +124,20 @@ class SeaweedServer:
         self._log: Any = None
         directory.mkdir(parents=True, exist_ok=True)
         self._identities = directory / "identities.json"
-        self._identities.write_text(
-            json.dumps(
-                {
-                    "identities": [
-                        {
-                            "name": "admin",
-                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                        }
-                    ]
-                }
-            )
-        )
+        self._write_identities(ACCESS_KEY, SECRET_KEY)
+
+    def _write_identities(self, access_key: str, secret_key: str) -> None:
+        identity = {
+            "name": "admin",
+            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+        self._identities.write_text(json.dumps({"identities": [identity]}))
+
+    def rotate_key(self, access_key: str, secret_key: str) -> None:
+        """Accept only this key from now on (SeaweedFS rereads its identities on SIGHUP)."""
+        self._write_identities(access_key, secret_key)
+        os.killpg(self._require_proc().pid, signal.SIGHUP)
 
     @property
     def endpoint(self) -> LocalS3:

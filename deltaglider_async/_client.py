@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -43,7 +44,7 @@ from ._models import (
     VerifyResult,
 )
 from ._pipeline.bulk import ProgressCallback, TransferResult, download_many, upload_many
-from ._pipeline.context import Context, user_metadata
+from ._pipeline.context import Context
 from ._pipeline.delete import DeletePipeline
 from ._pipeline.get import GetPipeline
 from ._pipeline.put import PutPipeline, local_to_key
@@ -88,7 +89,7 @@ class AsyncDeltaGliderClient:
             delta_format=format_named(delta_format),
         )
         self._get = GetPipeline(self._ctx)
-        self._put = PutPipeline(self._ctx)
+        self._put = PutPipeline(self._ctx, self._get)
         self._delete = DeletePipeline(self._ctx, self._get, self._put)
         self._opened = False
 
@@ -432,24 +433,7 @@ class AsyncDeltaGliderClient:
         check_bucket(Bucket)
         check_writable_key(Key)
         obj = await self._get.resolve(src_bucket, src_key)
-        spool = self._ctx.temp_path(".copy")
-        try:
-            fd = os.open(spool, os.O_WRONLY | os.O_TRUNC)
-            try:
-                await self._get.write_object(obj, fd, None)
-            finally:
-                os.close(fd)
-            summary = await self._put.store(
-                Bucket,
-                Key,
-                spool,
-                user_metadata=user_metadata(obj.head.metadata),
-                content_type=obj.head.content_type,
-                max_ratio=None,
-                no_delta=False,
-            )
-        finally:
-            unlink_quietly(spool)
+        summary = await self._put.copy(obj, Bucket, Key)
         return {
             "CopyObjectResult": {"ETag": "", "LastModified": datetime.now(UTC)},
             "DeltaGliderInfo": {"StoredAs": summary.stored_as, "StoredSize": summary.stored_size},
@@ -629,11 +613,14 @@ def create_client(
     Unset arguments come from the environment as the older tool reads it: ``AWS_*`` (through
     botocore, ``AWS_ENDPOINT_URL`` included), ``DG_MAX_RATIO``, ``DG_CACHE_BACKEND``
     (``filesystem``/``memory``), ``DG_CACHE_MEMORY_SIZE_MB``, ``DG_CACHE_ENCRYPTION_KEY``,
-    ``DG_CACHE_DIR``, ``DG_LOG_LEVEL`` and ``DG_DELTA_FORMAT`` (the format new deltas are
+    ``DG_CACHE_DIR``, ``DG_LOG_LEVEL``, ``DG_FAST_PATH`` (``0``: every request through botocore) and
+    ``DG_DELTA_FORMAT`` (the format new deltas are
     written in; reads follow each object's own).
     """
     environ = os.environ if env is None else env
     transfer = transfer or TransferConfig()
+    if environ.get("DG_FAST_PATH", "1").strip().lower() in ("0", "false", "no", "off"):
+        transfer = dataclasses.replace(transfer, fast_path=False)
     if cache is None:
         key_text = environ.get("DG_CACHE_ENCRYPTION_KEY")
         try:

@@ -28,6 +28,9 @@ class TransferConfig:
     - ``max_attempts``: total attempts per request (botocore standard retry mode).
     - ``request_timeout``: our own bound on one request, including a stalled upload body.
     - ``abort_timeout``: how long a failed multipart upload keeps trying to abort.
+    - ``fast_path``: send the hot requests (HEAD, listings, parts, ranged GETs) over the lean
+      aiohttp path signed by botocore's signer; False (or ``DG_FAST_PATH=0``) sends everything
+      through botocore.
     """
 
     multipart_threshold: int = 64 * MiB
@@ -42,6 +45,7 @@ class TransferConfig:
     read_timeout: float = 60.0
     request_timeout: float = 300.0
     abort_timeout: float = 30.0
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         if self.part_size < 5 * MiB:

@@ -33,7 +33,7 @@ from .._exceptions import (
 )
 from .._localfs import write_all
 from .._tasks import task_group
-from .context import Context, Resolved, Stage, iter_file, reference_sha, user_metadata
+from .context import Context, Resolved, Stage, iter_file, reference_sha
 from .get import GetPipeline
 from .put import PutPipeline
 
@@ -213,25 +213,7 @@ class DeletePipeline(Stage):
 
     async def _store_again(self, bucket: str, key: str) -> None:
         """Rebuild an object and store it anew (against its space's current reference)."""
-        obj = await self._get.resolve(bucket, key)
-        spool = self._temp_path(".again")
-        try:
-            fd = os.open(spool, os.O_WRONLY | os.O_TRUNC)
-            try:
-                await self._get.write_object(obj, fd, None)
-            finally:
-                os.close(fd)
-            await self._put.store(
-                bucket,
-                key,
-                spool,
-                user_metadata=user_metadata(obj.head.metadata),
-                content_type=obj.head.content_type,
-                max_ratio=None,
-                no_delta=False,
-            )
-        finally:
-            unlink_quietly(spool)
+        await self._put.copy(await self._get.resolve(bucket, key), bucket, key)
 
     async def _delete_reference(self, bucket: str, space: str, *, force: bool) -> None:
         deltas, _ = await self._list_space(bucket, space)

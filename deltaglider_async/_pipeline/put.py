@@ -42,8 +42,9 @@ from .._localfs import FileChangedError, FileDigest, read_snapshot
 from .._models import CompressionEstimate, UploadSummary
 from .._storage.port import Progress
 from .._tasks import task_group
-from .context import Context, Stage, copy_rank, reference_sha
+from .context import Context, Resolved, Stage, copy_rank, reference_sha, user_metadata
 from .election import Election, SpaceStart
+from .get import GetPipeline
 
 log = logging.getLogger("deltaglider_async")
 
@@ -75,9 +76,32 @@ def local_to_key(path: str | os.PathLike[str], url: str) -> tuple[Path, S3Url, s
 
 
 class PutPipeline(Stage):
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, get: GetPipeline) -> None:
         super().__init__(ctx)
+        self._get = get
         self._election = Election(ctx)
+
+    async def copy(self, obj: Resolved, bucket: str, key: str) -> UploadSummary:
+        """Store the logical bytes of ``obj`` at ``key``, encoded for the destination's space
+        (a copy, a migration, or a delta rebuilt against a new reference)."""
+        spool = self._temp_path(".copy")
+        try:
+            fd = os.open(spool, os.O_WRONLY | os.O_TRUNC)
+            try:
+                await self._get.write_object(obj, fd, None)
+            finally:
+                os.close(fd)
+            return await self.store(
+                bucket,
+                key,
+                spool,
+                user_metadata=user_metadata(obj.head.metadata),
+                content_type=obj.head.content_type,
+                max_ratio=None,
+                no_delta=False,
+            )
+        finally:
+            unlink_quietly(spool)
 
     async def store(
         self,

@@ -5,10 +5,13 @@ botocore spends ~2 ms of CPU per request (event hooks, endpoint rules, parsing);
 caps HEADs at a few hundred per second whatever the concurrency.  Over plain HTTP it also hashes
 every uploaded part for the signature, on the event-loop thread.  Here the requests are signed
 with SigV4 directly (hmac/sha256, the signing key cached per day; parts as ``UNSIGNED-PAYLOAD``:
-the object's own SHA-256, verified on every read, is the integrity check) and sent over an aiohttp
-connection pool.  Listing pages are parsed with ElementTree: listing 10,000 keys from SeaweedFS
-cost 0.53 s of CPU through botocore's parser, 0.10 s here.  Anything unusual (no credentials, a
-redirect, an unexpected status) falls back to the botocore path, which stays the reference.
+the object's own SHA-256, verified on every read, is the integrity check), with the session's
+credentials fetched for each request (refreshable ones renew themselves in aiobotocore, under its
+lock), and sent over an aiohttp connection pool.  ``TransferConfig(fast_path=False)`` or
+``DG_FAST_PATH=0`` turns it off.  Listing pages are parsed with ElementTree: listing 10,000 keys
+from SeaweedFS cost 0.53 s of CPU through botocore's parser, 0.10 s here.  Anything unusual (no
+credentials, a redirect, an unexpected status) falls back to the botocore path, which stays the
+reference.
 """
 
 from __future__ import annotations
@@ -24,15 +27,16 @@ from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
 
 import aiohttp
-import anyio
 from yarl import URL
+
+from .retry import Fallback, backoff, with_retries
+
+__all__ = ["Fallback", "LeanS3", "backoff", "with_retries"]
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-
-
-class Fallback(Exception):
-    """This request must go through botocore instead."""
+#: The session's credentials as they are now (``access_key``, ``secret_key``, ``token``).
+Credentials = Callable[[], Awaitable[Any]]
 
 
 def _unexpected(operation: str, status: int) -> Exception:
@@ -101,9 +105,7 @@ class LeanS3:
         *,
         endpoint_url: str,
         region: str,
-        access_key: str,
-        secret_key: str,
-        token: str | None,
+        credentials: Credentials,
         path_style: bool,
         concurrency: int,
         timeout: float,
@@ -112,11 +114,9 @@ class LeanS3:
         self._scheme = parts.scheme
         self._netloc = parts.netloc
         self._region = region
-        self._access_key = access_key
-        self._secret_key = secret_key
-        self._token = token
+        self._credentials = credentials
         self._path_style = path_style
-        self._keys: dict[str, bytes] = {}
+        self._keys: dict[tuple[str, str], bytes] = {}
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout),
@@ -126,36 +126,45 @@ class LeanS3:
     async def close(self) -> None:
         await self._session.close()
 
-    def _signing_key(self, day: str) -> bytes:
-        key = self._keys.get(day)
-        if key is None:
-            key = ("AWS4" + self._secret_key).encode()
+    def _signing_key(self, secret_key: str, day: str) -> bytes:
+        cached = self._keys.get((secret_key, day))
+        if cached is None:
+            cached = ("AWS4" + secret_key).encode()
             for part in (day, self._region, "s3", "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._keys = {day: key}
-        return key
+                cached = hmac.new(cached, part.encode(), hashlib.sha256).digest()
+            self._keys = {(secret_key, day): cached}
+        return cached
 
-    def _request(
+    async def _request(
         self,
         method: str,
         bucket: str,
         key: str,
         query: dict[str, str] | None = None,
         payload: str = EMPTY_SHA256,
-    ) -> tuple[str, dict[str, str]]:
+        *,
+        now: datetime | None = None,
+    ) -> tuple[URL, dict[str, str]]:
+        """The URL exactly as signed, and its SigV4 headers, with the credentials in force now.
+
+        The same signature botocore's ``S3SigV4Auth`` computes (``tests/unit`` compares them), at
+        a ninth of its cost: 22 µs instead of 190 µs per request here, 1.7 CPU-seconds per
+        10,000 HEADs of a detailed ``stats``."""
+        credentials = await self._credentials()
         quoted_key = quote(key, safe="/~")
-        if self._path_style:
+        # Dotted bucket names do not fit a TLS wildcard: path style, as botocore does.
+        if self._path_style or "." in bucket:
             host = self._netloc
             path = f"/{bucket}/{quoted_key}" if key else f"/{bucket}"
         else:
             host = f"{bucket}.{self._netloc}"
             path = f"/{quoted_key}"
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         day = amz_date[:8]
         headers = {"host": host, "x-amz-content-sha256": payload, "x-amz-date": amz_date}
-        if self._token:
-            headers["x-amz-security-token"] = self._token
+        if credentials.token:
+            headers["x-amz-security-token"] = credentials.token
         signed = ";".join(sorted(headers))
         canonical_headers = "".join(f"{k}:{headers[k]}\n" for k in sorted(headers))
         canonical_query = "&".join(
@@ -168,19 +177,20 @@ class LeanS3:
             f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n"
             f"{hashlib.sha256(canonical.encode()).hexdigest()}"
         )
-        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        signing_key = self._signing_key(credentials.secret_key, day)
+        signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed}, Signature={signature}"
         )
         del headers["host"]  # aiohttp sets it from the URL; it was signed with the same value
         url = f"{self._scheme}://{host}{path}" + (f"?{canonical_query}" if query else "")
-        return url, headers
+        return _exact(url), headers
 
     async def head(self, bucket: str, key: str) -> HeadResult | None:
         """The object's headers, None if it does not exist; raises Fallback otherwise."""
-        url, headers = self._request("HEAD", bucket, key)
-        async with self._session.head(_exact(url), headers=headers, allow_redirects=False) as resp:
+        url, headers = await self._request("HEAD", bucket, key)
+        async with self._session.head(url, headers=headers, allow_redirects=False) as resp:
             if resp.status == 200:
                 if not resp.headers.get("ETag"):
                     raise Fallback("HEAD without an ETag")  # botocore reports what it is
@@ -209,8 +219,8 @@ class LeanS3:
         ):
             if value:
                 query[name] = value
-        url, headers = self._request("GET", bucket, "", query)
-        async with self._session.get(_exact(url), headers=headers, allow_redirects=False) as resp:
+        url, headers = await self._request("GET", bucket, "", query)
+        async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
             body = await resp.read()
             if resp.status == 200:
                 try:
@@ -224,11 +234,11 @@ class LeanS3:
     ) -> str:
         """PUT one part; returns its ETag.  Raises Fallback on an answer it does not expect."""
         query = {"partNumber": str(number), "uploadId": upload_id}
-        url, headers = self._request("PUT", bucket, key, query, UNSIGNED_PAYLOAD)
+        url, headers = await self._request("PUT", bucket, key, query, UNSIGNED_PAYLOAD)
         headers["Content-Length"] = str(len(data))
         # A file object is written 64 KiB at a time (see S3Storage._multipart_upload).
         async with self._session.put(
-            _exact(url), data=io.BytesIO(data), headers=headers, allow_redirects=False
+            url, data=io.BytesIO(data), headers=headers, allow_redirects=False
         ) as resp:
             await resp.read()
             if resp.status == 200 and resp.headers.get("ETag"):
@@ -247,29 +257,13 @@ class LeanS3:
         """GET bytes ``[start, end)`` of the object whose ETag is ``etag``, handing each chunk to
         ``sink`` as it arrives.  Raises OSError on 5xx (or aiohttp's errors on a broken stream:
         the caller resumes from what it received) and Fallback on any other answer."""
-        url, headers = self._request("GET", bucket, key)
+        url, headers = await self._request("GET", bucket, key)
         headers["Range"] = f"bytes={start}-{end - 1}"
         headers["If-Match"] = etag
-        async with self._session.get(_exact(url), headers=headers, allow_redirects=False) as resp:
+        async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
             if resp.status == 206:
                 async for chunk in resp.content.iter_chunked(1 << 20):
                     sink(chunk)
                 return
             await resp.read()
             raise _unexpected("GET", resp.status)
-
-
-async def with_retries(call: Callable[[], Awaitable[Any]], attempts: int) -> Any:
-    """Retry connection errors and 5xx with exponential backoff (as botocore's standard mode)."""
-    delay = 0.05
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except Fallback:
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            if attempt == attempts - 1:
-                raise
-            await anyio.sleep(delay)
-            delay = min(2.0, delay * 2)
-    raise AssertionError("unreachable")

@@ -43,8 +43,9 @@ from .._exceptions import (
 from .._localfs import FileChangedError, FileDigest, pwrite_all
 from .._tasks import task_group
 from .._transfer import TransferConfig
-from .lean import Fallback, LeanS3, with_retries
+from .lean import LeanS3
 from .port import ListPage, ObjectHead, Progress
+from .retry import Fallback, backoff, with_retries
 
 _CREDENTIAL_CODES = {
     "AccessDenied",
@@ -250,18 +251,20 @@ class S3Storage:
             if self._lean_ready:
                 return self._lean_client
             self._lean_ready = True
-            signer_credentials = getattr(
-                getattr(self.client, "_request_signer", None), "_credentials", None
-            )
-            if signer_credentials is None:
-                return None  # anonymous or unusual set-up: botocore handles it
-            frozen = await signer_credentials.get_frozen_credentials()
+            if not self.transfer.fast_path:
+                return None
+            credentials = await self._session.get_credentials()
+            if credentials is None:
+                return None  # anonymous: botocore handles it
+
+            async def current() -> Any:
+                # Per request: refreshable credentials (STS, SSO, IRSA…) renew themselves here.
+                return await credentials.get_frozen_credentials()
+
             self._lean_client = LeanS3(
                 endpoint_url=self.client.meta.endpoint_url,
                 region=self.client.meta.region_name or "us-east-1",
-                access_key=frozen.access_key,
-                secret_key=frozen.secret_key,
-                token=frozen.token,
+                credentials=current,
                 path_style=self._endpoint_url is not None,
                 concurrency=self.transfer.max_heads,
                 timeout=self.transfer.read_timeout,
@@ -327,7 +330,7 @@ class S3Storage:
                 failures += 1
                 if failures > self.transfer.max_attempts:
                     raise StorageError(f"{what}: the download kept breaking ({exc!r})") from exc
-                await anyio.sleep(min(2.0, 0.1 * 2**failures))
+                await anyio.sleep(backoff(failures))
             finally:
                 with contextlib.suppress(Exception):
                     body.close()
@@ -504,9 +507,10 @@ class S3Storage:
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         """Abort, patiently: a server that is briefly down must not keep the upload open."""
-        delay = 0.25
         deadline = anyio.current_time() + self.transfer.abort_timeout
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 await self._call(
                     f"s3://{bucket}/{key}",
@@ -519,10 +523,10 @@ class S3Storage:
             except NotFoundError:
                 return  # already gone
             except DeltaGliderError:
+                delay = backoff(attempt, base=0.25, cap=4.0)
                 if anyio.current_time() + delay > deadline:
                     return  # left to the bucket's lifecycle rule for incomplete uploads
                 await anyio.sleep(delay)
-                delay = min(4.0, delay * 2)
 
     async def list_multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
         resp = await self._call(f"s3://{bucket}", "list_multipart_uploads", Bucket=bucket)
@@ -628,7 +632,7 @@ class S3Storage:
                 raise StorageError(
                     f"s3://{bucket}/{key}: the download kept breaking ({failure!r})"
                 ) from failure
-            await anyio.sleep(min(2.0, 0.1 * 2**failures))
+            await anyio.sleep(backoff(failures))
         return position
 
     async def delete(self, bucket: str, key: str) -> None:

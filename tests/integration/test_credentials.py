@@ -1,0 +1,96 @@
+"""Credentials that rotate under a long-lived client (STS, SSO, instance profiles, IRSA).
+
+The client's credential source is a ``credential_process`` whose credentials expire soon, so
+botocore refreshes them; midway the source hands out a new key and SeaweedFS stops accepting
+the old one.  Every operation keeps working and no request is answered 403 (none is sent twice).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from deltaglider_async import ReferenceCache, create_client
+from deltaglider_async._storage import lean
+from deltaglider_cli._local_s3 import ACCESS_KEY, SECRET_KEY, SeaweedServer
+
+from ..artifacts import release_zip
+from ..conftest import boto
+
+PROCESS = """
+import json, sys, datetime
+current = json.load(open(sys.argv[1]))
+expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+print(json.dumps({"Version": 1, **current, "Expiration": expires.isoformat()}))
+"""
+
+
+async def test_rotated_credentials_keep_every_operation_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = SeaweedServer(tmp_path / "weed")
+    endpoint = server.start()
+    try:
+        current = tmp_path / "current.json"
+        current.write_text(json.dumps({"AccessKeyId": ACCESS_KEY, "SecretAccessKey": SECRET_KEY}))
+        script = tmp_path / "creds.py"
+        script.write_text(PROCESS)
+        config = tmp_path / "config"
+        config.write_text(
+            f"[profile rotating]\ncredential_process = {sys.executable} {script} {current}\n"
+        )
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        boto(endpoint).create_bucket(Bucket="rotation")
+        refused: list[int] = []
+        unexpected = lean._unexpected
+
+        def record(operation: str, status: int) -> Exception:
+            refused.append(status)
+            return unexpected(operation, status)
+
+        monkeypatch.setattr(lean, "_unexpected", record)
+        files = []
+        for i in range(1, 5):
+            path = tmp_path / f"app-{i}.zip"
+            path.write_bytes(release_zip(i))
+            files.append(path)
+
+        async def exercise(dg: Any, path: Path) -> None:
+            await dg.upload(path, "s3://rotation/app/")
+            listed = [e["Key"] async for e in dg.iter_objects("rotation", "app/")]
+            assert f"app/{path.name}" in listed
+            stats = await dg.bucket_stats("rotation", "detailed", refresh=True)
+            assert stats.delta_objects == len(listed)
+            out = tmp_path / "out" / path.name
+            await dg.download(f"s3://rotation/app/{path.name}", out)
+            assert out.read_bytes() == path.read_bytes()
+
+        async with create_client(
+            endpoint.endpoint_url,
+            region_name="us-east-1",
+            profile_name="rotating",
+            cache=ReferenceCache(directory=tmp_path / "cache"),
+            env={},
+        ) as dg:
+            await exercise(dg, files[0])
+            await exercise(dg, files[1])
+            current.write_text(
+                json.dumps({"AccessKeyId": "ROTATEDKEY01", "SecretAccessKey": "rotated-secret"})
+            )
+            server.rotate_key("ROTATEDKEY01", "rotated-secret")
+            await anyio.sleep(1)  # SeaweedFS rereads its identities
+            with pytest.raises(Exception, match="InvalidAccessKeyId"):
+                boto(endpoint).list_objects_v2(Bucket="rotation")  # the old key is refused
+            await exercise(dg, files[2])
+            await exercise(dg, files[3])
+        assert refused == []
+    finally:
+        server.stop()
