@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     import boto3
 
-    from deltaglider_cli._local_s3 import seaweedfs
+    from tests.localserver import seaweedfs
 
     old = old_tool_python()
     sizes = [64] if args.quick else [64, 256]

@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(WORKERS[task["kind"]](task)))
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from deltaglider_cli._local_s3 import seaweedfs
     from tests.faultproxy import FaultProxy
+    from tests.localserver import seaweedfs
 
     count = args.objects or (2000 if args.quick else 10_000)
     repeats = 1 if args.quick else 3

@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     import boto3
 
-    from deltaglider_cli._local_s3 import seaweedfs
     from tests.faultproxy import FaultProxy
+    from tests.localserver import seaweedfs
 
     size = 256 if args.quick else 1024
     rtts = [20.0] if args.quick else [20.0, 50.0]

@@ -43,7 +43,13 @@ from ._models import (
     UploadSummary,
     VerifyResult,
 )
-from ._pipeline.bulk import ProgressCallback, TransferResult, download_many, upload_many
+from ._pipeline.bulk import (
+    ProgressCallback,
+    TransferResult,
+    copy_many,
+    download_many,
+    upload_many,
+)
 from ._pipeline.context import Context
 from ._pipeline.delete import DeletePipeline
 from ._pipeline.get import GetPipeline
@@ -523,6 +529,16 @@ class AsyncDeltaGliderClient:
     ) -> list[TransferResult]:
         """Download many ``(s3 url, path)`` pairs concurrently."""
         return await download_many(self._get, items, progress=progress)
+
+    async def copy_many(
+        self,
+        items: Iterable[tuple[str, str]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[TransferResult]:
+        """Copy many ``(s3 url, s3 url)`` pairs (``migrate``, ``cp -r`` within S3); each is
+        stored in delta form against its destination space's reference."""
+        return await copy_many(self._put, self._get, items, progress=progress)
 
     async def iter_objects(
         self, bucket: str, prefix: str = "", *, fetch_metadata: bool = False

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set everything up, then run the demo on a local SeaweedFS (see cli/demo.py).
+# The main job: set everything up, then run the demo on a local SeaweedFS (see scripts/demo.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m deltaglider_cli.demo "$@"
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" exec .venv/bin/python scripts/demo.py "$@"

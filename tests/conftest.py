@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from deltaglider_async import AsyncDeltaGliderClient, ReferenceCache, TransferConfig, create_client
-from deltaglider_cli._local_s3 import LocalS3, moto_server, seaweedfs
+from tests.localserver import LocalS3, moto_server, seaweedfs
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 

@@ -40,6 +40,12 @@ typedef struct dg_codec dg_codec;
 #define DG_DONE 3
 #define DG_ERROR -1
 
+#define DG_ERR_INTERNAL 1
+#define DG_ERR_CORRUPT 2
+#define DG_ERR_TRUNCATED 3
+#define DG_ERR_MISMATCH 4
+#define DG_ERR_SOURCE_READ 5
+
 void dg_global_init(void);
 dg_codec *dg_new(int encoding, int level, uint32_t flags, uint32_t winsize, uint64_t src_size,
                  uint32_t blksize, uint32_t nslots, uint64_t src_winsize, uint32_t large_step,
@@ -54,6 +60,7 @@ int64_t dg_wanted_block(dg_codec *c);
 int dg_supply_block(dg_codec *c, int64_t blkno, const uint8_t *data, size_t len);
 const char *dg_error(dg_codec *c);
 int dg_error_code(dg_codec *c);
+int dg_error_kind(dg_codec *c);
 uint64_t dg_cache_hits(dg_codec *c);
 uint64_t dg_cache_misses(dg_codec *c);
 uint32_t dg_adler32_kernel(const uint8_t *buf, size_t len, int vector);

@@ -23,6 +23,12 @@
 #define DG_DONE 3
 #define DG_ERROR -1
 
+#define DG_ERR_INTERNAL 1
+#define DG_ERR_CORRUPT 2
+#define DG_ERR_TRUNCATED 3
+#define DG_ERR_MISMATCH 4
+#define DG_ERR_SOURCE_READ 5
+
 typedef struct dg_codec {
   xd3_stream stream;
   xd3_config config;
@@ -55,6 +61,7 @@ typedef struct dg_codec {
   int output_pending;
   int done;
   int failed;
+  int failed_kind; /* DG_ERR_*: what went wrong, for callers to classify without parsing text */
   int require_checksums;
   uint64_t total_out;
   char errmsg[256];
@@ -286,8 +293,9 @@ static void dg_dealloc(void *opaque, void *ptr) {
   }
 }
 
-static void dg_set_error(dg_codec *c, int code, const char *what) {
+static void dg_set_error(dg_codec *c, int code, const char *what, int kind) {
   const char *msg = c->stream.msg;
+  c->failed_kind = kind;
   if (code > 0) {
     msg = strerror(code);
   }
@@ -299,6 +307,8 @@ static void dg_set_error(dg_codec *c, int code, const char *what) {
 const char *dg_error(dg_codec *c) { return c->errmsg; }
 
 int dg_error_code(dg_codec *c) { return c->failed; }
+
+int dg_error_kind(dg_codec *c) { return c->failed_kind; }
 
 /* Takes a slot for blkno by CLOCK: the hand passes over slots touched since its last visit and
  * stops at the first one that was not.  A new block enters unmarked, so a block read once (the
@@ -524,6 +534,7 @@ int dg_supply_block(dg_codec *c, int64_t blkno, const uint8_t *data, size_t len)
              "source block %lld: expected %u bytes, the source returned %zu",
              (long long)blkno, (unsigned)dg_block_len(c, blkno), len);
     c->failed = XD3_INVALID_INPUT;
+    c->failed_kind = DG_ERR_SOURCE_READ;
     return DG_ERROR;
   }
   dg_select_slot_for(c, blkno, &slot);
@@ -544,7 +555,8 @@ uint64_t dg_cache_misses(dg_codec *c) { return c->misses; }
 static int dg_finish(dg_codec *c) {
   int ret = xd3_close_stream(&c->stream);
   if (ret != 0) {
-    dg_set_error(c, ret, c->encoding ? "encoder" : "truncated delta");
+    dg_set_error(c, ret, c->encoding ? "encoder" : "truncated delta",
+                 c->encoding ? DG_ERR_INTERNAL : DG_ERR_TRUNCATED);
     return DG_ERROR;
   }
   c->done = 1;
@@ -588,12 +600,12 @@ int dg_run(dg_codec *c) {
         if (!c->encoding && (s->dec_win_ind & VCD_ADLER32) &&
             dg_adler32(s->next_out, s->avail_out) != s->dec_adler32) {
           s->msg = "target window checksum mismatch";
-          dg_set_error(c, XD3_INVALID_INPUT, "decoder");
+          dg_set_error(c, XD3_INVALID_INPUT, "decoder", DG_ERR_MISMATCH);
           return DG_ERROR;
         }
         if (!c->encoding && c->require_checksums && !(s->dec_win_ind & VCD_ADLER32)) {
           s->msg = "window has no adler32 checksum (required)";
-          dg_set_error(c, XD3_INVALID_INPUT, "decoder");
+          dg_set_error(c, XD3_INVALID_INPUT, "decoder", DG_ERR_CORRUPT);
           return DG_ERROR;
         }
         c->output_pending = 1;
@@ -611,7 +623,11 @@ int dg_run(dg_codec *c) {
       case XD3_WINFINISH:
         continue;
       default:
-        dg_set_error(c, ret, c->encoding ? "encoder" : "decoder");
+        /* A positive code is an errno from reading the source; otherwise the input is bad
+           (decoding) or the library failed (encoding). */
+        dg_set_error(c, ret, c->encoding ? "encoder" : "decoder",
+                     ret > 0 ? DG_ERR_SOURCE_READ
+                             : (c->encoding ? DG_ERR_INTERNAL : DG_ERR_CORRUPT));
         return DG_ERROR;
     }
   }

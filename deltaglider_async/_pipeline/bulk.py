@@ -185,3 +185,59 @@ async def download_many(
         for index in range(len(pairs)):
             tg.start_soon(one, index)
     return results
+
+
+async def copy_many(
+    put: PutPipeline,
+    get: GetPipeline,
+    items: Iterable[tuple[str, str]],
+    *,
+    progress: ProgressCallback | None = None,
+) -> list[TransferResult]:
+    """Copy ``(s3 url, s3 url)`` pairs of logical objects into delta form at the destination.
+
+    The first copy into each destination space goes before the others of that space (it may
+    become the reference: one upload of it instead of a race); spaces proceed concurrently.
+    Results come back in the order given.
+    """
+    pairs = [(parse_s3_url(src), parse_s3_url(dst)) for src, dst in items]
+    results = [TransferResult(str(src), str(dst)) for src, dst in pairs]
+    limiter = anyio.CapacityLimiter(put.transfer.max_files)
+    firsts: dict[tuple[str, str], int] = {}
+    for index, (_, dst) in enumerate(pairs):
+        firsts.setdefault((dst.bucket, space_of(dst.key)), index)
+
+    async def one(index: int) -> None:
+        src, dst = pairs[index]
+        result = results[index]
+        try:
+            async with limiter:
+                _emit(progress, ProgressEvent("start", str(src), str(dst)))
+                obj = await get.resolve(src.bucket, src.key)
+                result.upload = await put.copy(obj, dst.bucket, dst.key)
+                size = result.upload.original_size
+                _emit(
+                    progress,
+                    ProgressEvent(
+                        "done",
+                        str(src),
+                        str(dst),
+                        size,
+                        size,
+                        result.upload.stored_size,
+                        result.upload.stored_as,
+                    ),
+                )
+        except DeltaGliderError as exc:
+            result.error = exc
+            _emit(progress, ProgressEvent("done", str(src), str(dst), error=str(exc)))
+
+    leaders = set(firsts.values())
+    async with task_group() as tg:
+        for index in sorted(leaders):
+            tg.start_soon(one, index)
+    async with task_group() as tg:
+        for index in range(len(pairs)):
+            if index not in leaders:
+                tg.start_soon(one, index)
+    return results

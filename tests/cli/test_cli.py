@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import boto
@@ -277,3 +277,41 @@ def test_cp_from_stdin_and_to_stdout(env: dict[str, str], s3bucket: str) -> None
     )
     assert down.returncode == 0 and down.stdout == release_zip(2)
     assert run(env, "cp", "-", f"s3://{s3bucket}/pipe/").returncode == 2
+
+
+def test_shared_options_before_or_after_the_command_and_filters_in_process(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, releases: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from deltaglider_cli.main import app
+
+    bare = {k: v for k, v in env.items() if k != "AWS_ENDPOINT_URL"}
+    before = run(bare, "--endpoint-url", seaweed.endpoint_url, "cp", str(releases / "app-1.zip"),
+                 f"s3://{s3bucket}/g/")  # fmt: skip
+    assert before.returncode == 0, before.stderr
+    after = run(bare, "ls", f"s3://{s3bucket}/g/", "--endpoint-url", seaweed.endpoint_url)
+    assert after.returncode == 0 and "app-1.zip" in after.stdout
+    # Filters come from Click's own parse, so they hold when the app runs in-process too.
+    result = CliRunner().invoke(
+        app,
+        [
+            "cp",
+            "-r",
+            str(releases),
+            f"s3://{s3bucket}/h/",
+            "--dryrun",
+            "--exclude",
+            "*",
+            "--include",
+            "*.zip",
+            "--exclude",
+            "app-2*",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(line.rsplit("/", 1)[1] for line in result.output.splitlines()) == [
+        "app-1.zip",
+        "app-3.zip",
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import boto

@@ -5,28 +5,21 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deltaglider_async._core.filters import PathFilter, is_included, ordered_filters
-from deltaglider_async._core.sync import SyncEntry, plan_sync
+from deltaglider_async.aws import PathFilter, SyncEntry, is_included, plan_sync
 
 
-def test_filters_keep_command_line_order() -> None:
-    argv = ["cp", "-r", "d", "s3://b/", "--exclude", "*", "--include=*.zip", "--exclude", "old*"]
-    assert ordered_filters(argv) == [
+def test_later_filter_wins() -> None:
+    rules = [
         PathFilter("exclude", "*"),
         PathFilter("include", "*.zip"),
         PathFilter("exclude", "old*"),
     ]
-    assert ordered_filters(["--", "--exclude", "x"]) == []
-
-
-def test_later_filter_wins() -> None:
-    rules = ordered_filters(["--exclude", "*", "--include", "*.zip", "--exclude", "old*"])
     assert is_included("app.zip", rules)
     assert not is_included("notes.txt", rules)
     assert not is_included("old-app.zip", rules)
     assert is_included("sub/x.zip", rules)  # * matches across /, as aws does
     assert is_included("anything", [])
-    assert not is_included("a.zip", ordered_filters(["--include", "*.zip", "--exclude", "*"]))
+    assert not is_included("a.zip", [PathFilter("include", "*.zip"), PathFilter("exclude", "*")])
 
 
 def entries(**items: tuple[int, float]) -> dict[str, SyncEntry]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import boto
@@ -84,11 +84,12 @@ def test_example_runs(
 def test_demo_runs_small(tmp_path: Path) -> None:
     """The README's main job, at a small size (the full run is `bash scripts/demo.sh`)."""
     result = subprocess.run(
-        [sys.executable, "-m", "deltaglider_cli.demo", "--releases", "3", "--size-mib", "2"],
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--releases", "3", "--size-mib", "2"],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr
     assert "byte-identical to the original: True" in result.stdout

@@ -48,3 +48,15 @@ def test_a_flipped_target_checksum_is_reported() -> None:
         decoder.finish()
     assert isinstance(excinfo.value, XDeltaError)
     assert "checksum" in str(excinfo.value)
+
+
+def test_public_adler32_matches_zlib() -> None:
+    import os
+    import zlib
+
+    from xdelta_ffi import adler32
+
+    for size in (0, 1, 15, 5552, 65536 + 7, 3 << 20):
+        data = os.urandom(size)
+        assert adler32(data) == zlib.adler32(data)
+    assert adler32(memoryview(b"x" * 10)[2:]) == zlib.adler32(b"x" * 8)

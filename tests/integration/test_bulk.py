@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from deltaglider_async import AsyncDeltaGliderClient
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import make_client

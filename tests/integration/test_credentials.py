@@ -17,7 +17,7 @@ import pytest
 
 from deltaglider_async import ReferenceCache, create_client
 from deltaglider_async._storage import lean
-from deltaglider_cli._local_s3 import ACCESS_KEY, SECRET_KEY, SeaweedServer
+from tests.localserver import ACCESS_KEY, SECRET_KEY, SeaweedServer
 
 from ..artifacts import release_zip
 from ..conftest import boto

@@ -23,7 +23,7 @@ from deltaglider_async import (
     NotFoundError,
     TransferConfig,
 )
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import make_client

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from deltaglider_async import DeltaGliderError, ReferenceCache, TransferConfig, create_client
-from deltaglider_cli._local_s3 import LocalS3, SeaweedServer
+from tests.localserver import LocalS3, SeaweedServer
 
 from ..artifacts import release_zip
 from ..conftest import boto

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import boto, make_client

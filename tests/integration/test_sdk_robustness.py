@@ -16,7 +16,7 @@ from deltaglider_async import (
     ReferenceCache,
     TransferConfig,
 )
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 from xdelta_ffi import pooled_memory
 
 from ..artifacts import release_zip

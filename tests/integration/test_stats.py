@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from deltaglider_async import AsyncDeltaGliderClient, BucketNotFoundError
-from deltaglider_cli._local_s3 import LocalS3
+from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
 from ..conftest import make_client

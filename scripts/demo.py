@@ -1,4 +1,4 @@
-"""The main job on the embedded default: ``python -m deltaglider_cli.demo``.
+"""The main job on the embedded default: ``bash scripts/demo.sh`` (``scripts/demo.py``).
 
 Starts a local SeaweedFS on free ports, writes a series of versioned release archives, uploads
 them with the ``deltaglider-async`` CLI, shows ``ls`` and ``stats``, downloads one release and
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import boto3
 
-from ._local_s3 import LocalS3, seaweedfs
+from tests.localserver import LocalS3, seaweedfs
 
 
 def release_archive(version: int, *, members: int, member_size: int, seed: int = 2026) -> bytes:

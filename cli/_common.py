@@ -1,0 +1,370 @@
+"""What every command shares: options declared once, filters in command-line order, the client,
+outcome-to-exit-code mapping, and the helpers that list and report transfers."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+import traceback
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import anyio
+import typer
+from typer.core import TyperCommand
+
+from deltaglider_async import (
+    AsyncDeltaGliderClient,
+    CredentialsError,
+    DeltaGliderError,
+    EndpointError,
+    InvalidArgumentError,
+    TransferConfig,
+    TransferResult,
+    create_client,
+)
+from deltaglider_async.aws import PathFilter, S3Url, is_included, is_s3_url, safe_local_relpath
+
+from ._render import Output, Summary, human
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FATAL = 0, 1, 2, 130, 255
+F = TypeVar("F", bound=Callable[..., Any])
+
+Json = Annotated[bool, typer.Option("--json", help="JSON lines on stdout, no progress")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="print nothing but errors")]
+OnlyErrors = Annotated[bool, typer.Option("--only-show-errors", help="print only errors")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
+DryRun = Annotated[bool, typer.Option("--dryrun", help="show what would be done")]
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="every object under a prefix")]
+Excludes = Annotated[
+    list[str] | None, typer.Option("--exclude", help="skip matching paths (repeatable)")
+]
+Includes = Annotated[
+    list[str] | None, typer.Option("--include", help="re-include matching paths (later wins)")
+]
+MaxRatio = Annotated[
+    float | None, typer.Option("--max-ratio", help="store directly above this delta/size ratio")
+]
+NoDelta = Annotated[bool, typer.Option("--no-delta", help="store every file directly")]
+DEFAULT_TRANSFERS = TransferConfig.max_files
+Transfers = Annotated[int, typer.Option("--transfers", min=1, help="files in flight")]
+Checkers = Annotated[int, typer.Option("--checkers", min=1, help="concurrent HEAD requests")]
+
+#: Options every command takes, before or after its name (``--endpoint-url`` as aws has it).
+SHARED_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "endpoint_url": (
+        Annotated[
+            str | None,
+            typer.Option("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL)"),
+        ],
+        None,
+    ),
+    "region": (Annotated[str | None, typer.Option("--region", help="AWS region")], None),
+    "profile": (Annotated[str | None, typer.Option("--profile", help="AWS profile")], None),
+    "debug": (Annotated[bool, typer.Option("--debug", help="show tracebacks")], False),
+}
+
+
+class CommandFailed(Exception):
+    """Some operations failed; their errors were already printed."""
+
+
+@dataclass
+class Settings:
+    """The shared options in force for one command, and its filters in command-line order."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    debug: bool = False
+    filters: list[PathFilter] = field(default_factory=list)
+
+    def client(
+        self,
+        *,
+        max_ratio: float | None = None,
+        transfers: int = DEFAULT_TRANSFERS,
+        checkers: int = 64,
+    ) -> AsyncDeltaGliderClient:
+        return create_client(
+            self.endpoint_url,
+            region_name=self.region,
+            profile_name=self.profile,
+            max_ratio=max_ratio,
+            transfer=TransferConfig(max_files=transfers, max_heads=checkers),
+        )
+
+    def execute(self, work: Callable[[], Awaitable[int | None]], out: Output) -> None:
+        _execute(work, out, self.debug)
+
+
+class DGCommand(TyperCommand):
+    """Recovers the relative order of ``--exclude``/``--include`` from Click's own parse (Click
+    keeps each repeatable option in a list of its own; aws semantics need the interleaving)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        pending = {kind: list(opts.get(kind) or []) for kind in ("exclude", "include")}
+        filters = []
+        for param in order:
+            kind = getattr(param, "name", None)
+            if kind == "exclude" or kind == "include":
+                values = pending[kind]
+                if values:
+                    filters.append(PathFilter(kind, values.pop(0)))
+        ctx.meta["dg.filters"] = filters
+        result: list[str] = super().parse_args(ctx, args)
+        return result
+
+
+def _own_parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
+    """``func``'s parameters with their annotations resolved (the module uses postponed ones)."""
+    hints = typing.get_type_hints(func, include_extras=True)
+    return [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in inspect.signature(func).parameters.values()
+        if p.name != "settings"
+    ]
+
+
+def _shared_parameters() -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    found = [
+        inspect.Parameter(name, keyword, default=default, annotation=kind)
+        for name, (kind, default) in SHARED_OPTIONS.items()
+    ]
+    return [*found, inspect.Parameter("dg_context", keyword, annotation=typer.Context)]
+
+
+def _present_as(func: Callable[..., Any], parameters: list[inspect.Parameter]) -> None:
+    """Make Typer read ``parameters`` as ``func``'s own."""
+    func.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    func.__annotations__ = {p.name: p.annotation for p in parameters}
+
+
+def command(app: typer.Typer) -> Callable[[F], F]:
+    """Register a command that receives the shared options, given before its name (on the app)
+    or after it, as one ``settings: Settings`` argument."""
+
+    def register(func: F) -> F:
+        @functools.wraps(func)
+        def with_settings(**kwargs: Any) -> Any:
+            ctx: typer.Context = kwargs.pop("dg_context")
+            before = ctx.find_root().obj or {}
+            given = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
+            chosen = {name: given[name] or before.get(name, given[name]) for name in given}
+            settings = Settings(**chosen, filters=ctx.meta.get("dg.filters", []))
+            return func(**kwargs, settings=settings)
+
+        _present_as(with_settings, [*_own_parameters(func), *_shared_parameters()])
+        app.command(cls=DGCommand)(with_settings)
+        return func
+
+    return register
+
+
+def shared_callback(app: typer.Typer) -> None:
+    """The shared options before the command name (``deltaglider-async --endpoint-url U ls``)."""
+
+    def remember(**kwargs: Any) -> None:
+        ctx: typer.Context = kwargs.pop("dg_context")
+        ctx.obj = kwargs
+
+    _present_as(remember, _shared_parameters())
+    app.callback()(remember)
+
+
+def _execute(work: Callable[[], Awaitable[int | None]], out: Output, debug: bool) -> None:
+    """Run one command's coroutine and turn every outcome into its exit code."""
+    try:
+        code = anyio.run(work, backend="asyncio") or EXIT_OK
+    except KeyboardInterrupt:
+        out.err.print("interrupted", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except CommandFailed:
+        raise typer.Exit(EXIT_FAILED) from None
+    except (EndpointError, CredentialsError) as exc:
+        _report(out, exc, debug)
+        raise typer.Exit(EXIT_FATAL) from None
+    except InvalidArgumentError as exc:
+        _report(out, exc, debug)
+        raise typer.Exit(EXIT_USAGE) from None
+    except DeltaGliderError as exc:
+        _report(out, exc, debug)
+        raise typer.Exit(EXIT_FAILED) from None
+    except OSError as exc:
+        _report(out, exc, debug)
+        raise typer.Exit(EXIT_FAILED) from None
+    except Exception as exc:
+        out.err.print(f"internal error: {exc!r}", markup=False)
+        if debug:
+            traceback.print_exc()
+        raise typer.Exit(EXIT_FATAL) from None
+    raise typer.Exit(code)
+
+
+def _report(out: Output, exc: BaseException, debug: bool) -> None:
+    code = getattr(exc, "code", type(exc).__name__)
+    if out.json_mode:
+        out.data({"ok": False, "error": str(exc), "code": code})
+    out.err.print(f"error: {exc}", markup=False, soft_wrap=True)
+    if debug:
+        traceback.print_exception(exc)
+
+
+def _output(json_mode: bool, quiet: bool, only_errors: bool, no_progress: bool) -> Output:
+    return Output(
+        json_mode=json_mode, quiet=quiet, only_errors=only_errors, progress=not no_progress
+    )
+
+
+def _display(path: str) -> str:
+    return path if is_s3_url(path) or os.path.isabs(path) or path.startswith(".") else f"./{path}"
+
+
+def _saved_text(
+    original: int, stored: int, kind: str, reason: str = "", new_reference: bool = False
+) -> str:
+    if new_reference:
+        return f"(new reference {human(original)} + delta {human(stored - original)})"
+    if kind == "delta":
+        # floor, so that 99.97 % does not read as a perfect 100.0 %
+        pct = math.floor(1000 * (1 - stored / original)) / 10 if original else 0.0
+        return f"(delta {human(stored)}, {pct:.1f}% saved)"
+    return f"(direct {human(stored)}{', ' + reason if reason else ''})"
+
+
+def _report_results(
+    out: Output, summary: Summary, verb: str, results: list[TransferResult]
+) -> None:
+    for result in results:
+        record: dict[str, Any] = {
+            "op": verb,
+            "source": result.source,
+            "destination": result.destination,
+        }
+        if result.error is not None:
+            summary.failed += 1
+            out.error(
+                f"{verb} failed: {_display(result.source)} to {result.destination}: {result.error}",
+                {**record, "error": str(result.error), "code": result.error.code},
+            )
+        elif result.upload is not None:
+            up = result.upload
+            summary.add(up.original_size, up.stored_size, up.stored_as)
+            saved = _saved_text(
+                up.original_size, up.stored_size, up.stored_as, up.reason, up.reference_created
+            )
+            out.result(
+                f"{verb}: {_display(result.source)} to {up.url} {saved}",
+                {**record, "ok": True, **up.as_dict()},
+            )
+        elif result.download is not None:
+            down = result.download
+            summary.add(down.size, down.size, down.stored_as)
+            out.result(
+                f"{verb}: {result.source} to {_display(down.path)}",
+                {**record, "ok": True, **down.as_dict()},
+            )
+
+
+def _local_files(root: Path, filters: list[PathFilter]) -> list[tuple[Path, str]]:
+    """Regular files under ``root`` with their ``/``-separated relative paths, filtered."""
+    found: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and is_included(rel, filters):
+                found.append((path, rel))
+    return found
+
+
+def _local_targets(
+    out: Output, summary: Summary, bucket: str, keys: list[tuple[str, str]], root: Path
+) -> list[tuple[str, Path]]:
+    """``(url, local path)`` for each ``(relative key, key)``; a key that cannot be a local
+    path (``a/../b``, ``a\\b``, a folder marker ``p/``) is skipped with an error, as aws-cli
+    warns and goes on."""
+    items = []
+    for rel, key in keys:
+        url = f"s3://{bucket}/{key}"
+        try:
+            items.append((url, root / safe_local_relpath(rel)))
+        except InvalidArgumentError as exc:
+            summary.failed += 1
+            out.error(
+                f"download failed: {url}: {exc}",
+                {"op": "download", "source": url, "error": str(exc), "code": exc.code},
+            )
+    return items
+
+
+def _prefix_of(url: S3Url) -> str:
+    return url.key if url.is_prefix else url.key + "/"
+
+
+async def _s3_objects(
+    dg: AsyncDeltaGliderClient, url: S3Url, filters: list[PathFilter], *, metadata: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """Logical objects under a prefix as (relative key, listing entry), filtered."""
+    prefix = _prefix_of(url) if url.key else ""
+    found = []
+    async for entry in dg.iter_objects(url.bucket, prefix, fetch_metadata=metadata):
+        rel = entry["Key"][len(prefix) :]
+        if rel and is_included(rel, filters):
+            found.append((rel, entry))
+    return found
+
+
+def _usage(out: Output, message: str) -> NoReturn:
+    out.err.print(f"usage error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+async def copy_in_s3(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    verb: str,
+    pairs: list[tuple[str, str]],
+    dryrun: bool,
+    *,
+    show_stored: bool = False,
+) -> int:
+    """``cp`` within S3 and ``migrate``: the SDK's bulk copy, one line per object."""
+    summary = Summary(verb)
+    if dryrun:
+        for source, destination in pairs:
+            out.result(
+                f"(dryrun) {verb}: {source} to {destination}",
+                {"op": verb, "dryrun": True, "source": source, "destination": destination},
+            )
+        return EXIT_OK
+    for result in await dg.copy_many(pairs):
+        record: dict[str, Any] = {
+            "op": verb,
+            "source": result.source,
+            "destination": result.destination,
+        }
+        if result.error is not None or result.upload is None:
+            summary.failed += 1
+            out.error(
+                f"{verb} failed: {result.source} to {result.destination}: {result.error}",
+                {**record, "error": str(result.error)},
+            )
+            continue
+        up = result.upload
+        summary.add(up.original_size, up.stored_size, up.stored_as)
+        stored = f" ({up.stored_as} {human(up.stored_size)})" if show_stored else ""
+        out.result(
+            f"{verb}: {result.source} to {result.destination}{stored}",
+            {**record, "ok": True, "stored_as": up.stored_as, "stored_size": up.stored_size},
+        )
+    summary.render(out)
+    return EXIT_FAILED if summary.failed else EXIT_OK

@@ -1,0 +1,248 @@
+"""``cp``: local files to S3, S3 objects to local files (or stdout), and S3 to S3."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from deltaglider_async import (
+    AsyncDeltaGliderClient,
+    DeltaGliderError,
+    InvalidArgumentError,
+)
+from deltaglider_async.aws import (
+    PathFilter,
+    S3Url,
+    is_s3_url,
+    parse_s3_url,
+    upload_key,
+)
+
+from .._app import app
+from .._common import (
+    DEFAULT_TRANSFERS,
+    EXIT_FAILED,
+    EXIT_OK,
+    DryRun,
+    Excludes,
+    Includes,
+    Json,
+    MaxRatio,
+    NoDelta,
+    NoProgress,
+    OnlyErrors,
+    Quiet,
+    Recursive,
+    Settings,
+    Transfers,
+    _display,
+    _local_files,
+    _local_targets,
+    _output,
+    _prefix_of,
+    _report_results,
+    _s3_objects,
+    _saved_text,
+    _usage,
+    command,
+    copy_in_s3,
+)
+from .._render import Output, Summary, TransferProgress
+
+
+@command(app)
+def cp(
+    source: Annotated[str, typer.Argument(help="local path or s3://bucket/key")],
+    destination: Annotated[str, typer.Argument(help="local path or s3://bucket/key")],
+    recursive: Recursive = False,
+    exclude: Excludes = None,
+    include: Includes = None,
+    dryrun: DryRun = False,
+    quiet: Quiet = False,
+    only_show_errors: OnlyErrors = False,
+    no_progress: NoProgress = False,
+    max_ratio: MaxRatio = None,
+    no_delta: NoDelta = False,
+    transfers: Transfers = DEFAULT_TRANSFERS,
+    json_output: Json = False,
+    *,
+    settings: Settings,
+) -> None:
+    """Copy local files to S3, S3 objects to local files, or S3 to S3."""
+    out = _output(json_output, quiet, only_show_errors, no_progress)
+    filters = settings.filters
+    src_s3, dst_s3 = is_s3_url(source), is_s3_url(destination)
+    if "-" in (source, destination) and not (src_s3 or dst_s3):
+        _usage(out, "cp - needs an s3:// URL on the other side")
+    if not (src_s3 or dst_s3):
+        _usage(out, "cp needs at least one s3:// URL (use your shell to copy local files)")
+
+    async def work() -> int:
+        async with settings.client(max_ratio=max_ratio, transfers=transfers) as dg:
+            if source == "-" or destination == "-":
+                return await _stream_cp(dg, out, source, destination, dryrun, max_ratio, no_delta)
+            if not src_s3:
+                return await _upload(
+                    dg,
+                    out,
+                    Path(source),
+                    parse_s3_url(destination),
+                    recursive,
+                    filters,
+                    dryrun,
+                    max_ratio,
+                    no_delta,
+                )
+            if not dst_s3:
+                return await _download(
+                    dg, out, parse_s3_url(source), destination, recursive, filters, dryrun
+                )
+            return await _copy(
+                dg, out, parse_s3_url(source), parse_s3_url(destination), recursive, filters, dryrun
+            )
+
+    settings.execute(work, out)
+
+
+async def _stream_cp(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    source: str,
+    destination: str,
+    dryrun: bool,
+    max_ratio: float | None,
+    no_delta: bool,
+) -> int:
+    """``cp - s3://b/k`` stores standard input; ``cp s3://b/k -`` writes the object to stdout.
+
+    Standard output receives bytes as they are rebuilt; a SHA-256 mismatch at the end exits 1
+    (as aws-cli, a consumer of a pipe cannot be un-sent what it already read).
+    """
+    if source == "-":
+        target = parse_s3_url(destination)
+        if target.is_prefix:
+            raise InvalidArgumentError("cp - needs a full s3://bucket/key destination")
+        if dryrun:
+            out.result(f"(dryrun) upload: - to {target}", {"op": "upload", "dryrun": True})
+            return EXIT_OK
+        stdin = sys.stdin.buffer
+        resp = await dg.put_object(
+            Bucket=target.bucket, Key=target.key, Body=stdin, MaxRatio=max_ratio, NoDelta=no_delta
+        )
+        info = resp["DeltaGliderInfo"]
+        saved = _saved_text(
+            info["OriginalSize"],
+            info["StoredSize"],
+            info["StoredAs"],
+            info["Reason"],
+            info["ReferenceCreated"],
+        )
+        out.result(f"upload: - to {target} {saved}", {"op": "upload", "ok": True, **info})
+        return EXIT_OK
+    src = parse_s3_url(source)
+    resp = await dg.get_object(Bucket=src.bucket, Key=src.key)
+    sink = sys.stdout.buffer
+    async for chunk in resp["Body"].iter_chunks(1 << 20):
+        await anyio.to_thread.run_sync(sink.write, chunk)
+    sink.flush()
+    return EXIT_OK
+
+
+async def _upload(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    source: Path,
+    target: S3Url,
+    recursive: bool,
+    filters: list[PathFilter],
+    dryrun: bool,
+    max_ratio: float | None,
+    no_delta: bool,
+) -> int:
+    if source.is_dir():
+        if not recursive:
+            raise InvalidArgumentError(f"{source} is a directory: use --recursive")
+        base = _prefix_of(target) if target.key else ""
+        items = [
+            (p, f"s3://{target.bucket}/{base}{rel}") for p, rel in _local_files(source, filters)
+        ]
+    elif source.is_file():
+        items = [(source, f"s3://{target.bucket}/{upload_key(target, source.name)}")]
+    else:
+        raise DeltaGliderError(f"{source}: no such file or directory", code="NoSuchFile")
+    summary = Summary("upload")
+    if dryrun:
+        for path, url in items:
+            out.result(
+                f"(dryrun) upload: {_display(str(path))} to {url}",
+                {"op": "upload", "dryrun": True, "source": str(path), "destination": url},
+            )
+        summary.render(out)
+        return EXIT_OK
+    total = sum(p.stat().st_size for p, _ in items)
+    with TransferProgress(out, total, len(items)) as bars:
+        results = await dg.upload_many(items, max_ratio=max_ratio, no_delta=no_delta, progress=bars)
+    _report_results(out, summary, "upload", results)
+    summary.render(out)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+async def _download(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    source: S3Url,
+    destination: str,
+    recursive: bool,
+    filters: list[PathFilter],
+    dryrun: bool,
+) -> int:
+    target = Path(destination)
+    summary = Summary("download")
+    if recursive:
+        objects = await _s3_objects(dg, source, filters)
+        items = _local_targets(
+            out, summary, source.bucket, [(rel, e["Key"]) for rel, e in objects], target
+        )
+    else:
+        if source.is_prefix:
+            raise InvalidArgumentError(f"{source} is a prefix: use --recursive")
+        name = source.key.rsplit("/", 1)[-1]
+        into_dir = target.is_dir() or destination.endswith(("/", os.sep))
+        dest = target / name if into_dir else target
+        items = [(str(source), dest)]
+    if dryrun:
+        for url, path in items:
+            out.result(
+                f"(dryrun) download: {url} to {_display(str(path))}",
+                {"op": "download", "dryrun": True, "source": url, "destination": str(path)},
+            )
+        summary.render(out)
+        return EXIT_FAILED if summary.failed else EXIT_OK
+    with TransferProgress(out, 0, len(items)) as bars:
+        results = await dg.download_many(items, progress=bars)
+    _report_results(out, summary, "download", results)
+    summary.render(out)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+async def _copy(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    source: S3Url,
+    target: S3Url,
+    recursive: bool,
+    filters: list[PathFilter],
+    dryrun: bool,
+) -> int:
+    if recursive:
+        base = _prefix_of(target) if target.key else ""
+        pairs = [(e["Key"], base + rel) for rel, e in await _s3_objects(dg, source, filters)]
+    else:
+        pairs = [(source.key, upload_key(target, source.key.rsplit("/", 1)[-1]))]
+    urls = [(f"s3://{source.bucket}/{a}", f"s3://{target.bucket}/{b}") for a, b in pairs]
+    return await copy_in_s3(dg, out, "copy", urls, dryrun)

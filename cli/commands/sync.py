@@ -1,0 +1,213 @@
+"""``sync``: make a local directory and an S3 prefix match, aws-cli's way."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from deltaglider_async import (
+    AsyncDeltaGliderClient,
+    DeltaGliderError,
+)
+from deltaglider_async.aws import (
+    PathFilter,
+    S3Url,
+    SyncEntry,
+    is_s3_url,
+    parse_s3_url,
+    plan_sync,
+    safe_local_relpath,
+)
+
+from .._app import app
+from .._common import (
+    DEFAULT_TRANSFERS,
+    EXIT_FAILED,
+    EXIT_OK,
+    Checkers,
+    DryRun,
+    Excludes,
+    Includes,
+    Json,
+    MaxRatio,
+    NoDelta,
+    NoProgress,
+    OnlyErrors,
+    Quiet,
+    Settings,
+    Transfers,
+    _display,
+    _local_files,
+    _local_targets,
+    _output,
+    _prefix_of,
+    _report_results,
+    _s3_objects,
+    _usage,
+    command,
+)
+from .._render import Summary, TransferProgress
+
+
+@command(app)
+def sync(
+    source: Annotated[str, typer.Argument(help="local directory or s3://bucket/prefix")],
+    destination: Annotated[str, typer.Argument(help="local directory or s3://bucket/prefix")],
+    delete: Annotated[bool, typer.Option("--delete", help="remove what the source lacks")] = False,
+    size_only: Annotated[bool, typer.Option("--size-only", help="compare sizes only")] = False,
+    exact_timestamps: Annotated[
+        bool, typer.Option("--exact-timestamps", help="S3→local: any mtime difference copies")
+    ] = False,
+    checksum: Annotated[bool, typer.Option("--checksum", help="compare SHA-256")] = False,
+    exclude: Excludes = None,
+    include: Includes = None,
+    dryrun: DryRun = False,
+    quiet: Quiet = False,
+    only_show_errors: OnlyErrors = False,
+    no_progress: NoProgress = False,
+    max_ratio: MaxRatio = None,
+    no_delta: NoDelta = False,
+    transfers: Transfers = DEFAULT_TRANSFERS,
+    checkers: Checkers = 64,
+    json_output: Json = False,
+    *,
+    settings: Settings,
+) -> None:
+    """Make the destination match the source (new or changed files; --delete removes extras)."""
+    out = _output(json_output, quiet, only_show_errors, no_progress)
+    filters = settings.filters
+    if is_s3_url(source) == is_s3_url(destination):
+        _usage(out, "sync needs one local directory and one s3:// URL")
+
+    async def work() -> int:
+        async with settings.client(
+            max_ratio=max_ratio,
+            transfers=transfers,
+            checkers=checkers,
+        ) as dg:
+            upload = not is_s3_url(source)
+            local = Path(destination if upload is False else source)
+            remote = parse_s3_url(destination if upload else source)
+            if upload and not local.is_dir():
+                raise DeltaGliderError(f"{local}: no such directory", code="NoSuchFile")
+            local_entries = await _local_entries(local, filters, checksum) if local.is_dir() else {}
+            remote_entries, remote_keys = await _remote_entries(dg, remote, filters, checksum)
+            plan = plan_sync(
+                local_entries if upload else remote_entries,
+                remote_entries if upload else local_entries,
+                "upload" if upload else "download",
+                delete=delete,
+                size_only=size_only,
+                exact_timestamps=exact_timestamps,
+                checksum=checksum,
+            )
+            base = _prefix_of(remote) if remote.key else ""
+            summary = Summary("upload" if upload else "download")
+            if upload:
+                items = [
+                    (local / rel, f"s3://{remote.bucket}/{base}{rel}") for rel in plan.transfer
+                ]
+            else:
+                dl = _local_targets(
+                    out,
+                    summary,
+                    remote.bucket,
+                    [(rel, remote_keys[rel]) for rel in plan.transfer],
+                    local,
+                )
+            if dryrun:
+                verb = "upload" if upload else "download"
+                for rel in plan.transfer:
+                    out.result(f"(dryrun) {verb}: {rel}", {"op": verb, "dryrun": True, "path": rel})
+                for rel in plan.delete:
+                    out.result(
+                        f"(dryrun) delete: {rel}", {"op": "delete", "dryrun": True, "path": rel}
+                    )
+                return EXIT_OK
+            if upload:
+                with TransferProgress(
+                    out, sum(p.stat().st_size for p, _ in items), len(items)
+                ) as bars:
+                    results = await dg.upload_many(
+                        items, max_ratio=max_ratio, no_delta=no_delta, progress=bars
+                    )
+                _report_results(out, summary, "upload", results)
+                if plan.delete:
+                    resp = await dg.delete_objects(
+                        Bucket=remote.bucket,
+                        Delete={"Objects": [{"Key": remote_keys[r]} for r in plan.delete]},
+                    )
+                    for item in resp["Deleted"]:
+                        out.result(
+                            f"delete: s3://{remote.bucket}/{item['Key']}",
+                            {"op": "delete", "ok": True, "key": item["Key"]},
+                        )
+                    for item in resp.get("Errors", []):
+                        summary.failed += 1
+                        out.error(
+                            f"delete failed: {item['Key']}: {item['Message']}",
+                            {"op": "delete", "key": item["Key"]},
+                        )
+            else:
+                with TransferProgress(out, 0, len(dl)) as bars:
+                    results = await dg.download_many(dl, progress=bars)
+                _report_results(out, summary, "download", results)
+                for rel in plan.delete:
+                    (local / safe_local_relpath(rel)).unlink(missing_ok=True)
+                    out.result(
+                        f"delete: {_display(str(local / rel))}",
+                        {"op": "delete", "ok": True, "path": rel},
+                    )
+            summary.render(out)
+            return EXIT_FAILED if summary.failed else EXIT_OK
+
+    settings.execute(work, out)
+
+
+async def _local_entries(
+    root: Path, filters: list[PathFilter], checksum: bool
+) -> dict[str, SyncEntry]:
+    entries = {}
+    for path, rel in _local_files(root, filters):
+        info = path.stat()
+        sha = await anyio.to_thread.run_sync(_sha256_file, path) if checksum else None
+        entries[rel] = SyncEntry(info.st_size, info.st_mtime, sha)
+    return entries
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as src:
+        while chunk := src.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _remote_entries(
+    dg: AsyncDeltaGliderClient, remote: S3Url, filters: list[PathFilter], checksum: bool
+) -> tuple[dict[str, SyncEntry], dict[str, str]]:
+    entries: dict[str, SyncEntry] = {}
+    keys: dict[str, str] = {}
+    for rel, entry in await _s3_objects(dg, remote, filters, metadata=True):
+        keys[rel] = entry["Key"]
+        entries[rel] = SyncEntry(entry["Size"], entry["LastModified"].timestamp())
+    if checksum:
+        limiter = anyio.CapacityLimiter(dg.transfer.max_heads)
+
+        async def fill(rel: str) -> None:
+            async with limiter:
+                try:
+                    head = await dg.head_object(Bucket=remote.bucket, Key=keys[rel])
+                except DeltaGliderError:
+                    return  # unknown checksum: compared by size and time instead
+            sha = head["DeltaGliderInfo"].get("Sha256")
+            entries[rel] = SyncEntry(entries[rel].size, entries[rel].mtime, sha)
+
+        async with anyio.create_task_group() as tg:
+            for rel in list(entries):
+                tg.start_soon(fill, rel)
+    return entries, keys
