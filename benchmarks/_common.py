@@ -123,7 +123,7 @@ def bench_client(task: dict[str, Any], cache: Any = None) -> Any:
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         cache=cache,
-        env={},
+        env={} if task.get("fast_path", True) else {"DG_FAST_PATH": "0"},
     )
 
 

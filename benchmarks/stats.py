@@ -169,13 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         port = int(server.endpoint_url.rsplit(":", 1)[1])
         with FaultProxy(port, delay=args.rtt_ms / 2000) as proxy:
             base = {"endpoint": proxy.endpoint_url, "env": env}
-            ours, boto = [], []
+            ours, boto, slow = [], [], []
             for _ in range(repeats):
                 direct.delete_object(Bucket=BUCKET, Key=".deltaglider/stats_detailed.json")
                 ours.append(_run({**base, "kind": "ours", "refresh": True}))
                 boto.append(_run({**base, "kind": "boto"}))
-            assert all(r["heads"] == count for r in ours + boto)
-            assert len({r["total"] for r in ours + boto}) == 1, "tools disagree on the total"
+                direct.delete_object(Bucket=BUCKET, Key=".deltaglider/stats_detailed.json")
+                slow.append(_run({**base, "kind": "ours", "refresh": True, "fast_path": False}))
+            assert all(r["heads"] == count for r in ours + boto + slow)
+            totals = {r["total"] for r in ours + boto + slow}
+            assert len(totals) == 1, "tools disagree on the total"
             # the last cold run left the in-bucket document; change 1 % and re-run elsewhere
             change(direct, count, 0.01)
             rerun = [_run({**base, "kind": "ours"})]
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "ours_cold_s": summarize([r["seconds"] for r in ours]),
         "boto3_10_threads_s": summarize([r["seconds"] for r in boto]),
+        "ours_fast_path_off_s": summarize([r["seconds"] for r in slow]),
         "ours_rerun_after_1pct_s": summarize([r["seconds"] for r in rerun]),
         "rerun_heads": [r["heads"] for r in rerun],
         "listing_only_s": summarize([r["seconds"] for r in listing]),
@@ -216,6 +220,11 @@ def render(r: dict[str, Any]) -> str:
             "| run | seconds (median, min–max) | HEADs/s |",
             "|---|---|---|",
             _row("ours, detailed, cold", r["ours_cold_s"], r["objects"]),
+            _row(
+                "ours, detailed, cold, fast path off (`DG_FAST_PATH=0`)",
+                r["ours_fast_path_off_s"],
+                r["objects"],
+            ),
             _row(
                 "boto3 list + 10-thread HEAD pool (older tool)",
                 r["boto3_10_threads_s"],
