@@ -2,7 +2,7 @@
  *
  * Compiled in the same translation unit as xdelta3.c (see _build.py), so it may use the library's
  * static helpers and matcher presets.  Python drives dg_run(); everything that can be answered in
- * C is: source blocks come from memory, from the file descriptor by pread(), or from a small LRU
+ * C is: source blocks come from memory, from the file descriptor by pread(), or from a small CLOCK
  * block cache, and only a cache miss on a caller-supplied source returns to Python.  Every call is
  * made by cffi with the GIL released.
  */

@@ -1,7 +1,7 @@
 """Streaming VCDIFF encoder and decoder over one ``xd3_stream`` each.
 
 The C glue (``_glue.c``) runs xdelta3's state machine and answers source-block requests itself
-whenever it can: from a buffer in memory (no copy), from a file by ``pread`` into an LRU block
+whenever it can: from a buffer in memory (no copy), from a file by ``pread`` into a CLOCK block
 cache, or from that cache.  Only a cache miss on a caller-supplied ``read_block`` source comes back
 to Python.  cffi releases the GIL around every call, so codecs in different threads run in parallel.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from .._exceptions import InvalidArgumentError
@@ -10,9 +9,9 @@ from .._exceptions import InvalidArgumentError
 DEFAULT_MAX_RATIO = 0.5
 
 
-def parse_max_ratio(value: float | str | None, env: Mapping[str, str] = os.environ) -> float:
-    """The effective max ratio: explicit value, else ``DG_MAX_RATIO``, else 0.5."""
-    raw: float | str | None = value if value is not None else env.get("DG_MAX_RATIO")
+def parse_max_ratio(value: float | str | None, env: Mapping[str, str] | None = None) -> float:
+    """The effective max ratio: explicit value, else ``DG_MAX_RATIO`` in ``env``, else 0.5."""
+    raw: float | str | None = value if value is not None else (env or {}).get("DG_MAX_RATIO")
     if raw is None or raw == "":
         return DEFAULT_MAX_RATIO
     try:

@@ -119,14 +119,6 @@ class BucketStats:
         data["orphaned_references"] = [asdict(o) for o in self.orphaned_references]
         return data
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BucketStats:
-        fields = dict(data)
-        fields["orphaned_references"] = tuple(
-            OrphanedReference(**o) for o in fields.get("orphaned_references", [])
-        )
-        return cls(**fields)
-
 
 def compute_stats(
     bucket: str,

@@ -152,8 +152,9 @@ class LeanS3:
         10,000 HEADs of a detailed ``stats``."""
         credentials = await self._credentials()
         quoted_key = quote(key, safe="/~")
-        # Dotted bucket names do not fit a TLS wildcard: path style, as botocore does.
-        if self._path_style or "." in bucket:
+        # Dotted bucket names do not fit a TLS wildcard certificate: path style over HTTPS, as
+        # botocore does.
+        if self._path_style or ("." in bucket and self._scheme == "https"):
             host = self._netloc
             path = f"/{bucket}/{quoted_key}" if key else f"/{bucket}"
         else:
