@@ -289,13 +289,8 @@ class AsyncDeltaGliderClient:
         *,
         progress: Progress | None = None,
     ) -> DownloadSummary:
-        """Download a logical object to ``path`` (or into it, if it is a directory).
-
-        The bytes go to a temporary file beside the destination, renamed over it only once the
-        SHA-256 matched: a failed or corrupt download never creates or replaces the file.  A
-        FIFO or a device is written into (as ``cp`` does) and never replaced; a symlink is
-        followed.
-        """
+        """Download a logical object to ``path`` (or into it, if it is a directory); only a
+        verified object creates or replaces a file (see ``_pipeline/get.py``)."""
         return await self._get.download(url, path, progress=progress)
 
     async def verify(self, url: str) -> VerifyResult:

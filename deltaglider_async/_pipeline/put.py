@@ -20,7 +20,7 @@ from pathlib import Path
 
 import anyio
 
-from .._core.metadata import delta_metadata, direct_metadata, parse_metadata, timestamp
+from .._core.metadata import delta_metadata, direct_metadata, timestamp
 from .._core.policy import delta_budget, delta_ratio, keep_delta, parse_max_ratio
 from .._core.spaces import (
     DELTA_SUFFIX,
@@ -389,13 +389,17 @@ class PutPipeline(Stage):
                 None,
                 "first file of its delta space: becomes the reference",
             )
+        ref_sha = reference_sha(head, ref_key)
+        if ref_sha is None:  # what a put would do too
+            reason = f"{ref_key} is not a deltaglider reference"
+            return CompressionEstimate(size, size, 1.0, "direct", None, reason)
         delta_path = self._temp_path(DELTA_SUFFIX)
         try:
             result = await self._encode_against(
                 target.bucket,
                 ref_key,
                 head.etag,
-                parse_metadata(head.metadata, ref_key).file_sha256,
+                ref_sha,
                 local,
                 delta_path,
                 None,

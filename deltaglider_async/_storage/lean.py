@@ -29,9 +29,7 @@ from urllib.parse import quote, unquote_plus, urlsplit
 import aiohttp
 from yarl import URL
 
-from .retry import Fallback, backoff, with_retries
-
-__all__ = ["Fallback", "LeanS3", "backoff", "with_retries"]
+from .retry import Fallback
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"

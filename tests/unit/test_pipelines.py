@@ -134,3 +134,12 @@ async def test_batch_delete_is_one_request_per_thousand_keys(fake: Any) -> None:
     )
     assert len(resp["Deleted"]) == 12 and "Errors" not in resp
     assert [c for c in storage.calls if c[0].startswith("delete")] == [("delete_many", "12")]
+
+
+async def test_estimate_against_a_foreign_reference_says_direct(fake: Any, tmp_path: Path) -> None:
+    dg, storage = fake
+    await storage.put_bytes("bkt", "f/reference.bin", b"<html>", metadata={})
+    path = tmp_path / "a.zip"
+    path.write_bytes(release_zip(1))
+    estimate = await dg.estimate_compression(path, "s3://bkt/f/")
+    assert estimate.would_store_as == "direct" and "not a deltaglider reference" in estimate.reason
