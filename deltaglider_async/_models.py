@@ -50,7 +50,10 @@ class UploadSummary:
     stored_as: StoredAs
     sha256: str
     reference_created: bool = False
+    #: why it is stored direct, or not in the delta format asked for
     reason: str = ""
+    #: the delta format of a delta (``vcdiff``, ``archive``); empty for direct objects
+    delta_format: str = ""
 
     @property
     def savings(self) -> float:

@@ -25,6 +25,14 @@ from ._stream import (
     pooled_memory,
     release_memory,
 )
+from ._zlib import (
+    ZLIB_VERSION,
+    Deflater,
+    ZlibError,
+    deflate_matches,
+    deflate_raw,
+    inflate_raw,
+)
 
 #: Version of the bundled xdelta3 library.
 XDELTA3_VERSION = "3.1.1"
@@ -32,18 +40,24 @@ XDELTA3_VERSION = "3.1.1"
 __all__ = [
     "DEFAULT_LEVEL",
     "XDELTA3_VERSION",
+    "ZLIB_VERSION",
     "CodecStateError",
     "CorruptDeltaError",
     "Decoder",
+    "Deflater",
     "Encoder",
     "SourceMismatchError",
     "SourceReadError",
     "TruncatedDeltaError",
     "XDeltaError",
+    "ZlibError",
     "adler32",
     "decode",
+    "deflate_matches",
+    "deflate_raw",
     "encode",
     "encoder_memory_estimate",
+    "inflate_raw",
     "pooled_memory",
     "release_memory",
 ]

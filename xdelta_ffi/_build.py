@@ -5,12 +5,26 @@ installs them as package data under ``xdelta3/lib/``.  Its own Python extension 
 not imported: ``find_spec`` only locates the package).  The library is compiled in library mode:
 no ``NOT_MAIN`` (that would drag in the command-line program), 32-bit ``usize_t`` to halve the
 hash tables, and DJW/FGK/LZMA secondary compressors because Debian's ``xdelta3`` writes LZMA.
+
+zlib (the deflater that rebuilds archive members byte-exact, so it must be the same code on every
+machine) comes from a pinned registry artifact too.  No PyPI wheel installs zlib's C sources, so
+the build takes them from a pinned PyPI *sdist* that vendors madler's zlib: ``grpcio==1.85.3``
+(``third_party/zlib``, zlib 1.3.1.1), verified by SHA-256 and cached outside the repository
+(``DG_BUILD_CACHE``, default ``~/.cache/deltaglider-async-build``).  ``DG_ZLIB_SDIST`` may name a
+local copy of that tarball for offline builds.  Only zlib's deflate/inflate files are compiled, with
+``Z_PREFIX`` and hidden visibility so that nothing binds them to the system's libz.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import shutil
 import struct
+import tarfile
+import tempfile
+import urllib.request
 from pathlib import Path
 
 from cffi import FFI
@@ -29,6 +43,73 @@ def _xdelta3_include_dir() -> str:
     if not (lib / "xdelta3.c").is_file():
         raise RuntimeError(f"xdelta3 C sources not found under {lib}")
     return str(lib)
+
+
+ZLIB_SDIST = "grpcio-1.85.3.tar.gz"
+ZLIB_SDIST_SHA256 = "8e18f15d1b09b8771edbf59d634b26cbe4903bc2577cb667264934a6655eb8b4"
+ZLIB_SDIST_URL = (
+    "https://files.pythonhosted.org/packages/1e/48/"
+    "8e14d92cca434b448c7018654da80f574aea3663f7d1f87ed044455c45c6/" + ZLIB_SDIST
+)
+ZLIB_MEMBER = "grpcio-1.85.3/third_party/zlib/"
+ZLIB_SOURCES = [
+    "adler32.c",
+    "crc32.c",
+    "deflate.c",
+    "inffast.c",
+    "inflate.c",
+    "inftrees.c",
+    "trees.c",
+    "zutil.c",
+]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _zlib_dir() -> Path:
+    """zlib's sources, extracted once from the pinned sdist into the build cache."""
+    cache = Path(
+        os.environ.get("DG_BUILD_CACHE") or Path.home() / ".cache" / "deltaglider-async-build"
+    )
+    target = cache / f"zlib-{ZLIB_SDIST_SHA256[:16]}"
+    if (target / "deflate.c").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tarball = Path(os.environ.get("DG_ZLIB_SDIST") or cache / ZLIB_SDIST)
+    if not tarball.is_file() or _sha256(tarball) != ZLIB_SDIST_SHA256:
+        tmp = cache / (ZLIB_SDIST + ".part")
+        with urllib.request.urlopen(ZLIB_SDIST_URL, timeout=300) as resp, tmp.open("wb") as out:
+            shutil.copyfileobj(resp, out)
+        if _sha256(tmp) != ZLIB_SDIST_SHA256:
+            tmp.unlink()
+            raise RuntimeError(f"{ZLIB_SDIST_URL}: SHA-256 mismatch, refusing to build with it")
+        tarball = cache / ZLIB_SDIST
+        os.replace(tmp, tarball)
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=".zlib-"))
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            name = member.name
+            if (
+                member.isfile()
+                and name.startswith(ZLIB_MEMBER)
+                and "/" not in name[len(ZLIB_MEMBER) :]
+            ) and (name.endswith((".c", ".h")) or name.endswith("LICENSE")):
+                source = tar.extractfile(member)
+                assert source is not None
+                (staging / name[len(ZLIB_MEMBER) :]).write_bytes(source.read())
+    if not (staging / "deflate.c").is_file():
+        raise RuntimeError(f"{ZLIB_SDIST} has no {ZLIB_MEMBER}deflate.c")
+    try:
+        os.replace(staging, target)
+    except OSError:  # a concurrent build got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 CDEF = """
@@ -68,6 +149,15 @@ int dg_adler32_vectorized(void);
 size_t dg_release_pool(void);
 size_t dg_pooled_bytes(void);
 
+typedef struct dg_z dg_z;
+const char *dg_z_version(void);
+dg_z *dg_z_new(int deflating, int level, int window_bits, int mem_level, int strategy);
+void dg_z_free(dg_z *z);
+int dg_z_run(dg_z *z, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, int finish,
+             size_t *used, size_t *made);
+int dg_deflate_matches(int level, int window_bits, int mem_level, int strategy, const uint8_t *in,
+                       size_t in_len, const uint8_t *expect, size_t expect_len);
+
 #define XD3_SEC_DJW ...
 #define XD3_SEC_FGK ...
 #define XD3_SEC_LZMA ...
@@ -100,15 +190,24 @@ _MACROS = [
     ("SECONDARY_LZMA", "1"),
 ]
 
+ZLIB = _zlib_dir()
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "xdelta_ffi._xdelta3_cffi",
-    '#include "xdelta3.h"\n#include "xdelta3.c"\n' + (HERE / "_glue.c").read_text(),
-    include_dirs=[_xdelta3_include_dir()],
+    '#include "xdelta3.h"\n#include "xdelta3.c"\n'
+    + (HERE / "_glue.c").read_text()
+    + (HERE / "_zglue.c").read_text(),
+    sources=[str(ZLIB / name) for name in ZLIB_SOURCES],
+    include_dirs=[_xdelta3_include_dir(), str(ZLIB)],
     libraries=["lzma"],
-    define_macros=_MACROS,
-    extra_compile_args=["-O3", "-Wno-unused-function", "-Wno-unused-variable"],
+    define_macros=[*_MACROS, ("Z_PREFIX", "1")],
+    extra_compile_args=[
+        "-O3",
+        "-fvisibility=hidden",
+        "-Wno-unused-function",
+        "-Wno-unused-variable",
+    ],
 )
 
 if __name__ == "__main__":

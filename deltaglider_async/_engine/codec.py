@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -41,6 +42,13 @@ class EncodeResult:
     delta_size: int
     #: The delta outgrew its budget and encoding stopped; the file was still hashed.
     over_budget: bool
+    #: the delta format the delta is in (a format may hand a file to another one)
+    format_name: str = "vcdiff"
+    #: why it is not in the format asked for, if it is not
+    note: str = ""
+
+    def with_note(self, note: str) -> EncodeResult:
+        return dataclasses.replace(self, note=note)
 
 
 def _is_cache_corruption(exc: BaseException) -> bool:

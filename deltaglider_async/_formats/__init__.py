@@ -16,6 +16,7 @@ from .._core.metadata import ObjectMeta
 from .._engine.cache import ReferenceSource
 from .._engine.codec import CodecRunner, EncodeResult
 from .._exceptions import IntegrityError, InvalidArgumentError
+from .archive import ARCHIVE
 from .vcdiff import VCDIFF
 
 
@@ -37,7 +38,8 @@ class DeltaFormat(Protocol):
     ) -> EncodeResult:
         """Hash ``target`` and encode it against ``reference`` into ``delta_out`` (stopping once
         the delta outgrows ``budget``).  The reference is the space's ``reference.bin`` as the
-        cache holds it, or a local file with the same bytes."""
+        cache holds it, or a local file with the same bytes.  A format that cannot represent
+        ``target`` may encode it in another one: the result names the format used, and why."""
         ...
 
     def decode(
@@ -52,7 +54,7 @@ class DeltaFormat(Protocol):
         ...
 
 
-FORMATS: dict[str, DeltaFormat] = {VCDIFF.name: VCDIFF}
+FORMATS: dict[str, DeltaFormat] = {VCDIFF.name: VCDIFF, ARCHIVE.name: ARCHIVE}
 DEFAULT_FORMAT = VCDIFF.name
 
 

@@ -38,6 +38,7 @@ from .._core.spaces import (
 from .._core.twins import newer_copy
 from .._engine.codec import unlink_quietly
 from .._exceptions import InvalidArgumentError
+from .._formats import FORMATS
 from .._localfs import FileChangedError, FileDigest, read_snapshot
 from .._models import CompressionEstimate, UploadSummary
 from .._storage.port import Progress
@@ -230,7 +231,7 @@ class PutPipeline(Stage):
                 ref_sha256=ref_sha,
                 delta_size=result.delta_size,
                 zero_diff=reference_created,
-                format_fields=self._ctx.delta_format.metadata(name_of(key)),
+                format_fields=FORMATS[result.format_name].metadata(name_of(key)),
             )
 
             async def send() -> None:
@@ -279,6 +280,8 @@ class PutPipeline(Stage):
             stored_as="delta",
             sha256=result.sha256,
             reference_created=reference_created,
+            reason=result.note,
+            delta_format=result.format_name,
         )
 
     async def _drop_twin(

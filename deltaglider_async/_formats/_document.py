@@ -1,0 +1,622 @@
+"""The archive format's expanded document: an archive as segments that rebuild it byte-exact.
+
+An archive becomes a *document*: a table of segments and their payload.  A segment is bytes kept
+as they are (``RAW``), bytes of the space's reference copied by offset (``REF``: a member stored
+unchanged), a deflated member kept as its contents plus what re-deflates them exactly
+(``DEFLATE``), or the same for a member that is itself an archive, kept as a document of its own
+(``DEFLATE_NESTED``, and ``NESTED`` for one stored uncompressed).  Deltas are taken between such
+documents, where a one-line change in a member is a one-line change, not kilobytes of new deflate
+output.  docs/wire-format.md is the normative description.
+
+Writing expands (only what re-deflates byte-exact with the pinned zlib counts as a member);
+reading rebuilds (:class:`Rebuilder`, fed the document in pieces, so memory stays bounded by the
+largest nested member, not the archive).  The reference's *source form* is the same expansion
+without the byte-exactness test: the bytes every delta of the space is taken against.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Final
+
+from xdelta_ffi import ZLIB_VERSION, Deflater, ZlibError, deflate_matches, deflate_raw, inflate_raw
+
+from .._exceptions import IntegrityError
+from ._containers import DEFLATED, STORED, find_spans, is_gzip
+
+RAW: Final = 0
+REF: Final = 1
+DEFLATE: Final = 2
+DEFLATE_NESTED: Final = 3
+NESTED: Final = 4
+
+#: the first bytes of an expanded stream; its version byte follows
+STREAM_MAGIC: Final = b"DGX"
+STREAM_VERSION: Final = 1
+#: what rebuilds DEFLATE members, as every stream records it
+REBUILDER: Final = f"zlib {ZLIB_VERSION}"
+
+#: archives inside archives are expanded to this depth (a jar in a war in an ear)
+MAX_DEPTH: Final = 3
+#: members kept whole in memory to be expanded as archives of their own
+NESTED_LIMIT: Final = 64 << 20
+#: DEFLATE members larger than this are rebuilt as a stream instead of in one piece
+STREAM_MEMBER: Final = 8 << 20
+#: total bytes a reference's source form may expand to; beyond, the rest stays as it is
+SOURCE_LIMIT: Final = 1 << 30
+
+#: (level, memLevel) in the order producers use them: zlib's default first, then the extremes
+_PARAMS: Final = (
+    *((level, 8) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
+    *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
+)
+#: after this many members with no exact parameters and none found, an archive's producer is
+#: taken to be some other deflater, and its further members are not tried
+_GIVE_UP_AFTER: Final = 8
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def read_varint(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise IntegrityError("archive delta: truncated or malformed table")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: int
+    #: bytes this segment rebuilds to
+    out_len: int
+    #: bytes of payload it takes from the document
+    payload_len: int
+    offset: int = 0  # REF
+    level: int = 0  # DEFLATE*
+    mem_level: int = 8
+    crc: int = 0  # CRC-32 of the rebuilt (compressed) bytes, DEFLATE*
+    inner_len: int = 0  # bytes the nested document rebuilds to (DEFLATE_NESTED)
+
+    def encode(self, ref_cursor: int) -> bytes:
+        """The table entry; a REF's offset is written relative to where the previous REF of its
+        table ended (``ref_cursor``): unchanged members come in order, so these stay small."""
+        head = bytes([self.kind])
+        if self.kind == RAW:
+            return head + varint(self.out_len)
+        if self.kind == REF:
+            moved = self.offset - ref_cursor
+            return head + varint(moved * 2 if moved >= 0 else -moved * 2 - 1) + varint(self.out_len)
+        if self.kind == NESTED:
+            return head + varint(self.out_len) + varint(self.payload_len)
+        params = bytes([self.level | self.mem_level << 4]) + self.crc.to_bytes(4, "big")
+        body = head + params + varint(self.out_len) + varint(self.payload_len)
+        if self.kind == DEFLATE_NESTED:
+            body += varint(self.inner_len)
+        return body
+
+
+def parse_table(table: bytes | memoryview) -> list[Segment]:
+    segments: list[Segment] = []
+    pos = 0
+    cursor = 0
+    while pos < len(table):
+        kind = table[pos]
+        pos += 1
+        if kind == RAW:
+            n, pos = read_varint(table, pos)
+            segments.append(Segment(RAW, n, n))
+        elif kind == REF:
+            moved, pos = read_varint(table, pos)
+            n, pos = read_varint(table, pos)
+            offset = cursor + (moved >> 1 if not moved & 1 else -((moved + 1) >> 1))
+            if offset < 0:
+                raise IntegrityError("archive delta: invalid reference offset")
+            cursor = offset + n
+            segments.append(Segment(REF, n, 0, offset=offset))
+        elif kind == NESTED:
+            n, pos = read_varint(table, pos)
+            plen, pos = read_varint(table, pos)
+            segments.append(Segment(NESTED, n, plen))
+        elif kind in (DEFLATE, DEFLATE_NESTED):
+            if pos + 5 > len(table):
+                raise IntegrityError("archive delta: truncated table")
+            params = table[pos]
+            crc = int.from_bytes(table[pos + 1 : pos + 5], "big")
+            pos += 5
+            clen, pos = read_varint(table, pos)
+            plen, pos = read_varint(table, pos)
+            inner = plen
+            if kind == DEFLATE_NESTED:
+                inner, pos = read_varint(table, pos)
+            level, mem_level = params & 0x0F, params >> 4
+            if level > 9 or not 1 <= mem_level <= 9:
+                raise IntegrityError("archive delta: invalid deflate parameters")
+            segments.append(Segment(kind, clen, plen, 0, level, mem_level, crc, inner))
+        else:
+            raise IntegrityError(f"archive delta: unknown segment kind {kind}")
+    return segments
+
+
+def _looks_like_archive(data: bytes | memoryview) -> bool:
+    return is_gzip(data) or bytes(data[:4]) == b"PK\x03\x04"
+
+
+def _inflated(data: memoryview, limit: int) -> bytes | None:
+    """The contents of one complete raw deflate stream that is exactly ``data``, else None."""
+    try:
+        out, used = inflate_raw(data, limit)
+    except ZlibError:
+        return None
+    return out if used == len(data) else None
+
+
+def span_digest(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+@dataclass
+class ReferenceForm:
+    """What deltas against one reference need: its bytes, its source form, and where its
+    compressed members lie (by content), so that unchanged members become ``REF`` segments."""
+
+    raw: bytes
+    source: bytes
+    members: dict[bytes, int]
+    is_archive: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.raw) + len(self.source)
+
+
+def reference_form(raw: bytes) -> ReferenceForm:
+    spans = find_spans(raw)
+    view = memoryview(raw)
+    members = {
+        span_digest(view[s.offset : s.offset + s.length]): s.offset
+        for s in spans
+        if s.method == DEFLATED or _looks_like_archive(view[s.offset : s.offset + 4])
+    }
+    budget = [SOURCE_LIMIT]
+    pieces: list[bytes | memoryview] = []
+    _source_pieces(view, 0, budget, pieces)
+    return ReferenceForm(raw, b"".join(pieces), members, bool(spans))
+
+
+def _source_pieces(
+    view: memoryview, depth: int, budget: list[int], out: list[bytes | memoryview]
+) -> None:
+    pos = 0
+    for span in find_spans(view):
+        out.append(view[pos : span.offset])
+        data = view[span.offset : span.offset + span.length]
+        pos = span.offset + span.length
+        contents: bytes | memoryview | None = data if span.method == STORED else None
+        if span.method == DEFLATED and budget[0] > 0:
+            contents = _inflated(data, budget[0])
+            if contents is not None:
+                budget[0] -= len(contents)
+        if contents is None:
+            out.append(data)
+        elif (
+            depth + 1 < MAX_DEPTH
+            and len(contents) <= NESTED_LIMIT
+            and _looks_like_archive(contents)
+        ):
+            _source_pieces(memoryview(contents), depth + 1, budget, out)
+        else:
+            out.append(contents)
+    out.append(view[pos:])
+
+
+@dataclass
+class ExpandStats:
+    members: int = 0
+    expanded: int = 0
+    unchanged: int = 0
+    not_reproduced: int = 0
+
+
+def _common_prefix(a: memoryview, b: memoryview) -> int:
+    """How many leading bytes ``a`` and ``b`` share (binary search over slice compares)."""
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while low < high:  # a[:low] == b[:low] and a[:high] != b[:high]
+        mid = (low + high + 1) // 2
+        if a[low:mid] == b[low:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+@dataclass
+class _Doc:
+    """A document being built; at the top level, runs of bytes equal to the reference's (unchanged
+    members and the headers between them) merge into single ``REF`` segments."""
+
+    reference: bytes | None = None
+    segments: list[Segment] = field(default_factory=list)
+    payload: list[bytes | memoryview] = field(default_factory=list)
+
+    def raw(self, data: memoryview) -> None:
+        if not len(data):
+            return
+        last = self.segments[-1] if self.segments else None
+        if last is not None and last.kind == REF and self.reference is not None:
+            end = last.offset + last.out_len
+            same = _common_prefix(data, memoryview(self.reference)[end:])
+            if same:
+                self.segments[-1] = Segment(REF, last.out_len + same, 0, offset=last.offset)
+                data = data[same:]
+                if not len(data):
+                    return
+                last = self.segments[-1]
+        if last is not None and last.kind == RAW:
+            self.segments[-1] = Segment(RAW, last.out_len + len(data), last.payload_len + len(data))
+        else:
+            self.segments.append(Segment(RAW, len(data), len(data)))
+        self.payload.append(data)
+
+    def ref(self, offset: int, length: int) -> None:
+        last = self.segments[-1] if self.segments else None
+        if last is not None and last.kind == REF and last.offset + last.out_len == offset:
+            self.segments[-1] = Segment(REF, last.out_len + length, 0, offset=last.offset)
+        else:
+            self.segments.append(Segment(REF, length, 0, offset=offset))
+
+    @property
+    def useful(self) -> bool:
+        return any(s.kind != RAW for s in self.segments)
+
+    def table(self) -> bytes:
+        entries = []
+        cursor = 0
+        for seg in self.segments:
+            entries.append(seg.encode(cursor))
+            if seg.kind == REF:
+                cursor = seg.offset + seg.out_len
+        return b"".join(entries)
+
+    def serialize(self) -> bytes:
+        table = self.table()
+        return b"".join([varint(len(table)), table, *self.payload])
+
+
+class Expander:
+    """Turns one archive into its document (``expand``), against a reference's members."""
+
+    def __init__(self, reference: ReferenceForm | None) -> None:
+        self._reference = reference
+        self._order: list[tuple[int, int]] = list(_PARAMS)
+        self._found = 0
+        self._misses = 0
+        self.stats = ExpandStats()
+
+    def expand(self, data: bytes) -> tuple[bytes, bytes]:
+        """``data`` as (head, payload): the head holds the rebuilder and the segment table, the
+        payload what the segments take, in order.  They are kept apart because the payload is
+        what gets delta-encoded: a table in front of it spoils xdelta3's source matching."""
+        doc = self._document(memoryview(data), 0)
+        rebuilder = REBUILDER.encode()
+        table = doc.table()
+        head = b"".join(
+            [
+                STREAM_MAGIC,
+                bytes([STREAM_VERSION]),
+                varint(len(rebuilder)),
+                rebuilder,
+                varint(len(table)),
+                table,
+            ]
+        )
+        return head, b"".join(doc.payload)
+
+    def _document(self, view: memoryview, depth: int) -> _Doc:
+        reference = self._reference.raw if depth == 0 and self._reference is not None else None
+        doc = _Doc(reference)
+        pos = 0
+        for span in find_spans(view):
+            doc.raw(view[pos : span.offset])
+            pos = span.offset + span.length
+            self._member(doc, view[span.offset : pos], span.method, span.hint, depth)
+        doc.raw(view[pos:])
+        return doc
+
+    def _member(
+        self, doc: _Doc, data: memoryview, method: int, hint: int | None, depth: int
+    ) -> None:
+        if depth == 0:
+            self.stats.members += 1
+        if depth == 0 and self._reference is not None:
+            offset = self._reference.members.get(span_digest(data))
+            if offset is not None and self._reference.raw[offset : offset + len(data)] == data:
+                doc.ref(offset, len(data))
+                self.stats.unchanged += 1
+                return
+        if method == STORED:
+            inner = self._nested(data, depth)
+            if inner is None:
+                doc.raw(data)
+            else:
+                body = inner.serialize()
+                doc.segments.append(Segment(NESTED, len(data), len(body)))
+                doc.payload.append(body)
+            return
+        contents = _inflated(data, max(NESTED_LIMIT, 64 * len(data)))
+        params = None if contents is None else self._params_for(contents, data, hint)
+        if contents is None or params is None:
+            self.stats.not_reproduced += depth == 0
+            doc.raw(data)
+            return
+        self.stats.expanded += depth == 0
+        level, mem_level = params
+        crc = binascii.crc32(data)
+        inner = self._nested(memoryview(contents), depth)
+        if inner is None:
+            doc.segments.append(
+                Segment(DEFLATE, len(data), len(contents), 0, level, mem_level, crc, len(contents))
+            )
+            doc.payload.append(contents)
+        else:
+            body = inner.serialize()
+            doc.segments.append(
+                Segment(
+                    DEFLATE_NESTED, len(data), len(body), 0, level, mem_level, crc, len(contents)
+                )
+            )
+            doc.payload.append(body)
+
+    def _nested(self, contents: memoryview, depth: int) -> _Doc | None:
+        if depth + 1 >= MAX_DEPTH or len(contents) > NESTED_LIMIT:
+            return None
+        if not _looks_like_archive(contents):
+            return None
+        inner = self._document(contents, depth + 1)
+        return inner if inner.useful else None
+
+    def _params_for(
+        self, contents: bytes, compressed: memoryview, hint: int | None
+    ) -> tuple[int, int] | None:
+        """zlib parameters that deflate ``contents`` to exactly ``compressed``, if any.  The last
+        ones that worked are tried first: an archive's members share their producer."""
+        if self._found == 0 and self._misses >= _GIVE_UP_AFTER:
+            return None
+        order = self._order
+        if hint is not None:
+            order = [p for p in order if p[0] == hint] + [p for p in order if p[0] != hint]
+        for params in order:
+            if deflate_matches(contents, compressed, params[0], params[1]):
+                self._found += 1
+                self._order = [params] + [p for p in self._order if p != params]
+                return params
+        self._misses += 1
+        return None
+
+
+def parse_head(head: bytes) -> tuple[str, list[Segment]]:
+    """(rebuilder, segments) of an expanded stream's head."""
+    if head[:3] != STREAM_MAGIC or len(head) < 4 or head[3] != STREAM_VERSION:
+        raise IntegrityError("archive delta: unknown head (written by a newer version?)")
+    length, pos = read_varint(head, 4)
+    rebuilder = head[pos : pos + length].decode("ascii", "replace")
+    table_len, pos = read_varint(head, pos + length)
+    if pos + table_len != len(head):
+        raise IntegrityError("archive delta: malformed head")
+    return rebuilder, parse_table(head[pos:])
+
+
+# --- rebuilding ---------------------------------------------------------------------------------
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Members are independent: deflate them on every core (zlib runs without the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(
+            max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="dg-rebuild"
+        )
+    return _POOL
+
+
+def _check_member(seg: Segment, out: bytes, what: str) -> bytes:
+    if len(out) != seg.out_len or binascii.crc32(out) != seg.crc:
+        raise IntegrityError(
+            f"{what}: a member does not rebuild byte-exact with this build's {REBUILDER}: "
+            "it cannot reproduce the object (see docs/wire-format.md, archive format)"
+        )
+    return out
+
+
+def _deflate_member(seg: Segment, contents: bytes | memoryview, what: str) -> bytes:
+    return _check_member(seg, deflate_raw(contents, seg.level, seg.mem_level), what)
+
+
+def rebuild_document(doc: bytes | memoryview, reference: bytes, what: str, depth: int = 0) -> bytes:
+    """A whole (nested) document back to its bytes, in memory."""
+    rebuilder = Rebuilder(reference, what, None, depth=depth, parallel=False)
+    out = b"".join(bytes(piece) for piece in rebuilder.feed(doc))
+    rebuilder.finish()
+    return out
+
+
+Piece = bytes | memoryview
+
+
+class Rebuilder:
+    """Fed an expanded stream in pieces, returns the original bytes in order.
+
+    RAW payload passes through, REF slices the reference, small DEFLATE members are deflated in
+    parallel, large ones as a stream; nested documents are rebuilt whole (they are at most
+    :data:`NESTED_LIMIT`).
+    """
+
+    def __init__(
+        self,
+        reference: bytes,
+        what: str,
+        segments: list[Segment] | None,
+        *,
+        depth: int = 0,
+        parallel: bool = True,
+    ) -> None:
+        self._reference = reference
+        self._what = what
+        self._depth = depth
+        self._parallel = parallel
+        self._pending = bytearray()  # header/table bytes, or a member's payload, being collected
+        self._state = "table-length" if segments is None else "body"
+        self._table_len = 0
+        self._segments: list[Segment] = segments or []
+        self._index = 0
+        self._left = 0  # payload bytes the current segment still takes
+        self._stream: Deflater | None = None
+        self._stream_out = 0
+        self._stream_crc = 0
+
+    def _parse_prefix(self) -> bool:
+        """Consume a nested document's table from ``_pending``; False until complete."""
+        buf = self._pending
+        if self._state == "table-length":
+            try:
+                self._table_len, pos = read_varint(buf, 0)
+            except IntegrityError:
+                if len(buf) >= 10:
+                    raise
+                return False
+            del buf[:pos]
+            self._state = "table"
+        if len(buf) < self._table_len:
+            return False
+        self._segments = parse_table(bytes(buf[: self._table_len]))
+        del buf[: self._table_len]
+        self._state = "body"
+        return True
+
+    # body ---------------------------------------------------------------------------------------
+
+    def feed(self, data: Piece) -> list[Piece]:
+        out: list[Piece | Future[bytes]] = []
+        view = memoryview(data).cast("B")
+        if self._state != "body":
+            self._pending += view
+            view = memoryview(b"")
+            if not self._parse_prefix():
+                return []
+            view = memoryview(bytes(self._pending))
+            self._pending.clear()
+        pos = 0
+        while True:
+            self._start_segments(out)
+            if self._index >= len(self._segments) or pos >= len(view):
+                break
+            seg = self._segments[self._index]
+            take = min(self._left, len(view) - pos)
+            piece = view[pos : pos + take]
+            pos += take
+            self._left -= take
+            if seg.kind == RAW:
+                out.append(piece)
+            elif self._stream is not None:
+                self._stream_piece(seg, piece, out)
+            else:
+                self._pending += piece
+            if self._left == 0:
+                self._end_segment(seg, out)
+        if pos < len(view):
+            raise IntegrityError(f"{self._what}: archive delta has bytes past its last member")
+        return [p.result() if isinstance(p, Future) else p for p in out]
+
+    def _start_segments(self, out: list[Piece | Future[bytes]]) -> None:
+        """Begin the next segment(s); those taking no payload are finished at once."""
+        while self._left == 0 and self._index < len(self._segments):
+            seg = self._segments[self._index]
+            if seg.kind == REF:
+                end = seg.offset + seg.out_len
+                if end > len(self._reference):
+                    raise IntegrityError(f"{self._what}: archive delta points past its reference")
+                out.append(memoryview(self._reference)[seg.offset : end])
+                self._index += 1
+                continue
+            self._left = seg.payload_len
+            if seg.kind == DEFLATE and seg.payload_len > STREAM_MEMBER:
+                self._stream = Deflater(seg.level, seg.mem_level)
+                self._stream_out = 0
+                self._stream_crc = 0
+            if self._left == 0:
+                self._end_segment(seg, out)
+            else:
+                return
+
+    def _stream_piece(self, seg: Segment, piece: Piece, out: list[Piece | Future[bytes]]) -> None:
+        assert self._stream is not None
+        produced = self._stream.compress(piece, finish=self._left == 0)
+        self._stream_out += len(produced)
+        self._stream_crc = binascii.crc32(produced, self._stream_crc)
+        if self._stream_out > seg.out_len:
+            _check_member(seg, b"", self._what)
+        out.append(produced)
+
+    def _end_segment(self, seg: Segment, out: list[Piece | Future[bytes]]) -> None:
+        self._index += 1
+        if seg.kind == RAW:
+            return
+        if self._stream is not None:
+            self._stream = None
+            if self._stream_out != seg.out_len or self._stream_crc != seg.crc:
+                _check_member(seg, b"", self._what)
+            return
+        payload = bytes(self._pending)
+        self._pending.clear()
+        job = self._job(seg, payload)
+        if self._parallel and seg.kind == DEFLATE:
+            out.append(_pool().submit(job))
+        else:
+            out.append(job())
+
+    def _job(self, seg: Segment, payload: bytes) -> Callable[[], bytes]:
+        what, reference, depth = self._what, self._reference, self._depth
+        if depth + 1 > MAX_DEPTH and seg.kind in (NESTED, DEFLATE_NESTED):
+            raise IntegrityError(f"{what}: archive delta nests too deep")
+
+        def run() -> bytes:
+            if seg.kind == DEFLATE:
+                return _deflate_member(seg, payload, what)
+            inner = rebuild_document(payload, reference, what, depth + 1)
+            if seg.kind == NESTED:
+                if len(inner) != seg.out_len:
+                    raise IntegrityError(f"{what}: a nested archive rebuilds to the wrong size")
+                return inner
+            if len(inner) != seg.inner_len:
+                raise IntegrityError(f"{what}: a nested archive rebuilds to the wrong size")
+            return _deflate_member(seg, inner, what)
+
+        return run
+
+    def finish(self) -> None:
+        if self._state != "body" or self._index < len(self._segments) or self._left:
+            raise IntegrityError(f"{self._what}: archive delta is truncated")

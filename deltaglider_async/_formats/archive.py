@@ -1,0 +1,279 @@
+"""``archive``: zips, jars, wheels and gzip streams delta-encoded by their members' contents.
+
+A stored object is ``ARCHIVE_MAGIC``, the xz-compressed head of the file's expanded stream
+(``_document.py``: the rebuilder and the segment table) behind its length, and a VCDIFF delta whose
+source is the reference's *source form* and whose target is the expanded payload: unchanged
+members are copied from the reference by offset, changed ones are delta-encoded uncompressed and
+deflated again on read by the zlib pinned in ``xdelta_ffi``.  Every put rebuilds what it is about
+to store and compares the SHA-256 before the object is written; files this format cannot represent
+(not an archive, a reference that is not one, members no zlib setting reproduces) are stored in
+the ``vcdiff`` format instead, and the summary says why.
+
+The magic makes deltaglider 6.2 (and any VCDIFF reader) fail at once on these objects instead of
+decoding them against the wrong bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import lzma
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import anyio
+
+from xdelta_ffi import Decoder, Encoder, XDeltaError
+
+from .._core.policy import MAGIC_BYTES, compress_added_bytes
+from .._engine.cache import ReferenceSource
+from .._engine.codec import TABLE_MEMORY, CodecRunner, EncodeResult, cache_memory_for
+from .._exceptions import DeltaGliderError, IntegrityError
+from ._document import (
+    REBUILDER,
+    Expander,
+    Rebuilder,
+    ReferenceForm,
+    Segment,
+    parse_head,
+    read_varint,
+    reference_form,
+    varint,
+)
+
+log = logging.getLogger("deltaglider_async")
+
+ARCHIVE_MAGIC: Final = b"DGARCH1\n"
+#: larger files are kept whole in memory neither at put nor at get: vcdiff takes them
+MAX_ARCHIVE: Final = 512 << 20
+#: source forms kept in memory across puts and gets of one process
+_FORMS_BYTES: Final = 768 << 20
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    result: EncodeResult | None
+    why_not: str = ""
+
+
+def _vcdiff(source: bytes, target: bytes) -> bytes:
+    encoder = Encoder(
+        source,
+        source_size=len(source),
+        target_size=len(target),
+        secondary_data=compress_added_bytes(target[:MAGIC_BYTES]),
+        table_memory=TABLE_MEMORY,
+        cache_size=cache_memory_for(len(source)),
+    )
+    try:
+        return b"".join([*encoder.stream(target), *encoder.finish_stream()])
+    finally:
+        encoder.close()
+
+
+def _unvcdiff(source: bytes, delta: bytes, target_size: int | None) -> Iterable[bytes]:
+    decoder = Decoder(source, source_size=len(source), target_size=target_size)
+    try:
+        yield from decoder.stream(delta)
+        yield from decoder.finish_stream()
+    finally:
+        decoder.close()
+
+
+def _encode_sync(
+    form: ReferenceForm, target: Path, delta_out: Path, budget: int | None
+) -> _Encoded:
+    if target.stat().st_size > MAX_ARCHIVE:
+        return _Encoded(None, f"larger than {MAX_ARCHIVE >> 20} MiB")
+    data = target.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    expander = Expander(form)
+    head, payload = expander.expand(data)
+    stats = expander.stats
+    if stats.members == 0:
+        return _Encoded(None, "not a zip or gzip archive")
+    if stats.expanded + stats.unchanged == 0:
+        return _Encoded(None, "no member re-deflates byte-exact")
+    packed = lzma.compress(head, preset=6)
+    delta = ARCHIVE_MAGIC + varint(len(packed)) + packed + _vcdiff(form.source, payload)
+    # The proof: what a reader will do, on these very bytes, before anything is stored.
+    rebuilt = hashlib.sha256()
+    size = 0
+    try:
+        segments, body = _split(delta, str(target))
+        rebuilder = Rebuilder(form.raw, str(target), segments)
+        for piece in _unvcdiff(form.source, body, len(payload)):
+            for out in rebuilder.feed(piece):
+                rebuilt.update(out)
+                size += len(out)
+        rebuilder.finish()
+    except (IntegrityError, XDeltaError) as exc:
+        return _Encoded(None, f"does not rebuild byte-exact ({exc})")
+    if rebuilt.hexdigest() != sha or size != len(data):
+        return _Encoded(None, "does not rebuild byte-exact")
+    delta_out.write_bytes(delta)
+    over = budget is not None and len(delta) > budget
+    return _Encoded(EncodeResult(sha, len(data), len(delta), over, format_name=ARCHIVE.name))
+
+
+def _split(delta: bytes, what: str) -> tuple[list[Segment], bytes]:
+    """(segments, VCDIFF bytes) of a whole stored delta."""
+    found = _parse_prefix(delta, what)
+    if found is None:
+        raise IntegrityError(f"{what}: archive-format delta is truncated")
+    return found
+
+
+def _parse_prefix(data: bytes, what: str) -> tuple[list[Segment], bytes] | None:
+    """The segments and the rest once ``data`` holds the magic and the head; None before."""
+    if data[: len(ARCHIVE_MAGIC)] != ARCHIVE_MAGIC[: len(data)]:
+        raise IntegrityError(f"{what}: not an archive-format delta")
+    if len(data) < len(ARCHIVE_MAGIC) + 1:
+        return None
+    try:
+        length, pos = read_varint(data, len(ARCHIVE_MAGIC))
+    except IntegrityError:
+        if len(data) > len(ARCHIVE_MAGIC) + 10:
+            raise
+        return None
+    if length > 1 << 30:
+        raise IntegrityError(f"{what}: archive-format delta has an implausible head")
+    if len(data) < pos + length:
+        return None
+    try:
+        head = lzma.decompress(data[pos : pos + length], memlimit=1 << 30)
+    except lzma.LZMAError as exc:
+        raise IntegrityError(f"{what}: archive-format head is corrupt ({exc})") from exc
+    written_by, segments = parse_head(head)
+    if written_by != REBUILDER:
+        log.info("%s: written with %s, rebuilt with %s", what, written_by, REBUILDER)
+    return segments, data[pos + length :]
+
+
+def _read_reference(reference: ReferenceSource | Path) -> bytes:
+    if isinstance(reference, Path):
+        return reference.read_bytes()
+    source = reference.codec_source()
+    if isinstance(source, bytes):
+        return source
+    return source(0, reference.size) if reference.size else b""
+
+
+class Archive:
+    name = "archive"
+
+    def __init__(self) -> None:
+        self._forms: OrderedDict[str, ReferenceForm] = OrderedDict()
+
+    def metadata(self, original_name: str) -> Mapping[str, str]:
+        return {"dg-delta-format": self.name, "dg-archive-rebuilder": REBUILDER}
+
+    async def _form(self, codec: CodecRunner, reference: ReferenceSource | Path) -> ReferenceForm:
+        sha = None if isinstance(reference, Path) else reference.sha256
+        if sha is not None and (found := self._forms.get(sha)) is not None:
+            self._forms.move_to_end(sha)
+            return found
+
+        def build() -> tuple[str, ReferenceForm]:
+            raw = _read_reference(reference)
+            return sha or hashlib.sha256(raw).hexdigest(), reference_form(raw)
+
+        key, form = await anyio.to_thread.run_sync(build, limiter=codec.limiter)
+        self._forms[key] = form
+        total = sum(f.size for f in self._forms.values())
+        while total > _FORMS_BYTES and len(self._forms) > 1:
+            _, dropped = self._forms.popitem(last=False)
+            total -= dropped.size
+        return form
+
+    async def encode(
+        self,
+        codec: CodecRunner,
+        reference: ReferenceSource | Path,
+        target: Path,
+        delta_out: Path,
+        budget: int | None,
+    ) -> EncodeResult:
+        size = reference.stat().st_size if isinstance(reference, Path) else reference.size
+        why_not = f"reference larger than {MAX_ARCHIVE >> 20} MiB"
+        if size <= MAX_ARCHIVE:
+            form = await self._form(codec, reference)
+            why_not = "the reference is not a zip or gzip archive"
+            if form.is_archive:
+                try:
+                    encoded = await anyio.to_thread.run_sync(
+                        _encode_sync, form, target, delta_out, budget, limiter=codec.limiter
+                    )
+                except XDeltaError as exc:
+                    raise DeltaGliderError(
+                        f"{target}: encoding failed: {exc}", code="EncodeError"
+                    ) from exc
+                if encoded.result is not None:
+                    return encoded.result
+                why_not = encoded.why_not
+        result = await codec.encode_file(reference, target, delta_out, budget)
+        return result.with_note(f"archive format not used: {why_not}")
+
+    def decode(
+        self,
+        codec: CodecRunner,
+        reference: ReferenceSource,
+        delta: AsyncIterator[bytes],
+        target_size: int | None,
+        what: str,
+    ) -> AsyncIterator[bytes]:
+        return self._decode(codec, reference, delta, what)
+
+    async def _decode(
+        self,
+        codec: CodecRunner,
+        reference: ReferenceSource,
+        delta: AsyncIterator[bytes],
+        what: str,
+    ) -> AsyncIterator[bytes]:
+        if reference.size > MAX_ARCHIVE:
+            raise IntegrityError(f"{what}: its reference is too large for the archive format")
+        form = await self._form(codec, reference)
+        decoder = Decoder(form.source, source_size=len(form.source), target_size=None)
+        rebuilder: Rebuilder | None = None
+        prefix = b""
+
+        def step(chunk: bytes, last: bool) -> list[bytes]:
+            assert rebuilder is not None
+            pieces = list(decoder.stream(chunk)) if chunk else []
+            if last:
+                pieces.extend(decoder.finish_stream())
+            out = [bytes(p) for piece in pieces for p in rebuilder.feed(piece)]
+            if last:
+                rebuilder.finish()
+            return out
+
+        try:
+            async for chunk in delta:
+                if rebuilder is None:
+                    prefix += chunk
+                    found = _parse_prefix(prefix, what)
+                    if found is None:
+                        continue
+                    segments, chunk = found
+                    rebuilder = Rebuilder(form.raw, what, segments)
+                    prefix = b""
+                if chunk:
+                    for out in await anyio.to_thread.run_sync(
+                        step, chunk, False, limiter=codec.limiter
+                    ):
+                        yield out
+            if rebuilder is None:
+                raise IntegrityError(f"{what}: archive-format delta is truncated")
+            for out in await anyio.to_thread.run_sync(step, b"", True, limiter=codec.limiter):
+                yield out
+        except XDeltaError as exc:
+            raise IntegrityError(f"{what}: delta cannot be decoded: {exc}") from exc
+        finally:
+            decoder.close()
+
+
+ARCHIVE = Archive()

@@ -1,0 +1,87 @@
+/* Raw deflate/inflate on the pinned zlib compiled into this extension (see _build.py).
+ *
+ * The archive format rebuilds compressed members by deflating their contents again, so the
+ * deflater must be the same code on every machine: never the system's libz (zlib-ng on some
+ * distributions), which Python's zlib module and other extensions may have loaded.  zlib is built
+ * with Z_PREFIX and hidden visibility, so these calls can only bind to our copy.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "zlib.h"
+
+typedef struct dg_z {
+  z_stream strm;
+  int deflating;
+} dg_z;
+
+const char *dg_z_version(void) { return zlibVersion(); }
+
+dg_z *dg_z_new(int deflating, int level, int window_bits, int mem_level, int strategy) {
+  dg_z *z = (dg_z *)calloc(1, sizeof(dg_z));
+  int rc;
+  if (z == NULL) return NULL;
+  z->deflating = deflating;
+  rc = deflating ? deflateInit2(&z->strm, level, Z_DEFLATED, window_bits, mem_level, strategy)
+                 : inflateInit2(&z->strm, window_bits);
+  if (rc != Z_OK) {
+    free(z);
+    return NULL;
+  }
+  return z;
+}
+
+void dg_z_free(dg_z *z) {
+  if (z == NULL) return;
+  if (z->deflating) deflateEnd(&z->strm);
+  else inflateEnd(&z->strm);
+  free(z);
+}
+
+/* One step: consumes from in, produces into out.  Returns zlib's code (Z_STREAM_END once the
+ * stream is complete); *used and *made say how much moved. */
+int dg_z_run(dg_z *z, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap, int finish,
+             size_t *used, size_t *made) {
+  int rc;
+  uInt in_chunk = in_len > 0x40000000u ? 0x40000000u : (uInt)in_len;
+  uInt out_chunk = out_cap > 0x40000000u ? 0x40000000u : (uInt)out_cap;
+  z->strm.next_in = (Bytef *)in;
+  z->strm.avail_in = in_chunk;
+  z->strm.next_out = out;
+  z->strm.avail_out = out_chunk;
+  if (z->deflating) rc = deflate(&z->strm, finish ? Z_FINISH : Z_NO_FLUSH);
+  else rc = inflate(&z->strm, Z_NO_FLUSH);
+  *used = in_chunk - z->strm.avail_in;
+  *made = out_chunk - z->strm.avail_out;
+  return rc;
+}
+
+/* Whether deflating in[0..in_len) with these parameters gives exactly expect[0..expect_len).
+ * Compares as output appears and stops at the first difference, so a wrong guess costs about
+ * one deflate block, not the whole member. */
+int dg_deflate_matches(int level, int window_bits, int mem_level, int strategy, const uint8_t *in,
+                       size_t in_len, const uint8_t *expect, size_t expect_len) {
+  z_stream s;
+  uint8_t buf[1 << 15];
+  size_t seen = 0;
+  int rc, result = 0;
+  memset(&s, 0, sizeof s);
+  if (deflateInit2(&s, level, Z_DEFLATED, window_bits, mem_level, strategy) != Z_OK) return -1;
+  s.next_in = (Bytef *)in;
+  for (;;) {
+    size_t made;
+    uInt feed = in_len > 0x40000000u ? 0x40000000u : (uInt)in_len;
+    s.avail_in = feed;
+    s.next_out = buf;
+    s.avail_out = sizeof buf;
+    rc = deflate(&s, feed == in_len ? Z_FINISH : Z_NO_FLUSH);
+    in_len -= feed - s.avail_in;
+    made = sizeof buf - s.avail_out;
+    if (rc == Z_STREAM_ERROR) { result = -1; break; }
+    if (seen + made > expect_len || memcmp(buf, expect + seen, made) != 0) break;
+    seen += made;
+    if (rc == Z_STREAM_END) { result = seen == expect_len; break; }
+  }
+  deflateEnd(&s);
+  return result;
+}

@@ -1,0 +1,142 @@
+"""Raw deflate and inflate on the zlib compiled into this extension (not the system's).
+
+The archive format rebuilds members by deflating them again and relies on getting the very bytes
+it saw at write time, so it must never use Python's ``zlib`` (whatever libz the system ships) for
+that.  Every call releases the GIL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ._stream import Buffer
+from ._xdelta3_cffi import ffi, lib
+
+#: zlib's version string as compiled in (recorded by the archive format as its rebuilder)
+ZLIB_VERSION: Final[str] = ffi.string(lib.dg_z_version()).decode()
+
+_Z_OK, _Z_STREAM_END, _Z_BUF_ERROR = 0, 1, -5
+_RAW = -15
+
+
+class ZlibError(ValueError):
+    """Data that does not inflate, or parameters zlib refuses."""
+
+
+def deflate_matches(
+    data: Buffer, expected: Buffer, level: int, mem_level: int = 8, strategy: int = 0
+) -> bool:
+    """Whether raw-deflating ``data`` with these parameters gives exactly ``expected``
+    (stops at the first differing output block)."""
+    src, exp = memoryview(data).cast("B"), memoryview(expected).cast("B")
+    rc = lib.dg_deflate_matches(
+        level,
+        _RAW,
+        mem_level,
+        strategy,
+        ffi.from_buffer(src),
+        src.nbytes,
+        ffi.from_buffer(exp),
+        exp.nbytes,
+    )
+    if rc < 0:
+        raise ZlibError(f"deflate refuses level={level} mem_level={mem_level}")
+    return bool(rc)
+
+
+class _Stream:
+    def __init__(self, deflating: bool, level: int, mem_level: int, strategy: int) -> None:
+        handle = lib.dg_z_new(int(deflating), level, _RAW, mem_level, strategy)
+        if handle == ffi.NULL:
+            raise ZlibError("zlib refused the stream parameters (or is out of memory)")
+        self._z: Any = ffi.gc(handle, lib.dg_z_free)
+        self._used = ffi.new("size_t *")
+        self._made = ffi.new("size_t *")
+        self.finished = False
+
+    def _step(
+        self, src: Any, length: int, out: Any, cap: int, finish: bool
+    ) -> tuple[int, int, int]:
+        rc = lib.dg_z_run(self._z, src, length, out, cap, int(finish), self._used, self._made)
+        return int(rc), int(self._used[0]), int(self._made[0])
+
+
+class Deflater(_Stream):
+    """Streaming raw deflate (``wbits=-15``) at a given level/memLevel/strategy."""
+
+    def __init__(self, level: int, mem_level: int = 8, strategy: int = 0) -> None:
+        super().__init__(True, level, mem_level, strategy)
+
+    def compress(self, data: Buffer, *, finish: bool = False) -> bytes:
+        view = memoryview(data).cast("B")
+        src = ffi.from_buffer(view)
+        total = view.nbytes
+        pos = 0
+        out: list[bytes] = []
+        cap = max(1 << 16, min(total + (total >> 8) + 1024, 8 << 20))
+        buf = ffi.new("uint8_t[]", cap)
+        while True:
+            rc, used, made = self._step(src + pos, total - pos, buf, cap, finish)
+            if rc not in (_Z_OK, _Z_STREAM_END, _Z_BUF_ERROR):
+                raise ZlibError(f"deflate failed ({rc})")
+            pos += used
+            if made:
+                out.append(bytes(ffi.buffer(buf, made)))
+            if rc == _Z_STREAM_END:
+                self.finished = True
+                break
+            if not finish and pos >= total and made < cap:
+                break
+            if rc == _Z_BUF_ERROR and used == 0 and made == 0:
+                raise ZlibError("deflate made no progress")
+        return b"".join(out)
+
+
+class Inflater(_Stream):
+    """Streaming raw inflate; ``unused`` counts input bytes after the end of the stream."""
+
+    def __init__(self) -> None:
+        super().__init__(False, 0, 8, 0)
+        self.unused = 0
+
+    def decompress(self, data: Buffer, limit: int | None = None) -> bytes:
+        """Inflate ``data``; raises :class:`ZlibError` if it is not valid deflate, or once the
+        output would pass ``limit`` bytes."""
+        view = memoryview(data).cast("B")
+        src = ffi.from_buffer(view)
+        total = view.nbytes
+        pos = 0
+        out: list[bytes] = []
+        produced = 0
+        cap = 1 << 18
+        buf = ffi.new("uint8_t[]", cap)
+        while not self.finished:
+            rc, used, made = self._step(src + pos, total - pos, buf, cap, False)
+            pos += used
+            if made:
+                produced += made
+                if limit is not None and produced > limit:
+                    raise ZlibError("inflates to more than expected")
+                out.append(bytes(ffi.buffer(buf, made)))
+            if rc == _Z_STREAM_END:
+                self.finished = True
+            elif rc == _Z_BUF_ERROR or (rc == _Z_OK and used == 0 and made == 0):
+                break  # needs more input
+            elif rc != _Z_OK:
+                raise ZlibError(f"not valid deflate data ({rc})")
+        self.unused = total - pos if self.finished else 0
+        return b"".join(out)
+
+
+def deflate_raw(data: Buffer, level: int, mem_level: int = 8, strategy: int = 0) -> bytes:
+    return Deflater(level, mem_level, strategy).compress(data, finish=True)
+
+
+def inflate_raw(data: Buffer, limit: int | None = None) -> tuple[bytes, int]:
+    """Inflate one raw deflate stream at the start of ``data``: (its bytes, bytes it took).
+    Raises :class:`ZlibError` if it is invalid or incomplete."""
+    inflater = Inflater()
+    out = inflater.decompress(data, limit)
+    if not inflater.finished:
+        raise ZlibError("the deflate stream is incomplete")
+    return out, memoryview(data).nbytes - inflater.unused
