@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperCommand
 
 from deltaglider_async import (
+    DELTA_FORMATS,
     AsyncDeltaGliderClient,
     CredentialsError,
     DeltaGliderError,
@@ -51,6 +52,14 @@ MaxRatio = Annotated[
     float | None, typer.Option("--max-ratio", help="store directly above this delta/size ratio")
 ]
 NoDelta = Annotated[bool, typer.Option("--no-delta", help="store every file directly")]
+DeltaFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--delta-format",
+        help="format of new deltas: vcdiff (default, deltaglider-compatible) or archive "
+        "(zip/jar/wheel/gzip members; default: DG_DELTA_FORMAT)",
+    ),
+]
 DEFAULT_TRANSFERS = TransferConfig.max_files
 Transfers = Annotated[int, typer.Option("--transfers", min=1, help="files in flight")]
 Checkers = Annotated[int, typer.Option("--checkers", min=1, help="concurrent HEAD requests")]
@@ -90,12 +99,14 @@ class Settings:
         max_ratio: float | None = None,
         transfers: int = DEFAULT_TRANSFERS,
         checkers: int = 64,
+        delta_format: str | None = None,
     ) -> AsyncDeltaGliderClient:
         return create_client(
             self.endpoint_url,
             region_name=self.region,
             profile_name=self.profile,
             max_ratio=max_ratio,
+            delta_format=delta_format,
             transfer=TransferConfig(max_files=transfers, max_heads=checkers),
         )
 
@@ -321,6 +332,11 @@ async def _s3_objects(
         if rel and is_included(rel, filters):
             found.append((rel, entry))
     return found
+
+
+def check_delta_format(out: Output, value: str | None) -> None:
+    if value is not None and value.strip().lower() not in DELTA_FORMATS:
+        _usage(out, f"--delta-format must be one of {', '.join(DELTA_FORMATS)}: {value!r}")
 
 
 def _usage(out: Output, message: str) -> NoReturn:

@@ -26,6 +26,7 @@ from ._exceptions import (
     ReservedNameError,
     StorageError,
 )
+from ._formats import FORMATS as _FORMATS
 from ._models import (
     CompressionEstimate,
     DeltaGliderInfo,
@@ -36,8 +37,12 @@ from ._models import (
 from ._pipeline.bulk import ProgressEvent, TransferResult
 from ._transfer import TransferConfig
 
+#: the delta formats this version writes and reads (``create_client(delta_format=...)``)
+DELTA_FORMATS: tuple[str, ...] = tuple(sorted(_FORMATS))
+
 __all__ = [
     "DEFAULT_DELTA_EXTENSIONS",
+    "DELTA_FORMATS",
     "AsyncDeltaGliderClient",
     "BucketNotFoundError",
     "BucketStats",

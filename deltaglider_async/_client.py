@@ -169,6 +169,7 @@ class AsyncDeltaGliderClient:
                 else None,
                 reason=summary.reason,
                 reference_created=summary.reference_created,
+                delta_format=summary.delta_format or None,
             ).as_dict(),
             "ResponseMetadata": {"HTTPStatusCode": 200},
         }
@@ -379,6 +380,8 @@ class AsyncDeltaGliderClient:
             size = meta.file_size
             entry["DeltaGliderInfo"]["OriginalSize"] = size
             entry["DeltaGliderInfo"]["Sha256"] = meta.file_sha256
+            entry["DeltaGliderInfo"]["DeltaFormat"] = meta.delta_format or DEFAULT_FORMAT
+            entry["DeltaGliderInfo"]["FormatNote"] = meta.format_note
             if size is not None:
                 entry["Size"] = size
 

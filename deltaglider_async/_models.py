@@ -24,9 +24,15 @@ class DeltaGliderInfo:
     sha256: str | None = None
     #: This put created its delta space's reference (and so saved nothing itself).
     reference_created: bool = False
+    #: a delta's format (``vcdiff``, ``archive``); None for other objects
+    delta_format: str | None = None
+    #: why a put that asked for another delta format stored it this way
+    format_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "DeltaFormat": self.delta_format,
+            "FormatNote": self.format_note,
             "ReferenceCreated": self.reference_created,
             "StoredAs": self.stored_as,
             "StoredKey": self.stored_key,

@@ -28,6 +28,7 @@ from .._common import (
     DEFAULT_TRANSFERS,
     EXIT_FAILED,
     EXIT_OK,
+    DeltaFormatOpt,
     DryRun,
     Excludes,
     Includes,
@@ -49,6 +50,7 @@ from .._common import (
     _s3_objects,
     _saved_text,
     _usage,
+    check_delta_format,
     command,
     copy_in_s3,
 )
@@ -67,6 +69,7 @@ def cp(
     only_show_errors: OnlyErrors = False,
     no_progress: NoProgress = False,
     max_ratio: MaxRatio = None,
+    delta_format: DeltaFormatOpt = None,
     no_delta: NoDelta = False,
     transfers: Transfers = DEFAULT_TRANSFERS,
     json_output: Json = False,
@@ -75,6 +78,7 @@ def cp(
 ) -> None:
     """Copy local files to S3, S3 objects to local files, or S3 to S3."""
     out = _output(json_output, quiet, only_show_errors, no_progress)
+    check_delta_format(out, delta_format)
     filters = settings.filters
     src_s3, dst_s3 = is_s3_url(source), is_s3_url(destination)
     if "-" in (source, destination) and not (src_s3 or dst_s3):
@@ -83,7 +87,9 @@ def cp(
         _usage(out, "cp needs at least one s3:// URL (use your shell to copy local files)")
 
     async def work() -> int:
-        async with settings.client(max_ratio=max_ratio, transfers=transfers) as dg:
+        async with settings.client(
+            max_ratio=max_ratio, transfers=transfers, delta_format=delta_format
+        ) as dg:
             if source == "-" or destination == "-":
                 return await _stream_cp(dg, out, source, destination, dryrun, max_ratio, no_delta)
             if not src_s3:

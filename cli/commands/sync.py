@@ -29,6 +29,7 @@ from .._common import (
     EXIT_FAILED,
     EXIT_OK,
     Checkers,
+    DeltaFormatOpt,
     DryRun,
     Excludes,
     Includes,
@@ -48,6 +49,7 @@ from .._common import (
     _report_results,
     _s3_objects,
     _usage,
+    check_delta_format,
     command,
 )
 from .._render import Summary, TransferProgress
@@ -70,6 +72,7 @@ def sync(
     only_show_errors: OnlyErrors = False,
     no_progress: NoProgress = False,
     max_ratio: MaxRatio = None,
+    delta_format: DeltaFormatOpt = None,
     no_delta: NoDelta = False,
     transfers: Transfers = DEFAULT_TRANSFERS,
     checkers: Checkers = 64,
@@ -79,6 +82,7 @@ def sync(
 ) -> None:
     """Make the destination match the source (new or changed files; --delete removes extras)."""
     out = _output(json_output, quiet, only_show_errors, no_progress)
+    check_delta_format(out, delta_format)
     filters = settings.filters
     if is_s3_url(source) == is_s3_url(destination):
         _usage(out, "sync needs one local directory and one s3:// URL")
@@ -88,6 +92,7 @@ def sync(
             max_ratio=max_ratio,
             transfers=transfers,
             checkers=checkers,
+            delta_format=delta_format,
         ) as dg:
             upload = not is_s3_url(source)
             local = Path(destination if upload is False else source)

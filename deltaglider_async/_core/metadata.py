@@ -43,6 +43,8 @@ class ObjectMeta:
     source_name: str | None = None
     #: ``dg-delta-format``; None for the default format (``vcdiff``)
     delta_format: str | None = None
+    #: ``dg-format-note``: why a put asked for another format stored it this way
+    format_note: str | None = None
 
 
 def timestamp(moment: datetime) -> str:
@@ -106,6 +108,12 @@ def delta_metadata(
     return meta
 
 
+def format_note_metadata(note: str) -> dict[str, str]:
+    """Why a put that asked for a delta format stored the object another way (lets a resumed
+    ``migrate --delta-format`` tell "tried" from "not yet converted")."""
+    return {"dg-format-note": encode_name(note)} if note else {}
+
+
 def direct_metadata(
     *, tool: str, original_name: str, sha256: str, size: int, created_at: str
 ) -> dict[str, str]:
@@ -165,6 +173,7 @@ def parse_metadata(raw: Mapping[str, str], stored_key: str) -> ObjectMeta:
         "note": note,
         "source_name": decode_name(v) if (v := _lookup(meta, "source-name")) else None,
         "delta_format": meta.get("dg-delta-format") or None,
+        "format_note": decode_name(v) if (v := meta.get("dg-format-note")) else None,
     }
     name = stored_key.rsplit("/", 1)[-1]
     if name == REFERENCE_NAME and (sha or note == "reference"):

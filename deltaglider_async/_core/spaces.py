@@ -38,6 +38,7 @@ DEFAULT_DELTA_EXTENSIONS: frozenset[str] = frozenset(
         ".deb",
         ".rpm",
         ".apk",
+        ".xpi",
         ".tar.gz",
         ".tar.bz2",
         ".tar.xz",

@@ -96,7 +96,7 @@ def _encode_sync(
     if stats.members == 0:
         return _Encoded(None, "not a zip or gzip archive")
     if stats.expanded + stats.unchanged == 0:
-        return _Encoded(None, "no member re-deflates byte-exact")
+        return _Encoded(None, "no deflated member that re-deflates byte-exact")
     packed = lzma.compress(head, preset=6)
     delta = ARCHIVE_MAGIC + varint(len(packed)) + packed + _vcdiff(form.source, payload)
     # The proof: what a reader will do, on these very bytes, before anything is stored.

@@ -19,7 +19,7 @@ from .._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource
 from .._engine.codec import CodecRunner, EncodeResult
 from .._engine.stats import StatsEngine
 from .._exceptions import BucketNotFoundError, DeltaGliderError, IntegrityError
-from .._formats import DeltaFormat
+from .._formats import DEFAULT_FORMAT, DeltaFormat
 from .._models import DeltaGliderInfo
 from .._storage.port import ObjectHead, Storage
 from .._transfer import TransferConfig
@@ -190,6 +190,10 @@ class Resolved:
             ratio=self.head.size / original if original else None,
             reference_key=self.meta.ref_key,
             sha256=self.meta.file_sha256,
+            delta_format=(self.meta.delta_format or DEFAULT_FORMAT)
+            if self.meta.kind is MetaKind.DELTA
+            else None,
+            format_note=self.meta.format_note,
         )
 
 

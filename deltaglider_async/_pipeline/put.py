@@ -20,7 +20,12 @@ from pathlib import Path
 
 import anyio
 
-from .._core.metadata import delta_metadata, direct_metadata, timestamp
+from .._core.metadata import (
+    delta_metadata,
+    direct_metadata,
+    format_note_metadata,
+    timestamp,
+)
 from .._core.policy import delta_budget, delta_ratio, keep_delta, parse_max_ratio
 from .._core.spaces import (
     DELTA_SUFFIX,
@@ -38,7 +43,7 @@ from .._core.spaces import (
 from .._core.twins import newer_copy
 from .._engine.codec import unlink_quietly
 from .._exceptions import InvalidArgumentError
-from .._formats import FORMATS
+from .._formats import DEFAULT_FORMAT, FORMATS
 from .._localfs import FileChangedError, FileDigest, read_snapshot
 from .._models import CompressionEstimate, UploadSummary
 from .._storage.port import Progress
@@ -231,7 +236,10 @@ class PutPipeline(Stage):
                 ref_sha256=ref_sha,
                 delta_size=result.delta_size,
                 zero_diff=reference_created,
-                format_fields=FORMATS[result.format_name].metadata(name_of(key)),
+                format_fields={
+                    **FORMATS[result.format_name].metadata(name_of(key)),
+                    **format_note_metadata(result.note),
+                },
             )
 
             async def send() -> None:
@@ -334,6 +342,12 @@ class PutPipeline(Stage):
                 sha256=sha256,
                 size=size,
                 created_at=created_at,
+            ),
+            # A put asked for another delta format records why it stored the file directly.
+            **(
+                format_note_metadata(reason or "not delta-eligible")
+                if self._ctx.delta_format.name != DEFAULT_FORMAT
+                else {}
             ),
         }
 

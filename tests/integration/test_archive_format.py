@@ -1,0 +1,130 @@
+"""The archive delta format on a real server: opt-in, recorded per object, read without options,
+byte-exact, smaller than vcdiff on compressed archives, and refused loudly by deltaglider 6.2."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.localserver import LocalS3
+
+from ..artifacts import deflated_zip, release_tarball, release_zip
+from ..conftest import boto, make_client
+from ..oldtool import ensure_old_tool
+
+
+async def _stored_bytes(server: LocalS3, bucket: str, prefix: str) -> int:
+    resp = boto(server).list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sum(o["Size"] for o in resp.get("Contents", []))
+
+
+async def test_archive_series_round_trips_and_beats_vcdiff(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    series = {
+        "whl": [deflated_zip(v) for v in range(1, 5)],
+        "tgz": [release_tarball(v) for v in range(1, 4)],
+        "nested": [deflated_zip(v, nested=True) for v in range(1, 4)],
+    }
+    ext = {"whl": "whl", "tgz": "tar.gz", "nested": "jar"}
+    totals: dict[str, dict[str, int]] = {}
+    for fmt in ("vcdiff", "archive"):
+        async with make_client(s3, tmp_path / f"cache-{fmt}", delta_format=fmt) as dg:
+            for name, versions in series.items():
+                prefix = f"{fmt}/{name}/"
+                for v, body in enumerate(versions, 1):
+                    key = f"{prefix}pkg-1.{v}.{ext[name]}"
+                    resp = await dg.put_object(Bucket=bucket, Key=key, Body=body)
+                    info = resp["DeltaGliderInfo"]
+                    if fmt == "archive":
+                        assert info["StoredAs"] == "delta", (key, info)
+                        assert info["DeltaFormat"] == "archive", (key, info)
+                totals.setdefault(name, {})[fmt] = await _stored_bytes(s3, bucket, prefix)
+    # Reads need no option, in a fresh client with an empty cache.
+    async with make_client(s3, tmp_path / "cache-read") as dg:
+        for name, versions in series.items():
+            for v, body in enumerate(versions, 1):
+                key = f"archive/{name}/pkg-1.{v}.{ext[name]}"
+                got = await dg.get_object(Bucket=bucket, Key=key)
+                assert await got["Body"].read() == body, key
+                head = await dg.head_object(Bucket=bucket, Key=key)
+                assert head["DeltaGliderInfo"]["DeltaFormat"] == "archive"
+                assert (await dg.verify(f"s3://{bucket}/{key}")).valid
+    raw = boto(s3).head_object(Bucket=bucket, Key="archive/whl/pkg-1.2.whl.delta")
+    assert raw["Metadata"]["dg-delta-format"] == "archive"
+    for name, sizes in totals.items():
+        # The whole series, references included: members' contents delta far better.
+        assert sizes["archive"] < sizes["vcdiff"], (name, sizes)
+    assert totals["tgz"]["archive"] * 2 < totals["tgz"]["vcdiff"], totals["tgz"]
+
+
+async def test_what_the_format_cannot_represent_falls_back_with_a_reason(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    async with make_client(s3, tmp_path / "cache", delta_format="archive") as dg:
+        # A zip of stored members has nothing to expand: vcdiff already sees its contents.
+        await dg.put_object(Bucket=bucket, Key="a/app-1.zip", Body=release_zip(1))
+        second = await dg.put_object(Bucket=bucket, Key="a/app-2.zip", Body=release_zip(2))
+        assert second["DeltaGliderInfo"]["DeltaFormat"] == "vcdiff"
+        assert "no deflated member" in second["DeltaGliderInfo"]["Reason"]
+        not_archive = os.urandom(1000) + release_zip(3)[1000:]
+        await dg.put_object(Bucket=bucket, Key="b/app-1.zip", Body=b"plain bytes " * 500)
+        fallback = await dg.put_object(Bucket=bucket, Key="b/app-2.zip", Body=b"plain byte! " * 500)
+        info = fallback["DeltaGliderInfo"]
+        assert info["StoredAs"] == "delta" and info["DeltaFormat"] == "vcdiff", info
+        assert "archive format not used" in info["Reason"], info
+        head = await dg.head_object(Bucket=bucket, Key="b/app-2.zip")
+        assert "reference is not a zip or gzip archive" in head["DeltaGliderInfo"]["FormatNote"]
+        await dg.put_object(Bucket=bucket, Key="a/app-3.zip", Body=not_archive)
+        for key, body in [
+            ("a/app-2.zip", release_zip(2)),
+            ("a/app-3.zip", not_archive),
+            ("b/app-2.zip", b"plain byte! " * 500),
+        ]:
+            got = await dg.get_object(Bucket=bucket, Key=key)
+            assert await got["Body"].read() == body, key
+
+
+async def test_deltaglider_62_refuses_archive_objects_loudly(
+    seaweed: LocalS3, tmp_path: Path
+) -> None:
+    exe = ensure_old_tool() / "bin" / "deltaglider"
+    bucket = f"old-{uuid.uuid4().hex[:10]}"
+    boto(seaweed).create_bucket(Bucket=bucket)
+    async with make_client(seaweed, tmp_path / "cache", delta_format="archive") as dg:
+        await dg.put_object(Bucket=bucket, Key="rel/pkg-1.whl", Body=deflated_zip(1))
+        await dg.put_object(Bucket=bucket, Key="rel/pkg-2.whl", Body=deflated_zip(2))
+    out = tmp_path / "pkg-2.whl"
+    env = {**os.environ, **seaweed.env(), "DG_SUPPRESS_DEPRECATION": "1"}
+    result = await anyio.run_process(
+        [str(exe), "cp", f"s3://{bucket}/rel/pkg-2.whl", str(out)],
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout.decode()
+    print(result.stderr.decode()[-600:], result.stdout.decode()[-300:])
+    # Never wrong bytes: no file, or (had it written one) not a different one.
+    assert not out.exists() or out.read_bytes() == deflated_zip(2)
+
+
+@pytest.mark.parametrize("fmt", ["ARCHIVE", "archive "])
+async def test_the_format_is_chosen_by_name_or_environment(
+    s3: LocalS3, bucket: str, tmp_path: Path, fmt: str
+) -> None:
+    from deltaglider_async import create_client
+
+    async with create_client(
+        s3.endpoint_url,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        env={"DG_DELTA_FORMAT": fmt, "DG_CACHE_DIR": str(tmp_path / "c")},
+    ) as dg:
+        await dg.put_object(Bucket=bucket, Key="e/pkg-1.whl", Body=deflated_zip(1))
+        resp = await dg.put_object(Bucket=bucket, Key="e/pkg-2.whl", Body=deflated_zip(2))
+    assert resp["DeltaGliderInfo"]["DeltaFormat"] == "archive"
