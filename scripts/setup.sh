@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian/Ubuntu machine: system packages
-# (liblzma-dev to build the codec, xdelta3 as the interop oracle), a venv in .venv, and the
+# (liblzma-dev to build the codec, xdelta3 as the interop oracle, zip and fastjar for archives), a venv in .venv, and the
 # project in editable mode with its dev extras.  Idempotent: re-running skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v xdelta3 >/dev/null 2>&1 || need_apt+=(xdelta3)
+# zip and fastjar make the archives the archive format's tests must round-trip byte-exact
+command -v zip >/dev/null 2>&1 || need_apt+=(zip)
+command -v fastjar >/dev/null 2>&1 || need_apt+=(fastjar)
 [ -f /usr/include/lzma.h ] || need_apt+=(liblzma-dev)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)

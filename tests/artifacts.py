@@ -29,7 +29,9 @@ def release_zip(version: int, *, files: int = 40, file_size: int = 8 << 10, seed
     return out.getvalue()
 
 
-def source_tree(version: int, *, files: int = 30, lines: int = 300, seed: int = 11) -> dict[str, bytes]:
+def source_tree(
+    version: int, *, files: int = 30, lines: int = 300, seed: int = 11
+) -> dict[str, bytes]:
     """Text members (like a package's sources) of which a few lines change per version."""
     rng = random.Random(seed)
     words = [rng.randbytes(4).hex() for _ in range(400)]
@@ -59,7 +61,9 @@ def deflated_zip(version: int, *, level: int = 6, nested: bool = False) -> bytes
             zf.writestr(zipfile.ZipInfo(name, date_time=stamp), body, zipfile.ZIP_DEFLATED)
         if nested:
             inner = deflated_zip(version + 100, level=level)
-            zf.writestr(zipfile.ZipInfo("lib/inner.jar", date_time=stamp), inner, zipfile.ZIP_DEFLATED)
+            zf.writestr(
+                zipfile.ZipInfo("lib/inner.jar", date_time=stamp), inner, zipfile.ZIP_DEFLATED
+            )
             data = b"".join(source_tree(version, files=4).values())
             zf.writestr(
                 zipfile.ZipInfo("data/model.json.gz", date_time=stamp),
