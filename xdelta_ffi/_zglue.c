@@ -69,8 +69,10 @@ int dg_deflate_matches(int level, int window_bits, int mem_level, int strategy, 
   if (deflateInit2(&s, level, Z_DEFLATED, window_bits, mem_level, strategy) != Z_OK) return -1;
   s.next_in = (Bytef *)in;
   for (;;) {
+    /* Small input steps, so that the first block deflate emits (after ~16K symbols) is
+     * compared before the rest of the member is compressed. */
     size_t made;
-    uInt feed = in_len > 0x40000000u ? 0x40000000u : (uInt)in_len;
+    uInt feed = in_len > (1u << 16) ? (1u << 16) : (uInt)in_len;
     s.avail_in = feed;
     s.next_out = buf;
     s.avail_out = sizeof buf;

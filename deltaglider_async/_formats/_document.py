@@ -58,6 +58,8 @@ _PARAMS: Final = (
 #: after this many members with no exact parameters and none found, an archive's producer is
 #: taken to be some other deflater, and its further members are not tried
 _GIVE_UP_AFTER: Final = 8
+#: members up to this size are tried with every setting even once one setting is known
+_CHEAP_TRIAL: Final = 64 << 10
 
 
 def varint(value: int) -> bytes:
@@ -191,6 +193,9 @@ class ReferenceForm:
 
 
 def reference_form(raw: bytes) -> ReferenceForm:
+    """The reference's source form is the payload of its own expansion: a member a target keeps
+    compressed (no zlib setting reproduces it) is compressed in the source too, so similar
+    members still match.  This is part of the format: version 1 of the stream fixes it."""
     spans = find_spans(raw)
     view = memoryview(raw)
     members = {
@@ -198,36 +203,8 @@ def reference_form(raw: bytes) -> ReferenceForm:
         for s in spans
         if s.method == DEFLATED or _looks_like_archive(view[s.offset : s.offset + 4])
     }
-    budget = [SOURCE_LIMIT]
-    pieces: list[bytes | memoryview] = []
-    _source_pieces(view, 0, budget, pieces)
-    return ReferenceForm(raw, b"".join(pieces), members, bool(spans))
-
-
-def _source_pieces(
-    view: memoryview, depth: int, budget: list[int], out: list[bytes | memoryview]
-) -> None:
-    pos = 0
-    for span in find_spans(view):
-        out.append(view[pos : span.offset])
-        data = view[span.offset : span.offset + span.length]
-        pos = span.offset + span.length
-        contents: bytes | memoryview | None = data if span.method == STORED else None
-        if span.method == DEFLATED and budget[0] > 0:
-            contents = _inflated(data, budget[0])
-            if contents is not None:
-                budget[0] -= len(contents)
-        if contents is None:
-            out.append(data)
-        elif (
-            depth + 1 < MAX_DEPTH
-            and len(contents) <= NESTED_LIMIT
-            and _looks_like_archive(contents)
-        ):
-            _source_pieces(memoryview(contents), depth + 1, budget, out)
-        else:
-            out.append(contents)
-    out.append(view[pos:])
+    _, source = Expander(None).expand(raw)
+    return ReferenceForm(raw, source, members, bool(spans))
 
 
 @dataclass
@@ -310,9 +287,8 @@ class Expander:
 
     def __init__(self, reference: ReferenceForm | None) -> None:
         self._reference = reference
-        self._order: list[tuple[int, int]] = list(_PARAMS)
-        self._found = 0
-        self._misses = 0
+        self._producers: dict[tuple[int, bool], _Producer] = {}
+        self._budget = SOURCE_LIMIT
         self.stats = ExpandStats()
 
     def expand(self, data: bytes) -> tuple[bytes, bytes]:
@@ -338,15 +314,22 @@ class Expander:
         reference = self._reference.raw if depth == 0 and self._reference is not None else None
         doc = _Doc(reference)
         pos = 0
+        producer = self._producers.setdefault((depth, is_gzip(view)), _Producer())
         for span in find_spans(view):
             doc.raw(view[pos : span.offset])
             pos = span.offset + span.length
-            self._member(doc, view[span.offset : pos], span.method, span.hint, depth)
+            self._member(doc, view[span.offset : pos], span.method, span.hint, depth, producer)
         doc.raw(view[pos:])
         return doc
 
     def _member(
-        self, doc: _Doc, data: memoryview, method: int, hint: int | None, depth: int
+        self,
+        doc: _Doc,
+        data: memoryview,
+        method: int,
+        hint: int | None,
+        depth: int,
+        producer: _Producer,
     ) -> None:
         if depth == 0:
             self.stats.members += 1
@@ -365,13 +348,16 @@ class Expander:
                 doc.segments.append(Segment(NESTED, len(data), len(body)))
                 doc.payload.append(body)
             return
-        contents = _inflated(data, max(NESTED_LIMIT, 64 * len(data)))
-        params = None if contents is None else self._params_for(contents, data, hint)
+        contents = None
+        if self._budget > 0:
+            contents = _inflated(data, min(self._budget, max(NESTED_LIMIT, 64 * len(data))))
+        params = None if contents is None else producer.params_for(contents, data, hint)
         if contents is None or params is None:
             self.stats.not_reproduced += depth == 0
             doc.raw(data)
             return
         self.stats.expanded += depth == 0
+        self._budget -= len(contents)
         level, mem_level = params
         crc = binascii.crc32(data)
         inner = self._nested(memoryview(contents), depth)
@@ -397,20 +383,36 @@ class Expander:
         inner = self._document(contents, depth + 1)
         return inner if inner.useful else None
 
-    def _params_for(
+
+class _Producer:
+    """What deflated the members of one container (a zip, a gzip stream, at one depth).
+
+    A producer uses one setting for all its members, so once a setting worked, a large member
+    is only tried with the settings that worked (a wrong guess costs a deflate of its first block,
+    tens of milliseconds for a big member); small members, cheap to try, get every setting.  A
+    container none of whose first members matches anything was made by another deflater: the
+    rest are not tried at all.
+    """
+
+    def __init__(self) -> None:
+        self._order: list[tuple[int, int]] = list(_PARAMS)
+        self._worked: list[tuple[int, int]] = []
+        self._misses = 0
+
+    def params_for(
         self, contents: bytes, compressed: memoryview, hint: int | None
     ) -> tuple[int, int] | None:
-        """zlib parameters that deflate ``contents`` to exactly ``compressed``, if any.  The last
-        ones that worked are tried first: an archive's members share their producer."""
-        if self._found == 0 and self._misses >= _GIVE_UP_AFTER:
+        if not self._worked and self._misses >= _GIVE_UP_AFTER:
             return None
         order = self._order
-        if hint is not None:
+        if self._worked and len(contents) > _CHEAP_TRIAL:
+            order = self._worked
+        elif hint is not None:
             order = [p for p in order if p[0] == hint] + [p for p in order if p[0] != hint]
         for params in order:
             if deflate_matches(contents, compressed, params[0], params[1]):
-                self._found += 1
                 self._order = [params] + [p for p in self._order if p != params]
+                self._worked = [params] + [p for p in self._worked if p != params]
                 return params
         self._misses += 1
         return None
@@ -426,6 +428,7 @@ def parse_head(head: bytes) -> tuple[str, list[Segment]]:
     if pos + table_len != len(head):
         raise IntegrityError("archive delta: malformed head")
     return rebuilder, parse_table(head[pos:])
+
 
 
 # --- rebuilding ---------------------------------------------------------------------------------

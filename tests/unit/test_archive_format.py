@@ -7,6 +7,7 @@ Archives come from Python's zipfile/gzip/tarfile, from Debian's ``zip``, ``fastj
 
 from __future__ import annotations
 
+import ensurepip
 import gzip
 import io
 import random
@@ -15,15 +16,14 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import ensurepip
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xdelta_ffi
 from deltaglider_async._formats import _document as document
-from deltaglider_async._formats.archive import ARCHIVE_MAGIC, _encode_sync, _split
 from deltaglider_async._formats._document import Rebuilder, reference_form
+from deltaglider_async._formats.archive import ARCHIVE_MAGIC, _encode_sync, _split
 
 from ..artifacts import deflated_zip, release_tarball, source_tree
 
