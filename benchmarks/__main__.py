@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cache, codec, sdk, stats, transfers
+from . import archive, cache, codec, sdk, stats, transfers
 from ._common import RESULTS, machine
 
 PARTS = {
@@ -23,6 +23,7 @@ PARTS = {
     "sdk": sdk,
     "transfers": transfers,
     "stats": stats,
+    "archive": archive,
 }
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,7 @@ def publish(parts: list[str]) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     block = "\n".join(bodies).replace("](versions.png)", "](benchmarks/results/versions.png)")
+    block = block.replace("](archive.png)", "](benchmarks/results/archive.png)")
     block = re.sub(r"^## ", "### ", block, flags=re.M)
     new = (
         "<!-- bench:start -->\n"

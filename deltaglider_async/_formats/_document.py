@@ -34,6 +34,7 @@ REF: Final = 1
 DEFLATE: Final = 2
 DEFLATE_NESTED: Final = 3
 NESTED: Final = 4
+PATCH: Final = 5
 
 #: the first bytes of an expanded stream; its version byte follows
 STREAM_MAGIC: Final = b"DGX"
@@ -106,7 +107,7 @@ class Segment:
         head = bytes([self.kind])
         if self.kind == RAW:
             return head + varint(self.out_len)
-        if self.kind == REF:
+        if self.kind in (REF, PATCH):
             moved = self.offset - ref_cursor
             return head + varint(moved * 2 if moved >= 0 else -moved * 2 - 1) + varint(self.out_len)
         if self.kind == NESTED:
@@ -128,14 +129,14 @@ def parse_table(table: bytes | memoryview) -> list[Segment]:
         if kind == RAW:
             n, pos = read_varint(table, pos)
             segments.append(Segment(RAW, n, n))
-        elif kind == REF:
+        elif kind in (REF, PATCH):
             moved, pos = read_varint(table, pos)
             n, pos = read_varint(table, pos)
             offset = cursor + (moved >> 1 if not moved & 1 else -((moved + 1) >> 1))
             if offset < 0:
                 raise IntegrityError("archive delta: invalid reference offset")
             cursor = offset + n
-            segments.append(Segment(REF, n, 0, offset=offset))
+            segments.append(Segment(kind, n, n if kind == PATCH else 0, offset=offset))
         elif kind == NESTED:
             n, pos = read_varint(table, pos)
             plen, pos = read_varint(table, pos)
@@ -173,6 +174,38 @@ def _inflated(data: memoryview, limit: int) -> bytes | None:
     return out if used == len(data) else None
 
 
+def _lanes(data: bytes | memoryview | bytearray) -> int:
+    """``data`` as an integer with each byte in a 16-bit lane (so lanes never carry)."""
+    wide = bytearray(2 * len(data))
+    wide[0::2] = data
+    return int.from_bytes(wide, "little")
+
+
+_ONES: dict[int, int] = {}
+
+
+def _hundreds(n: int) -> int:
+    found = _ONES.get(n)
+    if found is None:
+        found = int.from_bytes(b"\x00\x01" * n, "little")
+        if n <= 1 << 16:
+            _ONES[n] = found
+    return found
+
+
+def byte_delta(target: bytes | memoryview, base: bytes | memoryview) -> bytes:
+    """Bytewise ``target - base`` (mod 256): zero where they agree, and a field that moved by a
+    constant (an offset, a timestamp) differs by the same bytes in every entry."""
+    n = len(target)
+    lanes = _lanes(target) + _hundreds(n) - _lanes(base)
+    return lanes.to_bytes(2 * n, "little")[0::2]
+
+
+def byte_undelta(delta: bytes | memoryview | bytearray, base: bytes | memoryview) -> bytes:
+    n = len(delta)
+    return (_lanes(delta) + _lanes(base)).to_bytes(2 * n, "little")[0::2]
+
+
 def span_digest(data: bytes | memoryview) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
@@ -186,6 +219,8 @@ class ReferenceForm:
     source: bytes
     members: dict[bytes, int]
     is_archive: bool
+    #: where the bytes after the last member (a zip's central directory) start
+    tail: int
 
     @property
     def size(self) -> int:
@@ -204,7 +239,8 @@ def reference_form(raw: bytes) -> ReferenceForm:
         if s.method == DEFLATED or _looks_like_archive(view[s.offset : s.offset + 4])
     }
     _, source = Expander(None).expand(raw)
-    return ReferenceForm(raw, source, members, bool(spans))
+    tail = spans[-1].offset + spans[-1].length if spans else 0
+    return ReferenceForm(raw, source, members, bool(spans), tail)
 
 
 @dataclass
@@ -237,6 +273,8 @@ class _Doc:
     reference: bytes | None = None
     segments: list[Segment] = field(default_factory=list)
     payload: list[bytes | memoryview] = field(default_factory=list)
+    #: where in the reference the last REF or PATCH ended
+    cursor: int = 0
 
     def raw(self, data: memoryview) -> None:
         if not len(data):
@@ -263,17 +301,93 @@ class _Doc:
             self.segments[-1] = Segment(REF, last.out_len + length, 0, offset=last.offset)
         else:
             self.segments.append(Segment(REF, length, 0, offset=offset))
+        self.cursor = offset + length
+
+    def gap(self, data: memoryview, hint: int | None) -> None:
+        """Bytes between members (headers, a central directory): stored as their bytewise
+        difference from the reference's bytes at ``hint`` when those are mostly the same (a
+        header differing only in its timestamp, a directory whose offsets moved), which
+        delta-encodes to almost nothing."""
+        ref = self.reference
+        n = len(data)
+        if ref is not None and hint is not None and n >= 8 and 0 <= hint <= len(ref) - n:
+            if (
+                bytes(data[:4]) != ref[hint : hint + 4]
+                or _common_prefix(data, memoryview(ref)[hint : hint + n]) == n
+            ):
+                self.raw(data)
+                return
+            patch = byte_delta(data, memoryview(ref)[hint : hint + n])
+            if patch.count(0) * 10 >= n * 6:
+                self.segments.append(Segment(PATCH, n, n, offset=hint))
+                self.payload.append(patch)
+                self.cursor = hint + n
+                return
+        self.raw(data)
 
     @property
     def useful(self) -> bool:
         return any(s.kind != RAW for s in self.segments)
+
+    def merge_runs(self) -> None:
+        """Runs of REF and PATCH segments that follow each other in the reference too (the
+        unchanged members and the headers between them) become one PATCH: its payload is mostly
+        zeros, which costs the delta next to nothing, and the table stays short."""
+        if self.reference is None:
+            return
+        merged: list[Segment] = []
+        payload: list[bytes | memoryview] = []
+        pieces = iter(self.payload)
+        run: list[tuple[Segment, bytes | memoryview | None]] = []
+
+        def flush() -> None:
+            if not run:
+                return
+            if len(run) == 1:
+                seg, body = run[0]
+                merged.append(seg)
+                if body is not None:
+                    payload.append(body)
+            else:
+                start = run[0][0].offset
+                total = sum(seg.out_len for seg, _ in run)
+                merged.append(Segment(PATCH, total, total, offset=start))
+                payload.extend(
+                    body if body is not None else bytes(seg.out_len) for seg, body in run
+                )
+            run.clear()
+
+        def take(n: int) -> bytes | memoryview | None:
+            # A segment's payload may be several pieces (adjacent RAWs merge), never part of one.
+            if not n:
+                return None
+            got = [next(pieces)]
+            size = len(got[0])
+            while size < n:
+                got.append(next(pieces))
+                size += len(got[-1])
+            return got[0] if len(got) == 1 else b"".join(got)
+
+        for seg in self.segments:
+            body = take(seg.payload_len)
+            if seg.kind in (REF, PATCH):
+                if run and run[-1][0].offset + run[-1][0].out_len != seg.offset:
+                    flush()
+                run.append((seg, body))
+                continue
+            flush()
+            merged.append(seg)
+            if body is not None:
+                payload.append(body)
+        flush()
+        self.segments, self.payload = merged, payload
 
     def table(self) -> bytes:
         entries = []
         cursor = 0
         for seg in self.segments:
             entries.append(seg.encode(cursor))
-            if seg.kind == REF:
+            if seg.kind in (REF, PATCH):
                 cursor = seg.offset + seg.out_len
         return b"".join(entries)
 
@@ -296,6 +410,7 @@ class Expander:
         payload what the segments take, in order.  They are kept apart because the payload is
         what gets delta-encoded: a table in front of it spoils xdelta3's source matching."""
         doc = self._document(memoryview(data), 0)
+        doc.merge_runs()
         rebuilder = REBUILDER.encode()
         table = doc.table()
         head = b"".join(
@@ -316,11 +431,34 @@ class Expander:
         pos = 0
         producer = self._producers.setdefault((depth, is_gzip(view)), _Producer())
         for span in find_spans(view):
-            doc.raw(view[pos : span.offset])
+            gap = view[pos : span.offset]
             pos = span.offset + span.length
-            self._member(doc, view[span.offset : pos], span.method, span.hint, depth, producer)
-        doc.raw(view[pos:])
+            data = view[span.offset : pos]
+            same = self._unchanged(data) if reference is not None else None
+            if reference is None:
+                doc.raw(gap)
+            else:  # the gap before a member found in the reference ends where that member starts
+                doc.gap(gap, doc.cursor if same is None else same - len(gap))
+            if same is not None:
+                doc.ref(same, len(data))
+                self.stats.members += 1
+                self.stats.unchanged += 1
+                continue
+            self._member(doc, data, span.method, span.hint, depth, producer)
+        tail = view[pos:]
+        if reference is None or self._reference is None:
+            doc.raw(tail)
+        else:
+            doc.gap(tail, self._reference.tail)
         return doc
+
+    def _unchanged(self, data: memoryview) -> int | None:
+        """Where the reference holds these very member bytes, if it does."""
+        assert self._reference is not None
+        offset = self._reference.members.get(span_digest(data))
+        if offset is not None and self._reference.raw[offset : offset + len(data)] == data:
+            return offset
+        return None
 
     def _member(
         self,
@@ -333,12 +471,6 @@ class Expander:
     ) -> None:
         if depth == 0:
             self.stats.members += 1
-        if depth == 0 and self._reference is not None:
-            offset = self._reference.members.get(span_digest(data))
-            if offset is not None and self._reference.raw[offset : offset + len(data)] == data:
-                doc.ref(offset, len(data))
-                self.stats.unchanged += 1
-                return
         if method == STORED:
             inner = self._nested(data, depth)
             if inner is None:
@@ -428,7 +560,6 @@ def parse_head(head: bytes) -> tuple[str, list[Segment]]:
     if pos + table_len != len(head):
         raise IntegrityError("archive delta: malformed head")
     return rebuilder, parse_table(head[pos:])
-
 
 
 # --- rebuilding ---------------------------------------------------------------------------------
@@ -587,6 +718,13 @@ class Rebuilder:
     def _end_segment(self, seg: Segment, out: list[Piece | Future[bytes]]) -> None:
         self._index += 1
         if seg.kind == RAW:
+            return
+        if seg.kind == PATCH:
+            end = seg.offset + seg.out_len
+            if end > len(self._reference):
+                raise IntegrityError(f"{self._what}: archive delta points past its reference")
+            out.append(byte_undelta(self._pending, memoryview(self._reference)[seg.offset : end]))
+            self._pending.clear()
             return
         if self._stream is not None:
             self._stream = None

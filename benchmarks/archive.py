@@ -1,0 +1,385 @@
+"""Archive benchmark: real release series stored by deltaglider 6.2 and by us in both formats.
+
+Each series is uploaded release by release, in order, into its own prefix of one SeaweedFS: by the
+deltaglider 6.2 SDK, by our SDK in the default ``vcdiff`` format and in the ``archive`` format.
+Stored bytes are counted from a raw listing of the prefix (references and every internal object
+included).  Each run is a fresh process; after its uploads it downloads the last release three
+times (median timed, SHA-256 checked).  Peak RSS is the worker's own.  Run:
+``python -m benchmarks.archive`` (or ``python -m benchmarks --only archive``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ._common import (
+    CACHE,
+    RESULTS,
+    fmt_bytes,
+    pypi_wheels,
+    run_worker,
+    scratch_dir,
+    self_peak_rss,
+    write_results,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name, what it shows, package, versions, kind
+SERIES: list[tuple[str, str, str, list[str], str]] = [
+    ("awscli wheels", "zip of text", "awscli", [f"1.45.{p}" for p in range(10, 40)], "wheel"),
+    ("awscli sdists", ".tar.gz", "awscli", [f"1.45.{p}" for p in range(10, 18)], "sdist"),
+    (
+        "botocore wheels",
+        "nested .json.gz",
+        "botocore",
+        [f"1.40.{p}" for p in range(10, 18)],
+        "wheel",
+    ),
+    (
+        "pydantic-core wheels",
+        "native .so",
+        "pydantic_core",
+        ["2.41.0", "2.41.1", "2.41.2", "2.41.3", "2.41.4", "2.41.5", "2.42.0", "2.43.0"],
+        "wheel",
+    ),
+    (
+        "py4j jars",
+        "jar (Maven)",
+        "py4j",
+        [f"0.10.9.{p}" for p in (1, 2, 3, 4, 5, 7, 8, 9)],
+        "jar",
+    ),
+]
+
+OLD_WORKER = r"""
+import hashlib, json, os, sys, time
+task = json.loads(sys.argv[1])
+import boto3
+from deltaglider import create_client
+c = create_client(endpoint_url=task["endpoint"], log_level="WARNING")
+raw = boto3.client("s3", endpoint_url=task["endpoint"], region_name="us-east-1")
+def stored():
+    pages = raw.get_paginator("list_objects_v2").paginate(
+        Bucket=task["bucket"], Prefix=task["prefix"] + "/")
+    return sum(o["Size"] for page in pages for o in page.get("Contents", []))
+puts, per_put = [], []
+for path in task["files"]:
+    t = time.perf_counter(); c.upload(path, f"s3://{task['bucket']}/{task['prefix']}/")
+    puts.append(time.perf_counter() - t)
+    per_put.append(stored())
+name = os.path.basename(task["files"][-1])
+gets, digest, error = [], None, None
+for i in range(3):
+    out = task["out"] + str(i)
+    t = time.perf_counter()
+    try:
+        c.download(f"s3://{task['bucket']}/{task['prefix']}/{name}", out)
+    except Exception as exc:  # 6.2 cannot read some of what it stores (re-gzips .gz)
+        error = f"{type(exc).__name__}: {str(exc)[:120]}"
+        break
+    gets.append(time.perf_counter() - t)
+    digest = hashlib.sha256(open(out, "rb").read()).hexdigest()
+    os.unlink(out)
+print(json.dumps({"puts": puts, "gets": gets, "sha256": digest, "stored_per_put": per_put,
+                  "get_error": error}))
+"""
+
+
+# ---------------------------------------------------------------- artifacts
+def _pip_download(spec: str, folder: Path, binary: bool) -> None:
+    kind = "--only-binary=:all:" if binary else "--no-binary=:all:"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", kind, "-d", str(folder), spec],
+        check=True,
+        capture_output=True,
+    )
+
+
+def series_files(package: str, versions: list[str], kind: str) -> list[Path]:
+    """The release files, downloaded once; named so that both tools treat them as archives
+    (deltaglider 6.2 does not delta-encode ``.whl``: wheels are linked as ``.zip``)."""
+    folder = CACHE / "archive" / f"{package}-{kind}"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for version in versions:
+        if kind == "wheel":
+            source = pypi_wheels(package, [version])[0]
+            target = folder / f"{package}-{version}.zip"
+        elif kind == "sdist":
+            pool = CACHE / "pypi" / f"{package}-sdist"
+            pool.mkdir(parents=True, exist_ok=True)
+            found = sorted(pool.glob(f"{package}-{version}.tar.gz"))
+            if not found:
+                _pip_download(f"{package}=={version}", pool, binary=False)
+                found = sorted(pool.glob(f"{package}-{version}.tar.gz"))
+            source, target = found[0], folder / f"{package}-{version}.tar.gz"
+        else:  # the jar a wheel carries
+            wheel = pypi_wheels(package, [version])[0]
+            target = folder / f"{package}-{version}.jar"
+            if not target.exists():
+                with zipfile.ZipFile(wheel) as zf:
+                    name = next(n for n in zf.namelist() if n.endswith(".jar"))
+                    tmp = target.with_suffix(".part")
+                    tmp.write_bytes(zf.read(name))
+                    os.replace(tmp, target)
+            source = target
+        if source != target and not target.exists():
+            os.link(source, target)
+        files.append(target)
+    return files
+
+
+# ---------------------------------------------------------------- workers
+def _ours(task: dict[str, Any]) -> dict[str, Any]:
+    import anyio
+    import boto3
+
+    from deltaglider_async import ReferenceCache, create_client
+
+    env = task["env"]
+    raw = boto3.client(
+        "s3",
+        endpoint_url=task["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+    def stored() -> int:
+        pages = raw.get_paginator("list_objects_v2").paginate(
+            Bucket=task["bucket"], Prefix=task["prefix"] + "/"
+        )
+        return sum(o["Size"] for page in pages for o in page.get("Contents", []))
+
+    async def run() -> dict[str, Any]:
+        client = create_client(
+            task["endpoint"],
+            region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            cache=ReferenceCache(directory=Path(task["cache"])),
+            delta_format=task["format"],
+            env={},
+        )
+        puts, formats, per_put = [], [], []
+        async with client as dg:
+            url = f"s3://{task['bucket']}/{task['prefix']}/"
+            for path in task["files"]:
+                start = time.perf_counter()
+                summary = await dg.upload(path, url)
+                puts.append(time.perf_counter() - start)
+                formats.append(summary.delta_format or summary.stored_as)
+                per_put.append(await anyio.to_thread.run_sync(stored))
+            name = os.path.basename(task["files"][-1])
+            gets = []
+            for i in range(3):
+                out = f"{task['out']}{i}"
+                start = time.perf_counter()
+                await dg.download(url + name, out)
+                gets.append(time.perf_counter() - start)
+                digest = hashlib.sha256(Path(out).read_bytes()).hexdigest()
+                os.unlink(out)
+        return {
+            "puts": puts,
+            "gets": gets,
+            "sha256": digest,
+            "formats": formats,
+            "stored_per_put": per_put,
+            "peak_rss": self_peak_rss(),
+        }
+
+    return anyio.run(run)
+
+
+def _run(task: dict[str, Any], python: Path | None = None) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        **task["env"],
+        "AWS_ENDPOINT_URL": task["endpoint"],
+        "DG_SUPPRESS_DEPRECATION": "1",
+    }
+    scratch = scratch_dir()
+    if scratch:
+        env["TMPDIR"] = scratch
+    command = None if python is None else [str(python), "-c", OLD_WORKER]
+    return run_worker("benchmarks.archive", task, command=command, env=env, timeout=3600)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+# ---------------------------------------------------------------- driver
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worker")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_ours(json.loads(args.worker))))
+        return 0
+    sys.path.insert(0, str(ROOT))
+    import boto3
+
+    from tests.localserver import seaweedfs
+    from tests.oldtool import ensure_old_tool
+
+    from .sdk import old_tool_python
+
+    ensure_old_tool()
+    old = old_tool_python()
+    results: dict[str, Any] = {"series": []}
+    with seaweedfs() as server, tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
+        env = {k: v for k, v in server.env().items() if k != "AWS_ENDPOINT_URL"}
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=server.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key,
+        )
+        bucket = f"archive-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+
+        def stored(prefix: str) -> int:
+            total = 0
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix + "/"
+            ):
+                total += sum(o["Size"] for o in page.get("Contents", []))
+            return total
+
+        for name, shows, package, versions, kind in SERIES:
+            files = series_files(package, versions[:4] if args.quick else versions, kind)
+            logical = sum(f.stat().st_size for f in files)
+            last_sha = hashlib.sha256(files[-1].read_bytes()).hexdigest()
+            entry: dict[str, Any] = {
+                "series": name,
+                "shows": shows,
+                "releases": len(files),
+                "first": files[0].name,
+                "last": files[-1].name,
+                "logical_bytes": logical,
+                "last_size": files[-1].stat().st_size,
+            }
+            for tool in ("deltaglider 6.2", "vcdiff", "archive"):
+                prefix = f"{tool.replace(' ', '')}/{package}-{kind}"
+                task = {
+                    "endpoint": server.endpoint_url,
+                    "env": env,
+                    "bucket": bucket,
+                    "prefix": prefix,
+                    "files": [str(f) for f in files],
+                    "out": f"{tmp}/{uuid.uuid4().hex[:8]}.out",
+                    "cache": f"{tmp}/cache-{uuid.uuid4().hex[:8]}",
+                    "format": tool,
+                }
+                run = _run(task, python=old if tool == "deltaglider 6.2" else None)
+                assert run.get("get_error") or run["sha256"] == last_sha, (name, tool)
+                run["stored"] = stored(prefix)
+                entry[tool] = run
+                got = f"get {_median(run['gets']):.2f}s" if run["gets"] else run["get_error"]
+                print(
+                    f"{name} / {tool}: {fmt_bytes(run['stored'])} stored, "
+                    f"put {sum(run['puts']):.1f}s, {got}",
+                    file=sys.stderr,
+                )
+            old_run, ours = entry["deltaglider 6.2"], entry["archive"]
+            entry["stored_ratio_vs_62"] = old_run["stored"] / ours["stored"]
+            entry["get_speedup_vs_62"] = (
+                _median(old_run["gets"]) / _median(ours["gets"]) if old_run["gets"] else None
+            )
+            entry["get_mb_s"] = entry["last_size"] / _median(ours["gets"]) / 1e6
+            entry["put_speedup_vs_62"] = sum(old_run["puts"]) / sum(ours["puts"])
+            results["series"].append(entry)
+    ratios = [e["stored_ratio_vs_62"] for e in results["series"]]
+    results["geomean_stored_ratio_vs_62"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
+    md = write_results("archive", results, render(results))
+    plot(results)
+    print(md.read_text())
+    return 0
+
+
+def render(r: dict[str, Any]) -> str:
+    lines = [
+        "## Archive format: real release series (stored bytes, raw listing)",
+        "",
+        "Each series uploaded in order into SeaweedFS by deltaglider 6.2 and by us in both "
+        "formats (`python -m benchmarks --only archive`). Stored = every object under the "
+        "prefix, references included. Get: the last release, median of 3 in the uploading "
+        "process; put: the whole series.",
+        "",
+        "| series | releases | logical | deltaglider 6.2 | ours, vcdiff | ours, archive "
+        "| stored vs 6.2 | get vs 6.2 | get MB/s | put vs 6.2 | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in r["series"]:
+        lines.append(
+            f"| {e['series']} ({e['shows']}) | {e['releases']} | {fmt_bytes(e['logical_bytes'])} "
+            f"| {fmt_bytes(e['deltaglider 6.2']['stored'])} | {fmt_bytes(e['vcdiff']['stored'])} "
+            f"| {fmt_bytes(e['archive']['stored'])} | {e['stored_ratio_vs_62']:.1f}× smaller "
+            f"| {_speedup(e['get_speedup_vs_62'])} | {e['get_mb_s']:.0f} "
+            f"| {e['put_speedup_vs_62']:.1f}× | {fmt_bytes(e['archive']['peak_rss'])} |"
+        )
+    lines += [
+        "",
+        f"Geometric mean over the series: stored bytes **{r['geomean_stored_ratio_vs_62']:.1f}× "
+        "smaller** than deltaglider 6.2.",
+        "",
+        "![stored bytes per release](archive.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _speedup(value: float | None) -> str:
+    return "6.2 cannot read it back" if value is None else f"{value:.1f}×"
+
+
+def plot(r: dict[str, Any]) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    series = r["series"][0]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for tool, color in (
+        ("deltaglider 6.2", "tab:red"),
+        ("vcdiff", "tab:blue"),
+        ("archive", "tab:green"),
+    ):
+        run = series[tool]
+        sizes = run.get("stored_per_put")
+        if sizes is None:
+            continue
+        ax.plot(range(1, len(sizes) + 1), [s / 2**20 for s in sizes], label=tool, color=color)
+    ax.set_xlabel(f"release ({series['first']} … {series['last']})")
+    ax.set_ylabel("stored MiB after this release")
+    ax.set_title(f"{series['series']}: stored bytes as releases are uploaded")
+    ax.legend()
+    fig.tight_layout()
+    out = RESULTS / "archive.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
