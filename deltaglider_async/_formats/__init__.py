@@ -17,6 +17,7 @@ from .._engine.cache import ReferenceSource
 from .._engine.codec import CodecRunner, EncodeResult
 from .._exceptions import IntegrityError, InvalidArgumentError
 from .archive import ARCHIVE
+from .archive import reference_reader as reference_reader
 from .vcdiff import VCDIFF
 
 
@@ -26,6 +27,14 @@ class DeltaFormat(Protocol):
 
     def metadata(self, original_name: str) -> Mapping[str, str]:
         """The format's own ``dg-*`` metadata for a delta of ``original_name``."""
+        ...
+
+    async def reference_body(
+        self, codec: CodecRunner, path: Path, out: Path
+    ) -> Mapping[str, str] | None:
+        """Write what a new space's ``reference.bin`` should hold for the file ``path`` to
+        ``out`` and return the metadata that says so; None stores the file as it is.  Readers
+        get the file's own bytes back from either (:func:`reference_reader`)."""
         ...
 
     async def encode(

@@ -25,6 +25,11 @@ class Vcdiff:
             )
         }
 
+    async def reference_body(
+        self, codec: CodecRunner, path: Path, out: Path
+    ) -> Mapping[str, str] | None:
+        return None  # reference.bin holds the file as it is, as every deltaglider expects
+
     async def encode(
         self,
         codec: CodecRunner,

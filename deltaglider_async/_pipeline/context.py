@@ -19,7 +19,7 @@ from .._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource
 from .._engine.codec import CodecRunner, EncodeResult
 from .._engine.stats import StatsEngine
 from .._exceptions import BucketNotFoundError, DeltaGliderError, IntegrityError
-from .._formats import DEFAULT_FORMAT, DeltaFormat
+from .._formats import DEFAULT_FORMAT, DeltaFormat, reference_reader
 from .._models import DeltaGliderInfo
 from .._storage.port import ObjectHead, Storage
 from .._transfer import TransferConfig
@@ -134,7 +134,9 @@ class Stage:
             return self._storage.iter_object(bucket, ref_key, etag=etag or None)
 
         for attempt in range(2):
-            reference = await self._cache.get(sha256, fetch)
+            reference = await self._cache.get(
+                sha256, reference_reader(fetch, sha256, f"s3://{bucket}/{ref_key}")
+            )
             try:
                 return await work(reference)
             except CacheCorruptError:

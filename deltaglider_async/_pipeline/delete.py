@@ -31,6 +31,7 @@ from .._exceptions import (
     ReferenceInUseError,
     StorageError,
 )
+from .._formats import reference_reader
 from .._localfs import write_all
 from .._tasks import task_group
 from .context import Context, Resolved, Stage, iter_file, reference_sha
@@ -205,7 +206,9 @@ class DeletePipeline(Stage):
             if await self._reference_is(bucket, ref_key, sha):
                 return
             # A new first writer made another reference: store the stranded objects against it.
-            await self._cache.warm(sha, lambda: iter_file(copy))
+            await self._cache.warm(
+                sha, reference_reader(lambda: iter_file(copy), sha, f"s3://{bucket}/{ref_key}")
+            )
         finally:
             unlink_quietly(copy)
         for key in stranded:

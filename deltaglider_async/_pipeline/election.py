@@ -18,7 +18,7 @@ import anyio
 
 from .._core.metadata import reference_metadata, timestamp
 from .._core.spaces import name_of
-from .._engine.codec import EncodeResult
+from .._engine.codec import EncodeResult, unlink_quietly
 from .._exceptions import ConflictError, DeltaGliderError, IntegrityError
 from .._localfs import FileChangedError
 from .._storage.port import ObjectHead
@@ -75,10 +75,20 @@ class Election(Stage):
             sha256=sha256,
             created_at=timestamp(datetime.now(UTC)),
         )
-        with contextlib.suppress(ConflictError):  # another writer won: use its reference
-            await self._storage.put_file(
-                bucket, ref_key, path, metadata=meta, if_none_match=True, verify=digest
-            )
+        body = self._temp_path(".ref")
+        try:
+            form = await self._ctx.delta_format.reference_body(self._codec, path, body)
+            with contextlib.suppress(ConflictError):  # another writer won: use its reference
+                if form is None:
+                    await self._storage.put_file(
+                        bucket, ref_key, path, metadata=meta, if_none_match=True, verify=digest
+                    )
+                else:  # our own scratch file, proven to rebuild to ``sha256``
+                    await self._storage.put_file(
+                        bucket, ref_key, body, metadata={**meta, **form}, if_none_match=True
+                    )
+        finally:
+            unlink_quietly(body)
         head = await self._storage.head(bucket, ref_key)
         if head is None:
             raise ConflictError(f"s3://{bucket}/{ref_key}: reference vanished while creating it")

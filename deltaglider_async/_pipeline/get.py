@@ -30,7 +30,7 @@ from .._core.spaces import (
 )
 from .._engine.cache import CacheCorruptError
 from .._exceptions import IntegrityError, InvalidArgumentError, NotFoundError
-from .._formats import format_of
+from .._formats import format_of, reference_reader
 from .._localfs import Destination, write_all
 from .._models import DownloadSummary, VerifyResult
 from .._storage.port import ObjectHead, Progress
@@ -76,9 +76,14 @@ class GetPipeline(Stage):
         delta_format = format_of(meta, what)
         emitted = 0
         for attempt in range(2):
+            ref_sha = meta.ref_sha256 or await self._fetch_reference_sha(obj.bucket, ref_key)
             reference = await self._cache.get(
-                meta.ref_sha256 or await self._fetch_reference_sha(obj.bucket, ref_key),
-                lambda: self._storage.iter_object(obj.bucket, ref_key),
+                ref_sha,
+                reference_reader(
+                    lambda: self._storage.iter_object(obj.bucket, ref_key),
+                    ref_sha,
+                    f"s3://{obj.bucket}/{ref_key}",
+                ),
             )
             delta = self._storage.iter_object(
                 obj.bucket, obj.stored_key, etag=obj.head.etag or None
