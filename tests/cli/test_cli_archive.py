@@ -1,0 +1,66 @@
+"""``--delta-format`` on the CLI: cp, sync and migrate write archive-format deltas; migrate
+converts a deltaglider prefix in place, resumably, and a re-run has nothing to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.localserver import LocalS3
+
+from ..artifacts import deflated_zip
+from ..conftest import boto
+from .test_cli import run
+
+
+def _formats(seaweed: LocalS3, bucket: str, prefix: str) -> dict[str, str]:
+    client = boto(seaweed)
+    found = {}
+    for obj in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        if obj["Key"].endswith(".delta"):
+            meta = client.head_object(Bucket=bucket, Key=obj["Key"])["Metadata"]
+            found[obj["Key"]] = meta.get("dg-delta-format", "vcdiff")
+    return found
+
+
+def test_cp_sync_and_migrate_with_the_archive_format(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    dist = tmp_path / "wheels"
+    dist.mkdir()
+    for v in (1, 2, 3):
+        (dist / f"pkg-1.{v}.whl").write_bytes(deflated_zip(v))
+    bad = run(env, "cp", str(dist / "pkg-1.1.whl"), f"s3://{s3bucket}/x/", "--delta-format", "rar")
+    assert bad.returncode == 2 and "--delta-format must be one of" in bad.stderr
+    for v in (1, 2):
+        done = run(
+            env,
+            "cp",
+            str(dist / f"pkg-1.{v}.whl"),
+            f"s3://{s3bucket}/cp/",
+            "--delta-format",
+            "archive",
+        )
+        assert done.returncode == 0, done.stderr
+    assert set(_formats(seaweed, s3bucket, "cp/").values()) == {"archive"}
+    synced = run(env, "sync", str(dist), f"s3://{s3bucket}/sync/", "--delta-format", "archive")
+    assert synced.returncode == 0, synced.stderr
+    assert set(_formats(seaweed, s3bucket, "sync/").values()) == {"archive"}
+
+    # A prefix in the default format, converted in place.
+    assert run(env, "sync", str(dist), f"s3://{s3bucket}/old/").returncode == 0
+    assert set(_formats(seaweed, s3bucket, "old/").values()) == {"vcdiff"}
+    url = f"s3://{s3bucket}/old/"
+    converted = run(env, "migrate", url, url, "--delta-format", "archive", "--json")
+    assert converted.returncode == 0, converted.stderr
+    records = [json.loads(line) for line in converted.stdout.splitlines()][:-1]
+    assert len(records) == 3
+    # The first file is the reference: its zero-diff delta is re-encoded too.
+    assert set(_formats(seaweed, s3bucket, "old/").values()) == {"archive"}
+    again = run(env, "migrate", url, url, "--delta-format", "archive")
+    assert again.returncode == 0 and again.stdout == "", again.stdout
+    out = tmp_path / "back"
+    assert run(env, "cp", "-r", url, str(out)).returncode == 0
+    for v in (1, 2, 3):
+        assert (out / f"pkg-1.{v}.whl").read_bytes() == deflated_zip(v)
+    assert run(env, "verify", f"s3://{s3bucket}/old/pkg-1.3.whl").returncode == 0
