@@ -223,14 +223,59 @@ def _median(values: list[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
+# ---------------------------------------------------------------- choice of base
+def base_choice(files: list[Path], every: int = 10) -> dict[str, int]:
+    """Archive-format delta bytes of a series (first file excluded) for three choices of base:
+    the first release (what a space does), the previous release (a chain: a read would decode
+    every step), and the latest of snapshots taken every ``every`` releases (sparse-revlog style:
+    one fetch and one decode per read, but several references per space)."""
+    sys.path.insert(0, str(ROOT))
+    from deltaglider_async._formats._document import reference_form
+    from deltaglider_async._formats.archive import _encode_sync
+
+    forms: dict[int, Any] = {}
+
+    def delta(base: int, target: int) -> int:
+        if base not in forms:
+            forms[base] = reference_form(files[base].read_bytes())
+        with tempfile.TemporaryDirectory() as tmp:
+            encoded = _encode_sync(forms[base], files[target], Path(tmp) / "d", None)
+        assert encoded.result is not None, encoded.why_not
+        return encoded.result.delta_size
+
+    total = {"first": 0, "previous": 0, f"snapshot every {every}": 0}
+    for i in range(1, len(files)):
+        total["first"] += delta(0, i)
+        total["previous"] += delta(i - 1, i)
+        snapshot = (i // every) * every
+        total[f"snapshot every {every}"] += delta(snapshot, i) if snapshot != i else 0
+        for stale in [k for k in forms if k not in (0, snapshot, i - 1)]:
+            del forms[stale]
+    return total
+
+
+def _add_base_choice(results: dict[str, Any]) -> None:
+    first = results["series"][0]
+    files = series_files(SERIES[0][2], SERIES[0][3][: first["releases"]], SERIES[0][4])
+    results["base_choice"] = {"series": SERIES[0][0], "deltas": base_choice(files)}
+
+
 # ---------------------------------------------------------------- driver
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--base-choice-only", action="store_true", help="add the base measurement to results"
+    )
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(_ours(json.loads(args.worker))))
+        return 0
+    if args.base_choice_only:
+        results = json.loads((RESULTS / "archive.json").read_text())
+        _add_base_choice(results)
+        print(write_results("archive", results, render(results)).read_text())
         return 0
     sys.path.insert(0, str(ROOT))
     import boto3
@@ -306,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["get_mb_s"] = entry["last_size"] / _median(ours["gets"]) / 1e6
             entry["put_speedup_vs_62"] = sum(old_run["puts"]) / sum(ours["puts"])
             results["series"].append(entry)
+    _add_base_choice(results)
     ratios = [e["stored_ratio_vs_62"] for e in results["series"]]
     results["geomean_stored_ratio_vs_62"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
     md = write_results("archive", results, render(results))
@@ -343,6 +389,17 @@ def render(r: dict[str, Any]) -> str:
         "![stored bytes per release](archive.png)",
         "",
     ]
+    choice = r.get("base_choice")
+    if choice:
+        lines += [
+            f"Choice of base ({choice['series']}, archive-format delta bytes of releases 2…n; "
+            "snapshots would add their own stored size):",
+            "",
+            "| base | delta bytes |",
+            "|---|---|",
+            *(f"| {name} | {fmt_bytes(size)} |" for name, size in choice["deltas"].items()),
+            "",
+        ]
     return "\n".join(lines)
 
 

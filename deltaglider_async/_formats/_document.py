@@ -734,7 +734,7 @@ class Rebuilder:
         payload = bytes(self._pending)
         self._pending.clear()
         job = self._job(seg, payload)
-        if self._parallel and seg.kind == DEFLATE:
+        if self._parallel:  # nested documents rebuild without the pool: no waiting on itself
             out.append(_pool().submit(job))
         else:
             out.append(job())
