@@ -240,7 +240,8 @@ def test_delta_formats_are_chosen_by_name_and_read_by_metadata() -> None:
     from deltaglider_async._formats import DEFAULT_FORMAT, format_named, format_of
 
     assert format_named("VCDIFF").name == DEFAULT_FORMAT == "vcdiff"
-    with pytest.raises(InvalidArgumentError, match="known: vcdiff"):
+    assert format_named(" Archive ").name == "archive"
+    with pytest.raises(InvalidArgumentError, match="known: archive, vcdiff"):
         format_named("archive-v9")
     plain = parse_metadata({"dg-ref-key": "x/reference.bin"}, "x/a.zip.delta")
     assert format_of(plain, "s3://b/x/a.zip").name == "vcdiff"  # absent = deltaglider's format
