@@ -27,11 +27,11 @@ from deltaglider_async import (
     InvalidArgumentError,
     TransferConfig,
     TransferResult,
-    create_client,
 )
 from deltaglider_async.aws import PathFilter, S3Url, is_included, is_s3_url, safe_local_relpath
+from deltaglider_async.dask import ClientSpec
 
-from ._render import Output, Summary, human
+from ._render import ItemProgress, Output, Summary, human
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FATAL = 0, 1, 2, 130, 255
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,6 +63,15 @@ DeltaFormatOpt = Annotated[
 DEFAULT_TRANSFERS = TransferConfig.max_files
 Transfers = Annotated[int, typer.Option("--transfers", min=1, help="files in flight")]
 Checkers = Annotated[int, typer.Option("--checkers", min=1, help="concurrent HEAD requests")]
+DaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="SCHEDULER",
+        help="run on a Dask cluster: a scheduler address (tcp://host:8786) or local[:N] "
+        "(N local worker processes); needs the dask extra",
+    ),
+]
 
 #: Options every command takes, before or after its name (``--endpoint-url`` as aws has it).
 SHARED_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -93,6 +102,24 @@ class Settings:
     debug: bool = False
     filters: list[PathFilter] = field(default_factory=list)
 
+    def spec(
+        self,
+        *,
+        max_ratio: float | None = None,
+        transfers: int = DEFAULT_TRANSFERS,
+        checkers: int = 64,
+        delta_format: str | None = None,
+    ) -> ClientSpec:
+        """The client these options describe, as a recipe that cluster workers can follow."""
+        return ClientSpec(
+            self.endpoint_url,
+            region_name=self.region,
+            profile_name=self.profile,
+            max_ratio=max_ratio,
+            delta_format=delta_format,
+            transfer=TransferConfig(max_files=transfers, max_heads=checkers),
+        )
+
     def client(
         self,
         *,
@@ -101,14 +128,9 @@ class Settings:
         checkers: int = 64,
         delta_format: str | None = None,
     ) -> AsyncDeltaGliderClient:
-        return create_client(
-            self.endpoint_url,
-            region_name=self.region,
-            profile_name=self.profile,
-            max_ratio=max_ratio,
-            delta_format=delta_format,
-            transfer=TransferConfig(max_files=transfers, max_heads=checkers),
-        )
+        return self.spec(
+            max_ratio=max_ratio, transfers=transfers, checkers=checkers, delta_format=delta_format
+        ).build()
 
     def execute(self, work: Callable[[], Awaitable[int | None]], out: Output) -> None:
         _execute(work, out, self.debug)
@@ -344,25 +366,32 @@ def _usage(out: Output, message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def show_dryrun(out: Output, verb: str, pairs: list[tuple[str, str]]) -> int:
+    for source, destination in pairs:
+        out.result(
+            f"(dryrun) {verb}: {source} to {destination}",
+            {"op": verb, "dryrun": True, "source": source, "destination": destination},
+        )
+    return EXIT_OK
+
+
 async def copy_in_s3(
-    dg: AsyncDeltaGliderClient,
-    out: Output,
-    verb: str,
-    pairs: list[tuple[str, str]],
-    dryrun: bool,
-    *,
-    show_stored: bool = False,
+    dg: AsyncDeltaGliderClient, out: Output, verb: str, pairs: list[tuple[str, str]], dryrun: bool
 ) -> int:
-    """``cp`` within S3 and ``migrate``: the SDK's bulk copy, one line per object."""
-    summary = Summary(verb)
+    """``cp`` within S3: the SDK's bulk copy, one line per object."""
     if dryrun:
-        for source, destination in pairs:
-            out.result(
-                f"(dryrun) {verb}: {source} to {destination}",
-                {"op": verb, "dryrun": True, "source": source, "destination": destination},
-            )
-        return EXIT_OK
-    for result in await dg.copy_many(pairs):
+        return show_dryrun(out, verb, pairs)
+    with ItemProgress(out, len(pairs)) as bar:
+        results = await dg.copy_many(pairs, progress=bar.event)
+    return report_copies(out, verb, results)
+
+
+def report_copies(
+    out: Output, verb: str, results: list[TransferResult], *, show_stored: bool = False
+) -> int:
+    """One line per copy (``show_stored``: with how it is stored), the summary, the exit code."""
+    summary = Summary(verb)
+    for result in results:
         record: dict[str, Any] = {
             "op": verb,
             "source": result.source,

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -141,6 +142,42 @@ class TransferProgress:
             task = self._tasks.pop(event.source, None)
             if task is not None:
                 progress.remove_task(task)
+
+
+class ItemProgress:
+    """One bar of finished objects for bulk jobs that report objects as they complete: local
+    ``ProgressEvent``s or a cluster's results alike."""
+
+    def __init__(self, out: Output, items: int) -> None:
+        self._progress: Progress | None = None
+        if out.show_progress:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=out.err,
+                transient=True,
+            )
+            self._task = self._progress.add_task("object(s)", total=items or None)
+
+    def __enter__(self) -> ItemProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def item(self, _result: object = None) -> None:
+        """One object finished (ok or not)."""
+        if self._progress is not None:
+            self._progress.advance(self._task, 1)
+
+    def event(self, event: ProgressEvent) -> None:
+        if event.kind == "done":
+            self.item()
 
 
 @dataclass

@@ -27,6 +27,7 @@ from ._exceptions import (
     StorageError,
 )
 from ._formats import FORMATS as _FORMATS
+from ._migration import MigrationStep
 from ._models import (
     CompressionEstimate,
     DeltaGliderInfo,
@@ -57,6 +58,7 @@ __all__ = [
     "IntegrityError",
     "InvalidArgumentError",
     "ListObjectsPaginator",
+    "MigrationStep",
     "NotFoundError",
     "OrphanedReference",
     "ProgressEvent",

@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import anyio
 
 from . import __about__
 from ._body import StreamingBody
+from ._core.filters import PathFilter
 from ._core.metadata import MetaKind, parse_metadata
 from ._core.policy import delta_ratio, parse_max_ratio
 from ._core.spaces import (
@@ -36,6 +37,7 @@ from ._engine.codec import CodecRunner, unlink_quietly
 from ._engine.stats import StatsEngine
 from ._exceptions import InvalidArgumentError
 from ._formats import DEFAULT_FORMAT, format_named
+from ._migration import MigrationStep, plan_migration, still_to_do
 from ._models import (
     CompressionEstimate,
     DeltaGliderInfo,
@@ -298,6 +300,14 @@ class AsyncDeltaGliderClient:
         """Reconstruct the object in memory-bounded streaming and compare its SHA-256."""
         return await self._get.verify(url)
 
+    async def verify_many(
+        self, urls: Iterable[str], *, on_result: Callable[[VerifyResult], None] | None = None
+    ) -> list[VerifyResult]:
+        """:meth:`verify` of many objects concurrently (results in the order given,
+        ``on_result`` called as each finishes); an object that cannot be read at all is a
+        result with ``valid=False`` and the reason, not an exception."""
+        return await self._get.verify_many(list(urls), on_result)
+
     async def estimate_compression(
         self, path: str | os.PathLike[str], url: str
     ) -> CompressionEstimate:
@@ -537,6 +547,39 @@ class AsyncDeltaGliderClient:
         """Copy many ``(s3 url, s3 url)`` pairs (``migrate``, ``cp -r`` within S3); each is
         stored in delta form against its destination space's reference."""
         return await copy_many(self._put, self._get, items, progress=progress)
+
+    async def plan_migration(
+        self,
+        source: str,
+        destination: str,
+        *,
+        filters: Sequence[PathFilter] = (),
+        delta_format: str | None = None,
+    ) -> list[MigrationStep]:
+        """What ``migrate`` still has to copy from prefix ``source`` to ``destination`` (both
+        ``s3://`` URLs), decided from what the destination holds: a re-run does only what is
+        left.  With ``delta_format``, objects not yet written by a put in that format count as
+        left (in-place conversion).  Copy the steps with :meth:`migrate`."""
+        return await plan_migration(
+            self, source, destination, filters=filters, delta_format=delta_format
+        )
+
+    async def migrate(
+        self,
+        steps: Iterable[MigrationStep],
+        *,
+        recheck: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[TransferResult]:
+        """Copy planned steps into delta form, in this client's delta format (create the client
+        with the format the plan asked for).  ``recheck`` first drops the steps that their
+        destination already holds (a plan made a while ago, work rescheduled after a crash)."""
+        steps = list(steps)
+        if recheck:
+            steps = await still_to_do(self, steps)
+        return await self.copy_many(
+            [(step.source, step.destination) for step in steps], progress=progress
+        )
 
     async def iter_objects(
         self, bucket: str, prefix: str = "", *, fetch_metadata: bool = False

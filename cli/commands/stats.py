@@ -13,11 +13,13 @@ from deltaglider_async.aws import (
     is_s3_url,
     parse_s3_url,
 )
+from deltaglider_async.dask import connect
 
 from .._app import app
 from .._common import (
     EXIT_OK,
     Checkers,
+    DaskOpt,
     Json,
     Settings,
     _output,
@@ -35,6 +37,7 @@ def stats(
     detailed: Annotated[bool, typer.Option("--detailed", help="HEAD every delta")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="ignore cached results")] = False,
     checkers: Checkers = 64,
+    dask: DaskOpt = None,
     json_output: Json = False,
     *,
     settings: Settings,
@@ -44,19 +47,32 @@ def stats(
     if quick + sampled + detailed > 1:
         _usage(out, "choose one of --quick, --sampled, --detailed")
     mode = "detailed" if detailed else "sampled" if sampled else "quick"
+    if dask is not None and mode == "quick":
+        _usage(out, "--dask HEADs deltas on a cluster: use it with --detailed or --sampled")
     try:
         target = parse_s3_url(bucket if is_s3_url(bucket) else f"s3://{bucket}")
     except InvalidArgumentError as exc:
         _usage(out, str(exc))
 
     async def work() -> int:
-        async with settings.client(checkers=checkers) as dg:
-            result = await dg.bucket_stats(
-                target.bucket,
-                mode,  # type: ignore[arg-type]
-                prefix=target.key or None,
-                refresh=refresh,
-            )
+        spec = settings.spec(checkers=checkers)
+        async with spec.build() as dg:
+            if dask is None:
+                result = await dg.bucket_stats(
+                    target.bucket,
+                    mode,  # type: ignore[arg-type]
+                    prefix=target.key or None,
+                    refresh=refresh,
+                )
+            else:
+                async with connect(dask, spec) as cluster:
+                    result = await cluster.bucket_stats(
+                        dg,
+                        target.bucket,
+                        mode,  # type: ignore[arg-type]
+                        prefix=target.key or None,
+                        refresh=refresh,
+                    )
         if out.json_mode:
             out.data(result.as_dict())
             return EXIT_OK

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +35,14 @@ from .._core.stats import (
 )
 from .._exceptions import DeltaGliderError, InvalidArgumentError
 from .._storage.port import Storage
-from .._tasks import task_group
+from .._tasks import RatePace, task_group
 
 DOCUMENT_VERSION = "1.0"
+#: S3's documented request rate per prefix for GET/HEAD (3,500 for writes).
+READS_PER_SECOND = 5500.0
+
+#: HEADs deltas elsewhere: (bucket, objects) -> (original size by stored key, HEADs failed).
+RemoteHeads = Callable[[str, list[StoredObject]], Awaitable[tuple[dict[str, int], int]]]
 
 
 class StatsEngine:
@@ -72,7 +78,10 @@ class StatsEngine:
         refresh: bool = False,
         use_document: bool = True,
         save_document: bool = True,
+        remote: RemoteHeads | None = None,
     ) -> BucketStats:
+        """``remote`` HEADs the deltas elsewhere (a cluster) once the listing is complete,
+        instead of this process HEADing them while it lists."""
         if mode not in MODES:
             raise InvalidArgumentError(f"stats mode must be one of {', '.join(MODES)}: {mode!r}")
         scope = (bucket, prefix or "")
@@ -82,7 +91,7 @@ class StatsEngine:
                 if better in session:
                     return session[better]
         listing, heads, failed = await self._crawl(
-            bucket, prefix or "", mode, refresh, use_document
+            bucket, prefix or "", mode, refresh, use_document, remote
         )
         known = self._originals.get(bucket, {})
         originals = {
@@ -107,8 +116,45 @@ class StatsEngine:
             await self._save_document(bucket, mode, listing, result)
         return result
 
+    async def original_sizes(
+        self, bucket: str, objects: Sequence[StoredObject]
+    ) -> tuple[dict[str, int], int]:
+        """Original sizes of deltas from one HEAD each, ``concurrency`` at a time: found sizes
+        by stored key, and how many HEADs failed."""
+        sizes: dict[str, int] = {}
+        failed = 0
+        limiter = anyio.CapacityLimiter(self.concurrency)
+        pace = RatePace(READS_PER_SECOND)
+
+        async def head(obj: StoredObject) -> None:
+            nonlocal failed
+            async with limiter:
+                await pace.wait()
+                try:
+                    size = await self._original_size(bucket, obj)
+                except DeltaGliderError:
+                    failed += 1
+                    return
+            if size is not None:
+                sizes[obj.key] = size
+
+        async with task_group() as tg:
+            for obj in objects:
+                tg.start_soon(head, obj)
+        return sizes, failed
+
+    async def _original_size(self, bucket: str, obj: StoredObject) -> int | None:
+        found = await self._storage.head_fast(bucket, obj.key)
+        return None if found is None else parse_metadata(found.metadata, obj.key).file_size
+
     async def _crawl(
-        self, bucket: str, prefix: str, mode: Mode, refresh: bool, use_document: bool
+        self,
+        bucket: str,
+        prefix: str,
+        mode: Mode,
+        refresh: bool,
+        use_document: bool,
+        remote: RemoteHeads | None,
     ) -> tuple[Listing, int, int]:
         known = self._originals.setdefault(bucket, {})
         boundaries: list[str] = []
@@ -117,19 +163,19 @@ class StatsEngine:
         listing = Listing()
         heads = 0
         failed = 0
+        later: list[StoredObject] = []
         send, receive = anyio.create_memory_object_stream[StoredObject](max_buffer_size=4096)
+        pace = RatePace(READS_PER_SECOND)
 
         async def head(obj: StoredObject) -> None:
             nonlocal heads, failed
             heads += 1
+            await pace.wait()
             try:
-                found = await self._storage.head_fast(bucket, obj.key)
+                size = await self._original_size(bucket, obj)
             except DeltaGliderError:
                 failed += 1
                 return
-            if found is None:
-                return
-            size = parse_metadata(found.metadata, obj.key).file_size
             if size is not None:
                 known[obj.key] = (obj.etag, size)
 
@@ -142,8 +188,14 @@ class StatsEngine:
             cached = known.get(obj.key)
             return cached is None or cached[0] != obj.etag
 
+        async def to_head(obj: StoredObject) -> None:
+            if remote is None:
+                await send.send(obj)
+            else:
+                later.append(obj)
+
         async with task_group() as tg:
-            for _ in range(self.concurrency):
+            for _ in range(self.concurrency if remote is None else 0):
                 tg.start_soon(worker)
 
             async def list_range(start: str | None, stop: str | None) -> None:
@@ -159,7 +211,7 @@ class StatsEngine:
                     # detailed: HEAD while listing continues (never hold every key first)
                     delta = classify(obj.key)[0] is StoredKind.DELTA
                     if mode == "detailed" and delta and needs_head(obj):
-                        await send.send(obj)
+                        await to_head(obj)
 
             async with send:
                 # Pages of one listing come one after another; key ranges split at the previous
@@ -171,8 +223,13 @@ class StatsEngine:
                 if mode == "sampled":
                     for obj in listing.keys_to_head("sampled"):
                         if needs_head(obj):
-                            await send.send(obj)
+                            await to_head(obj)
             receive.close()
+        if remote is not None and later:
+            sizes, failed = await remote(bucket, later)
+            heads = len(later)
+            etags = {obj.key: obj.etag for obj in later}
+            known.update({key: (etags[key], size) for key, size in sizes.items()})
         return listing, heads, failed
 
     async def _load_document(self, bucket: str, known: dict[str, tuple[str, int]]) -> list[str]:

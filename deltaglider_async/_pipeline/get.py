@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -29,7 +29,7 @@ from .._core.spaces import (
     space_of,
 )
 from .._engine.cache import CacheCorruptError
-from .._exceptions import IntegrityError, InvalidArgumentError, NotFoundError
+from .._exceptions import DeltaGliderError, IntegrityError, InvalidArgumentError, NotFoundError
 from .._formats import format_of, reference_reader
 from .._localfs import Destination, write_all
 from .._models import DownloadSummary, VerifyResult
@@ -235,3 +235,30 @@ class GetPipeline(Stage):
             stored_as=obj.stored_as,
             message=message,
         )
+
+    async def verify_many(
+        self, urls: Sequence[str], on_result: Callable[[VerifyResult], None] | None = None
+    ) -> list[VerifyResult]:
+        """:meth:`verify` of each URL, ``max_files`` at a time; an object that cannot be read
+        is a failed verification carrying the reason, not an exception."""
+        results: list[VerifyResult | None] = [None] * len(urls)
+        limiter = anyio.CapacityLimiter(self.transfer.max_files)
+
+        async def one(index: int) -> None:
+            url = urls[index]
+            async with limiter:
+                try:
+                    result = await self.verify(url)
+                except DeltaGliderError as exc:
+                    target = parse_s3_url(url)
+                    result = VerifyResult(
+                        target.bucket, target.key, False, None, None, 0, "plain", str(exc)
+                    )
+            results[index] = result
+            if on_result is not None:
+                on_result(result)
+
+        async with task_group() as tg:
+            for index in range(len(urls)):
+                tg.start_soon(one, index)
+        return [r for r in results if r is not None]
