@@ -30,9 +30,14 @@ class MigrationStep:
 
     @property
     def destination_space(self) -> str:
-        """``bucket/space``: the unit of work that is never split (one reference election)."""
-        target = parse_s3_url(self.destination)
-        return f"{target.bucket}/{space_of(target.key)}"
+        """The unit of work that is never split (one reference election)."""
+        return space_of_url(self.destination)
+
+
+def space_of_url(url: str) -> str:
+    """``bucket/space/`` (``bucket/`` at the root) of the object an ``s3://`` URL names."""
+    target = parse_s3_url(url)
+    return f"{target.bucket}/{space_of(target.key)}"
 
 
 def _prefix_of(url: S3Url) -> str:
@@ -86,8 +91,7 @@ async def still_to_do(
     spaces = {step.destination_space for step in steps}
 
     async def list_space(space: str) -> None:
-        bucket, _, path = space.partition("/")
-        prefix = f"{path}/" if path else ""
+        bucket, _, prefix = space.partition("/")
         async for page in dg.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, Delimiter="/", FetchMetadata=True
         ):

@@ -38,7 +38,7 @@ from ._core.partition import batch_by_space
 from ._core.spaces import parse_s3_url, space_of
 from ._core.stats import BucketStats, Mode, StoredObject
 from ._exceptions import DeltaGliderError, InvalidArgumentError
-from ._migration import MigrationStep
+from ._migration import MigrationStep, space_of_url
 from ._models import VerifyResult
 from ._pipeline.bulk import TransferResult
 from ._transfer import TransferConfig
@@ -157,6 +157,11 @@ class DaskCluster:
         self.spec = spec
         self.min_batch_work = min_batch_work
 
+    @property
+    def client(self) -> distributed.Client:
+        """The ``distributed.Client`` (asynchronous) the jobs run through."""
+        return self._client
+
     async def threads(self) -> int:
         """Worker threads the scheduler has now (at least 1)."""
         found = await cast("Awaitable[dict[str, int]]", self._client.nthreads())
@@ -202,7 +207,7 @@ class DaskCluster:
         weights = dict(zip(urls, sizes or [0] * len(urls), strict=True))
         batches = batch_by_space(
             list(urls),
-            _space_of_url,
+            space_of_url,
             weights.__getitem__,
             batches=await self.threads() * TASKS_PER_THREAD,
             min_batch_work=self.min_batch_work,
@@ -286,11 +291,6 @@ class DaskCluster:
                 if on_result is not None:
                     on_result(result)
         return results
-
-
-def _space_of_url(url: str) -> str:
-    target = parse_s3_url(url)
-    return f"{target.bucket}/{space_of(target.key)}"
 
 
 def _task_error(exc: BaseException) -> DeltaGliderError:

@@ -75,3 +75,31 @@ async def test_we_read_what_old_tool_writes(
             assert (await dg.verify(f"s3://{bucket62}/{name}")).valid
         listing: dict[str, Any] = await dg.list_objects_v2(Bucket=bucket62)
         assert sorted(o["Key"] for o in listing["Contents"]) == sorted(names)
+
+
+async def test_62_tar_gz_deltas_are_refused_with_the_reason(
+    old_tool: Path, seaweed: LocalS3, bucket62: str, tmp_path: Path
+) -> None:
+    """6.2 lets xdelta3 gunzip a ``.tar.gz`` and its reference, so the delta holds neither the
+    original gzip header nor its compression settings: a clear error, never wrong bytes."""
+    from deltaglider_async import IntegrityError
+
+    from ..artifacts import release_tarball
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for v in (1, 2):
+        (dist / f"pkg-0.{v}.tar.gz").write_bytes(release_tarball(v))
+    await run_old(old_tool, seaweed, "sync", str(dist), f"s3://{bucket62}/src/", cwd=tmp_path)
+    async with make_client(seaweed, tmp_path / "cache") as dg:
+        with pytest.raises(IntegrityError) as caught:
+            got = await dg.get_object(Bucket=bucket62, Key="src/pkg-0.2.tar.gz")
+            await got["Body"].read()
+        assert caught.value.code == "UnrebuildableDelta"
+        assert "decompressed contents" in str(caught.value)
+        result = await dg.verify(f"s3://{bucket62}/src/pkg-0.2.tar.gz")
+        assert not result.valid and "external gzip" in result.message
+        assert not (tmp_path / "pkg-0.2.tar.gz").exists()
+        with pytest.raises(IntegrityError):
+            await dg.download(f"s3://{bucket62}/src/pkg-0.2.tar.gz", tmp_path / "pkg-0.2.tar.gz")
+        assert not (tmp_path / "pkg-0.2.tar.gz").exists()
