@@ -25,12 +25,12 @@ from ..oldtool import ensure_old_tool
 #: space -> (file name pattern, artifact of version v).  No ``.tar.gz``: 6.2 stores those as
 #: deltas of the decompressed contents, which nobody can rebuild byte-exact (see the interop
 #: tests).
-SPACES = {
-    f"apps/a{n}": ("app-1.{v}.zip", lambda v, n=n: deflated_zip(v + n)) for n in range(5)
-} | {
+APPS = {f"apps/a{n}": ("app-1.{v}.zip", lambda v, n=n: deflated_zip(v + n)) for n in range(5)}
+LIBS = {
     f"java/lib{n}": ("lib-2.{v}.jar", lambda v, n=n: deflated_zip(v + n, nested=True))
     for n in range(3)
 }
+SPACES = APPS | LIBS
 VERSIONS = (1, 2, 3)
 
 
