@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import archive, cache, codec, sdk, stats, transfers
+from . import archive, cache, codec, dask, sdk, stats, transfers
 from ._common import RESULTS, machine
 
 PARTS = {
@@ -24,6 +24,7 @@ PARTS = {
     "transfers": transfers,
     "stats": stats,
     "archive": archive,
+    "dask": dask,
 }
 ROOT = Path(__file__).resolve().parent.parent
 

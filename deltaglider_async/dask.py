@@ -52,6 +52,11 @@ T = TypeVar("T")
 #: Tasks per worker thread a job is cut into: enough to balance uneven spaces, few enough that
 #: scheduling stays cheap.
 TASKS_PER_THREAD = 4
+#: Threads of each ``local[:N]`` worker process: task slots, not CPUs.  A task only waits for
+#: the process's one client, whose own limits (``max_files``, ``codec_threads``) bound the work;
+#: several tasks at once keep a process busy while a space's first object goes alone and while
+#: requests wait for S3.
+LOCAL_TASK_SLOTS = 4
 #: Smallest batch worth a task, in bytes of work (see ``_core.partition``): about a second of
 #: archive conversion on one core, against about a millisecond of scheduling.
 MIN_BATCH_WORK = 8 * 1024 * 1024
@@ -316,8 +321,8 @@ async def connect(
     address: str, spec: ClientSpec, *, min_batch_work: int = MIN_BATCH_WORK
 ) -> AsyncIterator[DaskCluster]:
     """A :class:`DaskCluster` on the scheduler at ``address`` (``tcp://host:8786``, or anything
-    ``distributed.Client`` accepts), or on a ``LocalCluster`` of single-threaded worker
-    processes for ``local`` (one per core) or ``local:N``.  ``min_batch_work`` is the least
+    ``distributed.Client`` accepts), or on a ``LocalCluster`` of worker processes for
+    ``local`` (one per core) or ``local:N``, each with :data:`LOCAL_TASK_SLOTS` task slots.  ``min_batch_work`` is the least
     work (bytes, plus 256 KiB per object) one task carries."""
     try:
         import distributed
@@ -333,7 +338,7 @@ async def connect(
             target = await stack.enter_async_context(
                 distributed.LocalCluster(
                     n_workers=workers or None,
-                    threads_per_worker=1,
+                    threads_per_worker=LOCAL_TASK_SLOTS,
                     processes=True,
                     dashboard_address=None,
                     asynchronous=True,

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from deltaglider_async import DeltaGliderError, EndpointError, InvalidArgumentError
-from deltaglider_async.dask import ClientSpec, connect
+from deltaglider_async.dask import LOCAL_TASK_SLOTS, ClientSpec, connect
 from tests.localserver import LocalS3
 
 from ..artifacts import deflated_zip
@@ -108,7 +108,7 @@ async def test_converting_a_62_bucket_on_two_workers_survives_a_killed_worker(
         assert len(steps) == len(files)
         # one space per task, so that there are tasks left to reschedule
         async with connect("local:2", _spec(seaweed, "archive"), min_batch_work=1) as cluster:
-            assert await cluster.threads() == 2
+            assert await cluster.threads() == 2 * LOCAL_TASK_SLOTS
             seen: list[object] = []
             job = asyncio.ensure_future(cluster.migrate(steps, on_result=seen.append))
             killed = await _kill_a_busy_worker(cluster, seen)
