@@ -322,8 +322,8 @@ async def connect(
 ) -> AsyncIterator[DaskCluster]:
     """A :class:`DaskCluster` on the scheduler at ``address`` (``tcp://host:8786``, or anything
     ``distributed.Client`` accepts), or on a ``LocalCluster`` of worker processes for
-    ``local`` (one per core) or ``local:N``, each with :data:`LOCAL_TASK_SLOTS` task slots.  ``min_batch_work`` is the least
-    work (bytes, plus 256 KiB per object) one task carries."""
+    ``local`` (one per core) or ``local:N``, each with :data:`LOCAL_TASK_SLOTS` task slots.
+    ``min_batch_work`` is the least work (bytes, plus 256 KiB per object) one task carries."""
     try:
         import distributed
     except ImportError:
