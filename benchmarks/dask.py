@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -26,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ._common import fmt_bytes, run_worker, scratch_dir, write_results
+from ._common import RESULTS, fmt_bytes, run_worker, scratch_dir, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SPACES = 10_000
@@ -154,9 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-tiny", action="store_true", help="only the conversion")
+    parser.add_argument("--render-only", action="store_true", help="tables from results/dask.json")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(asyncio.run(_measure(json.loads(args.worker)))))
+        return 0
+    if args.render_only:
+        results = json.loads((RESULTS / "dask.json").read_text())
+        print(write_results("dask", results, render(results)).read_text())
+        _publish_capacity(results["summary"])
         return 0
     sys.path.insert(0, str(ROOT))
     from tests.localserver import seaweedfs
@@ -190,7 +198,56 @@ def main(argv: list[str] | None = None) -> int:
             measure("tiny no-op tasks", source="tiny", format=None, workers=2, noop=True)
     results = {"data": data, "rounds": rounds, "runs": runs, "summary": _summary(runs, data)}
     print(write_results("dask", results, render(results)).read_text())
+    _publish_capacity(results["summary"])
     return 0
+
+
+#: The seed's case study: an artifact store of 201,840 files and 4.06 TB.
+STORE_BYTES, STORE_FILES = 4.06e12, 201_840
+
+
+def capacity(s: dict[str, Any]) -> str:
+    """Workers (one core each) to convert the case-study store in one hour, from the measured
+    per-worker throughput and 2-worker scaling, and what would then limit the job."""
+    per_worker = s["mb_per_second_per_worker"] * 1e6
+    efficiency = s["speedup_2_over_1"] / 2
+    needed = STORE_BYTES / 3600
+    workers = math.ceil(needed / (per_worker * efficiency))
+    files_per_second = STORE_FILES / 3600
+    rows = [
+        "| quantity | value |",
+        "|---|---:|",
+        f"| measured archive conversion, one worker (1 core) | {per_worker / 1e6:.1f} MB/s |",
+        f"| measured scaling, 2 workers on 2 cores | {s['speedup_2_over_1']:.2f}× "
+        f"({100 * efficiency:.0f} % per worker) |",
+        f"| needed for 4.06 TB in one hour | {needed / 1e9:.2f} GB/s |",
+        f"| **workers (cores) needed** | **{workers:,}** |",
+        f"| objects per second at that rate (201,840 files) | {files_per_second:.0f} |",
+        f"| tasks (≥ 8 MiB each, 4 per worker slot) | ≤ {workers * 16:,} |",
+    ]
+    notes = [
+        "",
+        f"At {workers:,} one-core workers the job needs {needed * 8 / 1e9:.1f} Gbit/s from S3 "
+        "(plus the reads of each space's reference once per worker): a few dozen instances "
+        "with 10–25 Gbit/s each, inside the bucket's region. Request rates stay small "
+        f"({files_per_second:.0f} objects/s, a few requests each, against S3's 3,500 writes "
+        "and 5,500 reads per second *per prefix*), and the scheduler handles thousands of "
+        "tasks per second against the few per second this needs "
+        f"(no-op batches measured at {s.get('noop_spaces_per_second', 0):,.0f} spaces/s). "
+        "What limits it is CPU: the archive format's put (member expansion, the deflate "
+        "parameter search and the proof decode), i.e. the core count; the largest delta space "
+        "also bounds the wall time, since one space is never split.",
+    ]
+    return "\n".join(rows + notes)
+
+
+def _publish_capacity(s: dict[str, Any]) -> None:
+    doc = ROOT / "docs" / "dask.md"
+    text = doc.read_text()
+    block = "<!-- capacity:start -->\n" + capacity(s) + "\n<!-- capacity:end -->"
+    doc.write_text(
+        re.sub(r"<!-- capacity:start -->.*<!-- capacity:end -->", lambda _: block, text, flags=re.S)
+    )
 
 
 def _median(runs: list[dict[str, Any]], field: str = "seconds") -> float:

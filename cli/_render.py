@@ -7,7 +7,7 @@ import sys
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -96,7 +96,22 @@ class Output:
         return time.monotonic() - self.started
 
 
-class TransferProgress:
+class _Bars:
+    """Rich progress bars on stderr, started and stopped with ``with`` (None off a terminal)."""
+
+    _progress: Progress | None = None
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class TransferProgress(_Bars):
     """Rich progress bars fed by the SDK's progress events (drawn only on a terminal)."""
 
     def __init__(self, out: Output, total_bytes: int, files: int) -> None:
@@ -114,15 +129,6 @@ class TransferProgress:
                 transient=True,
             )
             self._overall = self._progress.add_task(f"{files} file(s)", total=total_bytes or None)
-
-    def __enter__(self) -> TransferProgress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
     def __call__(self, event: ProgressEvent) -> None:
         progress = self._progress
@@ -144,7 +150,7 @@ class TransferProgress:
                 progress.remove_task(task)
 
 
-class ItemProgress:
+class ItemProgress(_Bars):
     """One bar of finished objects for bulk jobs that report objects as they complete: local
     ``ProgressEvent``s or a cluster's results alike."""
 
@@ -160,15 +166,6 @@ class ItemProgress:
                 transient=True,
             )
             self._task = self._progress.add_task("object(s)", total=items or None)
-
-    def __enter__(self) -> ItemProgress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
     def item(self, _result: object = None) -> None:
         """One object finished (ok or not)."""

@@ -122,30 +122,19 @@ class StatsEngine:
         """Original sizes of deltas from one HEAD each, ``concurrency`` at a time: found sizes
         by stored key, and how many HEADs failed."""
         sizes: dict[str, int] = {}
-        failed = 0
         limiter = anyio.CapacityLimiter(self.concurrency)
-        pace = RatePace(READS_PER_SECOND)
+        heads = _Heads(self._storage, bucket)
 
         async def head(obj: StoredObject) -> None:
-            nonlocal failed
             async with limiter:
-                await pace.wait()
-                try:
-                    size = await self._original_size(bucket, obj)
-                except DeltaGliderError:
-                    failed += 1
-                    return
+                size = await heads.original_size(obj)
             if size is not None:
                 sizes[obj.key] = size
 
         async with task_group() as tg:
             for obj in objects:
                 tg.start_soon(head, obj)
-        return sizes, failed
-
-    async def _original_size(self, bucket: str, obj: StoredObject) -> int | None:
-        found = await self._storage.head_fast(bucket, obj.key)
-        return None if found is None else parse_metadata(found.metadata, obj.key).file_size
+        return sizes, heads.failed
 
     async def _crawl(
         self,
@@ -161,28 +150,16 @@ class StatsEngine:
         if use_document and not refresh and not prefix:
             boundaries = await self._load_document(bucket, known)
         listing = Listing()
-        heads = 0
-        failed = 0
+        heads = _Heads(self._storage, bucket)
         later: list[StoredObject] = []
         send, receive = anyio.create_memory_object_stream[StoredObject](max_buffer_size=4096)
-        pace = RatePace(READS_PER_SECOND)
-
-        async def head(obj: StoredObject) -> None:
-            nonlocal heads, failed
-            heads += 1
-            await pace.wait()
-            try:
-                size = await self._original_size(bucket, obj)
-            except DeltaGliderError:
-                failed += 1
-                return
-            if size is not None:
-                known[obj.key] = (obj.etag, size)
 
         async def worker() -> None:
             async with receive.clone() as stream:
                 async for obj in stream:
-                    await head(obj)
+                    size = await heads.original_size(obj)
+                    if size is not None:
+                        known[obj.key] = (obj.etag, size)
 
         def needs_head(obj: StoredObject) -> bool:
             cached = known.get(obj.key)
@@ -225,12 +202,12 @@ class StatsEngine:
                         if needs_head(obj):
                             await to_head(obj)
             receive.close()
-        if remote is not None and later:
-            sizes, failed = await remote(bucket, later)
-            heads = len(later)
-            etags = {obj.key: obj.etag for obj in later}
-            known.update({key: (etags[key], size) for key, size in sizes.items()})
-        return listing, heads, failed
+        if remote is None or not later:
+            return listing, heads.issued, heads.failed
+        sizes, failed = await remote(bucket, later)
+        etags = {obj.key: obj.etag for obj in later}
+        known.update({key: (etags[key], size) for key, size in sizes.items()})
+        return listing, len(later), failed
 
     async def _load_document(self, bucket: str, known: dict[str, tuple[str, int]]) -> list[str]:
         """Seed per-key sizes from the in-bucket documents; return listing range boundaries."""
@@ -279,3 +256,25 @@ class StatsEngine:
                 metadata={},
                 content_type="application/json",
             )
+
+
+class _Heads:
+    """HEADs for deltas' original sizes, paced to S3's read rate per prefix, counted."""
+
+    def __init__(self, storage: Storage, bucket: str) -> None:
+        self._storage = storage
+        self._bucket = bucket
+        self._pace = RatePace(READS_PER_SECOND)
+        self.issued = 0
+        self.failed = 0
+
+    async def original_size(self, obj: StoredObject) -> int | None:
+        """``dg-file-size`` of a delta; None when it is gone, has none, or the HEAD failed."""
+        self.issued += 1
+        await self._pace.wait()
+        try:
+            found = await self._storage.head_fast(self._bucket, obj.key)
+        except DeltaGliderError:
+            self.failed += 1
+            return None
+        return None if found is None else parse_metadata(found.metadata, obj.key).file_size
