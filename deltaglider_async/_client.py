@@ -116,7 +116,6 @@ class AsyncDeltaGliderClient:
             self._opened = False
             with anyio.CancelScope(shield=True):
                 await self._storage.close()
-            self._ctx.codec.release_memory()
             if self._ctx.tmp is not None:
                 shutil.rmtree(self._ctx.tmp, ignore_errors=True)
 

@@ -392,15 +392,21 @@ static int dg_getblk(xd3_stream *stream, xd3_source *src, xoff_t blkno_x) {
   return 0;
 }
 
-/* Builds the RFC 3284 code table once, before any thread can race on its lazy initialisation. */
-void dg_global_init(void) {
+static pthread_once_t dg_init_once = PTHREAD_ONCE_INIT;
+
+static void dg_init_process(void) {
   (void)xd3_rfc3284_code_table();
+  /* Registered exactly once: a second set of handlers would lock the pool twice in fork(). */
   (void)pthread_atfork(dg_pool_lock_for_fork, dg_pool_unlock_after_fork, dg_pool_unlock_after_fork);
 #ifdef DG_HAVE_AVX2_KERNEL
   __builtin_cpu_init();
   dg_use_avx2 = __builtin_cpu_supports("avx2") != 0;
 #endif
 }
+
+/* Builds the RFC 3284 code table before any thread can race on its lazy initialisation; safe to
+   call any number of times. */
+void dg_global_init(void) { (void)pthread_once(&dg_init_once, dg_init_process); }
 
 static const xd3_smatcher *dg_preset(int level) {
   if (level <= 1) return &__smatcher_fastest;
@@ -553,7 +559,15 @@ uint64_t dg_cache_hits(dg_codec *c) { return c->hits; }
 uint64_t dg_cache_misses(dg_codec *c) { return c->misses; }
 
 static int dg_finish(dg_codec *c) {
-  int ret = xd3_close_stream(&c->stream);
+  int ret;
+  /* xd3_close_stream accepts a decoder still waiting for its 4-byte magic, so an empty or
+     1-3 byte input would otherwise close as a valid, empty delta. */
+  if (!c->encoding && c->stream.dec_state == DEC_VCHEAD) {
+    c->stream.msg = "input ends before the VCDIFF header is complete";
+    dg_set_error(c, XD3_INVALID_INPUT, "truncated delta", DG_ERR_TRUNCATED);
+    return DG_ERROR;
+  }
+  ret = xd3_close_stream(&c->stream);
   if (ret != 0) {
     dg_set_error(c, ret, c->encoding ? "encoder" : "truncated delta",
                  c->encoding ? DG_ERR_INTERNAL : DG_ERR_TRUNCATED);

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 
-from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError, release_memory
+from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError
 
 from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._exceptions import DeltaGliderError, IntegrityError
@@ -105,11 +105,6 @@ class CodecRunner:
 
     def __init__(self, threads: int) -> None:
         self.limiter = anyio.CapacityLimiter(threads)
-
-    @staticmethod
-    def release_memory() -> None:
-        """Give back the tables the codec keeps for reuse (a closed client encodes no more)."""
-        release_memory()
 
     async def hash_file(self, path: Path, part_size: int) -> FileDigest:
         return await anyio.to_thread.run_sync(digest_file, path, part_size, limiter=self.limiter)

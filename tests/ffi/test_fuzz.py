@@ -65,6 +65,35 @@ def test_garbage_and_wrong_source_raise() -> None:
         decoder.finish()
 
 
+def test_short_and_header_only_inputs_never_decode_to_nothing() -> None:
+    """Every prefix up to the first window, and 1-8 random bytes, in 10,000+ cases: an error, or
+    (only for a whole VCDIFF header and no target size) the empty target such a header describes."""
+    rng = random.Random(20261202)
+    source, target = versioned_pair(16 << 10, seed=5)
+    deltas = [encode(source, target, secondary=s) for s in ("lzma", "djw", None)]
+    deltas.append(encode(source, b""))
+    cases = [b""]
+    for delta in deltas:
+        cases += [delta[:n] for n in range(1, 24)]
+    while len(cases) < 10_000:
+        head = rng.choice(deltas)[: rng.randint(0, 8)]
+        cases.append(head + rng.randbytes(rng.randint(0 if head else 1, 8 - len(head))))
+    empty_ok = 0
+    for case in cases:
+        with pytest.raises(XDeltaError):
+            decode(source, case, target_size=len(target))
+        try:
+            out = decode(source, case)
+        except XDeltaError:
+            continue
+        assert out == b"" and case[:4] == b"\xd6\xc3\xc4\x00", case
+        empty_ok += 1
+    assert empty_ok < len(cases) // 10
+    for n in range(4):
+        with pytest.raises(TruncatedDeltaError, match="header"):
+            decode(source, deltas[0][:n])
+
+
 def test_cut_at_window_boundary_needs_target_size() -> None:
     source, target = versioned_pair(256 << 10, seed=9)
     delta = encode(source, target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 from xdelta_ffi import decode, encode, pooled_memory, release_memory
@@ -54,3 +56,38 @@ def test_encoders_in_threads_share_the_pool_safely() -> None:
         t.join()
     assert [got[i] for i in range(len(pairs))] == expected
     assert pooled_memory() <= POOL_CAP
+
+
+def test_fork_after_repeated_init_does_not_deadlock() -> None:
+    # Each dg_global_init() used to add another pthread_atfork handler set: the second one
+    # locked the already-locked pool mutex inside fork().
+    script = (
+        "import os, sys\n"
+        "from xdelta_ffi._xdelta3_cffi import lib\n"
+        "for _ in range(3): lib.dg_global_init()\n"
+        "pid = os.fork()\n"
+        "if pid == 0: os._exit(7)\n"
+        "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
+    assert done.returncode == 7
+
+
+def test_closing_a_client_keeps_the_pool_other_clients_use() -> None:
+    import asyncio
+
+    from deltaglider_async import create_client
+
+    release_memory()
+    source, target = versioned_pair(8 * MiB, seed=6)
+    encode(source, target, level=9)
+    kept = pooled_memory()
+    assert kept > 0
+
+    async def open_and_close() -> None:
+        async with create_client(endpoint_url="http://127.0.0.1:9", region_name="us-east-1"):
+            pass
+
+    asyncio.run(open_and_close())
+    assert pooled_memory() == kept
+    release_memory()
