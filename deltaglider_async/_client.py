@@ -32,7 +32,7 @@ from ._core.spaces import (
     space_of,
 )
 from ._core.stats import BucketStats, Mode
-from ._engine.cache import ReferenceCache, parse_key
+from ._engine.cache import DEFAULT_MAX_BYTES, ReferenceCache, parse_key
 from ._engine.codec import CodecRunner, unlink_quietly
 from ._engine.stats import StatsEngine
 from ._exceptions import InvalidArgumentError
@@ -648,6 +648,17 @@ async def _slice(chunks: AsyncIterator[bytes], start: int, end: int) -> AsyncIte
         position += len(chunk)
 
 
+def _megabytes(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidArgumentError(f"{name} must be a whole number of megabytes: {text!r}")
+    return value << 20
+
+
 def create_client(
     endpoint_url: str | None = None,
     *,
@@ -669,9 +680,9 @@ def create_client(
     Unset arguments come from the environment as the older tool reads it: ``AWS_*`` (through
     botocore, ``AWS_ENDPOINT_URL`` included), ``DG_MAX_RATIO``, ``DG_CACHE_BACKEND``
     (``filesystem``/``memory``), ``DG_CACHE_MEMORY_SIZE_MB``, ``DG_CACHE_ENCRYPTION_KEY``,
-    ``DG_CACHE_DIR``, ``DG_LOG_LEVEL``, ``DG_FAST_PATH`` (``0``: every request through botocore) and
-    ``DG_DELTA_FORMAT`` (the format new deltas are
-    written in; reads follow each object's own).
+    ``DG_CACHE_DIR``, ``DG_CACHE_MAX_SIZE_MB``, ``DG_LOG_LEVEL``, ``DG_FAST_PATH`` (``0``: every
+    request through botocore) and ``DG_DELTA_FORMAT`` (the format new deltas are written in; reads
+    follow each object's own).
     """
     environ = os.environ if env is None else env
     transfer = transfer or TransferConfig()
@@ -679,15 +690,12 @@ def create_client(
         transfer = dataclasses.replace(transfer, fast_path=False)
     if cache is None:
         key_text = environ.get("DG_CACHE_ENCRYPTION_KEY")
-        try:
-            memory_mb = int(environ.get("DG_CACHE_MEMORY_SIZE_MB", "100"))
-        except ValueError:
-            raise InvalidArgumentError("DG_CACHE_MEMORY_SIZE_MB must be an integer") from None
         cache = ReferenceCache(
             backend=cache_backend or environ.get("DG_CACHE_BACKEND", "filesystem"),
             key=parse_key(key_text) if key_text else None,
             directory=Path(environ["DG_CACHE_DIR"]) if environ.get("DG_CACHE_DIR") else None,
-            memory_bytes=memory_mb << 20,
+            memory_bytes=_megabytes(environ, "DG_CACHE_MEMORY_SIZE_MB", 100),
+            max_bytes=_megabytes(environ, "DG_CACHE_MAX_SIZE_MB", DEFAULT_MAX_BYTES >> 20),
         )
     if level := environ.get("DG_LOG_LEVEL"):
         try:

@@ -4,9 +4,14 @@ On disk every entry is AES-256-GCM in fixed 256 KiB chunks, so the codec reads a
 decrypting just the chunk(s) under it: plaintext never touches disk.  Each chunk's associated
 data binds it to the entry's SHA-256, its index and whether it is the last one (the last chunk
 holds ``size % CHUNK`` bytes, possibly none), so swapped, truncated or tampered chunks fail
-authentication; such an entry is dropped and fetched again.  The key is ephemeral (one
-process) unless ``DG_CACHE_ENCRYPTION_KEY`` provides one, which lets processes share entries.
-Concurrent requests for one reference fetch it once.
+authentication; such an entry is dropped and fetched again.
+
+Entries live in a private ``user-<uid>`` directory (0700) inside the configured one, whose mode is
+never touched.  The key is ``DG_CACHE_ENCRYPTION_KEY`` or else a 0600 key file in that private
+directory, so every process of one user shares entries without configuration.  The directory is
+bounded (``DG_CACHE_MAX_SIZE_MB``): least recently used entries go first, and entries no current
+key can read are removed once they are a day old.  Concurrent requests for one reference fetch it
+once.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import struct
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -38,6 +45,14 @@ CHUNK = 256 << 10  # = the codec's default source block: one decrypt per miss
 _TAG = 16
 _MAGIC = b"DGC1"
 _HEADER = struct.Struct(">4sIQ8s")  # magic, chunk size, plaintext size, nonce prefix
+_KEY_FILE = "key"
+_ENTRY = re.compile(r"[0-9a-f]{64}\.[0-9a-f]{16}\.dgc")
+#: Entries of another key (a lost key file, an earlier version's per-process keys, another
+#: DG_CACHE_ENCRYPTION_KEY) stay this long after their last use, then go.
+FOREIGN_ENTRY_TTL = 24 * 3600.0
+#: A fill that has not been renamed into place for this long was left by a killed process.
+STALE_FILL_SECONDS = 3600.0
+DEFAULT_MAX_BYTES = 2048 << 20
 
 Fetch = Callable[[], AsyncIterator[bytes]]
 
@@ -165,17 +180,105 @@ def default_cache_dir() -> Path:
     home = Path.home()
     if os.access(home, os.W_OK):
         return home / ".cache" / "deltaglider-async"
-    return Path(tempfile.gettempdir()) / f"deltaglider-async-{os.getuid()}"
+    return Path(tempfile.gettempdir()) / "deltaglider-async"
 
 
-def _private_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
+def _private_dir(base: Path) -> Path:
+    """``base/user-<uid>``, created 0700; ``base`` itself is created if missing, never chmodded
+    (it may be a shared directory such as /tmp)."""
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = base / f"user-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not path.is_dir() or path.is_symlink():
+        raise CacheError(f"cache directory {path} is not a directory")
     if info.st_uid != os.getuid():
         raise CacheError(f"cache directory {path} belongs to another user")
     if info.st_mode & 0o077:
-        path.chmod(0o700)
+        raise CacheError(f"cache directory {path} is open to other users: remove it or chmod 700")
     return path
+
+
+def _load_or_create_key(directory: Path) -> bytes:
+    """The key every process of this user shares; a damaged key file is replaced (its entries
+    become unreadable and age out)."""
+    path = directory / _KEY_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return _write_key(path, replace=False)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise CacheError(f"cache key file {path} is readable by others: remove it")
+        key = handle.read(33)
+    return key if len(key) == 32 else _write_key(path, replace=True)
+
+
+def _write_key(path: Path, *, replace: bool) -> bytes:
+    key = AESGCM.generate_key(bit_length=256)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".key-")  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+            out.flush()
+            os.fsync(out.fileno())
+        if replace:
+            os.replace(tmp_name, path)
+            return key
+        try:
+            os.link(tmp_name, path)  # never overwrites: a racing process's key wins
+        except FileExistsError:
+            return _load_or_create_key(path.parent)
+        return key
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
+def _prune(directory: Path, key_id: str, max_bytes: int, now: float) -> int:
+    """Bound the cache directory; returns the bytes it holds afterwards.
+
+    Entries go least recently used first (a hit touches the file's mtime) until the rest fit;
+    another key's entries and stale fills go once they are old enough, whatever the room.
+    """
+    entries: list[tuple[float, int, Path]] = []
+    for path in directory.glob("*/*"):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        age = now - info.st_mtime
+        if path.name.startswith(".fill-"):
+            if age > STALE_FILL_SECONDS:
+                _discard(path)
+            continue
+        if not _ENTRY.fullmatch(path.name):
+            continue
+        if path.name.split(".")[1] != key_id and age > FOREIGN_ENTRY_TTL:
+            _discard(path)
+            continue
+        entries.append((info.st_mtime, info.st_size, path))
+    entries.sort()
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in entries:
+        if total <= max_bytes:
+            break
+        _discard(path)  # an open entry stays readable through its descriptor
+        total -= size
+    return total
+
+
+def _sweep_legacy_entries(base: Path) -> None:
+    """Entries earlier versions wrote straight into the cache directory, each under a key that
+    died with its process: unreadable to anyone."""
+    for path in base.glob("[0-9a-f][0-9a-f]/*.dgc"):
+        if _ENTRY.fullmatch(path.name) and path.lstat().st_uid == os.getuid():
+            _discard(path)
+    for sub in base.glob("[0-9a-f][0-9a-f]"):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
 
 
 class ReferenceCache:
@@ -188,27 +291,63 @@ class ReferenceCache:
         directory: Path | None = None,
         key: bytes | None = None,
         memory_bytes: int = 100 << 20,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if backend not in ("filesystem", "memory"):
             raise InvalidArgumentError(f"cache backend must be filesystem or memory: {backend!r}")
+        if max_bytes < 0 or memory_bytes < 0:
+            raise InvalidArgumentError("cache size limits must not be negative")
         self.backend = backend
-        self._key = key or AESGCM.generate_key(bit_length=256)
-        self._aead = AESGCM(self._key)
-        self._key_id = hashlib.sha256(b"dg-cache-key" + self._key).hexdigest()[:16]
-        self._directory = directory
+        self.max_bytes = max_bytes
+        self._given_key = key
+        self._keyring: tuple[AESGCM, str] | None = None
+        self._base = directory
+        self._directory: Path | None = None
         self._memory: OrderedDict[str, MemoryEntry] = OrderedDict()
         self._memory_limit = memory_bytes
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
         self.fetches = 0
 
     @property
     def directory(self) -> Path:
+        """The private directory holding the entries (created on first use)."""
         if self._directory is None:
-            self._directory = default_cache_dir()
-        return _private_dir(self._directory)
+            base = self._base if self._base is not None else default_cache_dir()
+            fresh = not (base / f"user-{os.getuid()}").exists()
+            directory = _private_dir(base)
+            if fresh:
+                _sweep_legacy_entries(base)
+            self._directory = directory
+            _prune(directory, self._key()[1], self.max_bytes, time.time())
+        return self._directory
+
+    def _key(self) -> tuple[AESGCM, str]:
+        if self._keyring is None:
+            key = self._given_key
+            if key is None:
+                key = _load_or_create_key(self.directory)
+            key_id = hashlib.sha256(b"dg-cache-key" + key).hexdigest()[:16]
+            self._keyring = (AESGCM(key), key_id)
+        return self._keyring
 
     def _path(self, sha256: str) -> Path:
-        return self.directory / sha256[:2] / f"{sha256}.{self._key_id}.dgc"
+        directory = self.directory
+        return directory / sha256[:2] / f"{sha256}.{self._key()[1]}.dgc"
+
+    @contextlib.asynccontextmanager
+    async def _fetch_lock(self, sha256: str) -> AsyncIterator[None]:
+        """One fetch per reference at a time; a lock nobody holds or awaits is forgotten."""
+        lock, users = self._locks.get(sha256, (anyio.Lock(), 0))
+        self._locks[sha256] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[sha256]
+            if users == 1:
+                del self._locks[sha256]
+            else:
+                self._locks[sha256] = (lock, users - 1)
 
     async def get(self, sha256: str, fetch: Fetch) -> ReferenceSource:
         """The cached reference ``sha256``, fetched (once) with ``fetch`` when missing.
@@ -238,8 +377,7 @@ class ReferenceCache:
     async def _get(
         self, sha256: str, fetch: Fetch, *, count: bool, degrade: bool = True
     ) -> ReferenceSource:
-        lock = self._locks.setdefault(sha256, anyio.Lock())
-        async with lock:
+        async with self._fetch_lock(sha256):
             found = self._lookup(sha256)
             if found is not None:
                 return found
@@ -263,10 +401,10 @@ class ReferenceCache:
 
     def _lookup(self, sha256: str) -> ReferenceSource | None:
         if self.backend == "memory":
-            entry = self._memory.get(sha256)
-            if entry is not None:
+            held = self._memory.get(sha256)
+            if held is not None:
                 self._memory.move_to_end(sha256)
-            return entry
+            return held
         try:
             path = self._path(sha256)
         except (CacheError, OSError):
@@ -274,10 +412,13 @@ class ReferenceCache:
         if not path.exists():
             return None
         try:
-            return EncryptedEntry(path, sha256, self._aead)
+            entry = EncryptedEntry(path, sha256, self._key()[0])
         except (CacheError, OSError):
             _discard(path)
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # the recency that eviction goes by
+        return entry
 
     async def _fill_memory(self, sha256: str, fetch: Fetch, *, keep: bool = True) -> MemoryEntry:
         digest = hashlib.sha256()
@@ -309,10 +450,15 @@ class ReferenceCache:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return EncryptedEntry(final, sha256, self._aead)
+        entry = EncryptedEntry(final, sha256, self._key()[0])
+        await anyio.to_thread.run_sync(
+            _prune, final.parent.parent, self._key()[1], self.max_bytes, time.time()
+        )
+        return entry
 
     async def _write_sealed(self, sha256: str, fetch: Fetch, out: BinaryIO) -> None:
         """Encrypt chunks as they arrive; a chunk is sealed once it is known not to be last."""
+        aead = self._key()[0]
         prefix = os.urandom(8)
         digest = hashlib.sha256()
         size = 0
@@ -324,7 +470,7 @@ class ReferenceCache:
             size += len(data)
             pending += data
             while len(pending) > CHUNK:
-                sealed = self._aead.encrypt(
+                sealed = aead.encrypt(
                     _nonce(prefix, index), bytes(pending[:CHUNK]), _aad(sha256, index, False)
                 )
                 await anyio.to_thread.run_sync(out.write, sealed)
@@ -334,15 +480,11 @@ class ReferenceCache:
             raise IntegrityError(f"reference {sha256[:12]}… fetched with a different SHA-256")
         if len(pending) == CHUNK:  # the last chunk holds size % CHUNK bytes, possibly none
             out.write(
-                self._aead.encrypt(
-                    _nonce(prefix, index), bytes(pending), _aad(sha256, index, False)
-                )
+                aead.encrypt(_nonce(prefix, index), bytes(pending), _aad(sha256, index, False))
             )
             pending.clear()
             index += 1
-        out.write(
-            self._aead.encrypt(_nonce(prefix, index), bytes(pending), _aad(sha256, index, True))
-        )
+        out.write(aead.encrypt(_nonce(prefix, index), bytes(pending), _aad(sha256, index, True)))
         out.seek(0)
         out.write(_HEADER.pack(_MAGIC, CHUNK, size, prefix))
 
@@ -356,15 +498,23 @@ class ReferenceCache:
         return existed
 
     def clear(self) -> int:
-        """Drop every entry this key can read (memory: all); returns how many."""
+        """Drop every entry, whatever key wrote it (memory: all); returns how many."""
         if self.backend == "memory":
             count = len(self._memory)
             self._memory.clear()
             return count
-        if self._directory is None and not default_cache_dir().exists():
+        base = self._base if self._base is not None else default_cache_dir()
+        if self._directory is None and not (base / f"user-{os.getuid()}").exists():
             return 0
         count = 0
-        for path in self.directory.glob(f"*/*.{self._key_id}.dgc"):
-            path.unlink(missing_ok=True)
-            count += 1
+        for path in self.directory.glob("*/*.dgc"):
+            if _ENTRY.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+                count += 1
         return count
+
+    def disk_usage(self) -> int:
+        """Bytes the entries take on disk (0 for the memory backend)."""
+        if self.backend == "memory":
+            return 0
+        return sum(p.stat().st_size for p in self.directory.glob("*/*.dgc"))

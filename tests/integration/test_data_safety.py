@@ -427,7 +427,7 @@ async def test_cache_on_a_full_filesystem_degrades_to_reading_without_it(
     # An entry that became a directory is dropped and the read still works.
     cache = tmp_path / "reader"
     assert await read_fresh(s3, cache, bucket, "c/v2.zip") == big_v2
-    (entry,) = cache.glob("*/*.dgc")
+    (entry,) = cache.glob("*/*/*.dgc")
     entry.unlink()
     entry.mkdir()
     (entry / "junk").write_bytes(b"x")
