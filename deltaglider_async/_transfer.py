@@ -25,8 +25,12 @@ class TransferConfig:
     - ``max_files``: objects in flight for bulk operations.
     - ``codec_threads``: encoders/decoders running at once (defaults to the CPU count).
     - ``max_heads``: concurrent HEAD requests for statistics.
-    - ``max_attempts``: total attempts per request (botocore standard retry mode).
-    - ``request_timeout``: our own bound on one request, including a stalled upload body.
+    - ``max_attempts``: total attempts per request (botocore standard retry mode); a stall
+      (no byte moved for ``read_timeout``, upload bodies included) is retried only once, so a
+      stopped server is reported after about two read timeouts.
+    - ``connect_timeout``, ``read_timeout``: aws-cli's defaults (``read_timeout`` is also how
+      long an upload body may go without the server taking a byte).
+    - ``request_timeout``: our own bound on one attempt of one request, however it progresses.
     - ``abort_timeout``: how long a failed multipart upload keeps trying to abort.
     - ``fast_path``: send the hot requests (HEAD, listings, parts, ranged GETs) over the lean
       aiohttp path signed by botocore's signer; False (or ``DG_FAST_PATH=0``) sends everything
@@ -44,7 +48,7 @@ class TransferConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     request_timeout: float = 300.0
-    abort_timeout: float = 30.0
+    abort_timeout: float = 20.0
     fast_path: bool = True
 
     def __post_init__(self) -> None:

@@ -202,6 +202,13 @@ class SeaweedServer:
             start_new_session=True,
         )
 
+    def pause(self) -> None:
+        """SIGSTOP the whole process group: connections stay open and nothing answers."""
+        os.killpg(self._require_proc().pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self._require_proc().pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the whole process group, as a crash would."""
         if self._proc is not None and self._proc.poll() is None:

@@ -33,7 +33,13 @@ from .._core.stats import (
     listing_boundaries,
     stats_document_key,
 )
-from .._exceptions import DeltaGliderError, InvalidArgumentError
+from .._exceptions import (
+    BucketNotFoundError,
+    CredentialsError,
+    DeltaGliderError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from .._storage.port import Storage
 from .._tasks import RatePace, task_group
 
@@ -214,11 +220,15 @@ class StatsEngine:
         documents: dict[str, Any] = {}
 
         async def load(mode: Mode) -> None:
+            # A server that does not answer is no missed shortcut: the listing would wait the
+            # same timeouts again, so only a missing or unreadable document is passed over.
             try:
                 raw = await self._storage.get_bytes(bucket, stats_document_key(mode))
                 documents[mode] = json.loads(raw)
-            except (DeltaGliderError, ValueError):
-                pass  # missing, damaged or foreign: only a missed shortcut
+            except BucketNotFoundError:
+                raise
+            except (NotFoundError, CredentialsError, ValueError):
+                pass  # missing, unreadable, damaged or foreign: only a missed shortcut
 
         async with task_group() as tg:
             for mode in ("detailed", "sampled"):

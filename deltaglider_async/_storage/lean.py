@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from urllib.parse import quote, unquote_plus, urlsplit
 import aiohttp
 from yarl import URL
 
-from .retry import Fallback
+from .retry import Fallback, WatchedBody, watch_upload
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -229,20 +228,26 @@ class LeanS3:
             raise _unexpected("ListObjectsV2", resp.status)
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes, stall: float
     ) -> str:
-        """PUT one part; returns its ETag.  Raises Fallback on an answer it does not expect."""
+        """PUT one part; returns its ETag.  Raises Fallback on an answer it does not expect, and
+        UploadStalled when the server takes no byte of it for ``stall`` seconds."""
         query = {"partNumber": str(number), "uploadId": upload_id}
         url, headers = await self._request("PUT", bucket, key, query, UNSIGNED_PAYLOAD)
         headers["Content-Length"] = str(len(data))
         # A file object is written 64 KiB at a time (see S3Storage._multipart_upload).
-        async with self._session.put(
-            url, data=io.BytesIO(data), headers=headers, allow_redirects=False
-        ) as resp:
-            await resp.read()
-            if resp.status == 200 and resp.headers.get("ETag"):
-                return str(resp.headers["ETag"])
-            raise _unexpected("UploadPart", resp.status)
+        body = WatchedBody(data)
+
+        async def send() -> str:
+            async with self._session.put(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                await resp.read()
+                if resp.status == 200 and resp.headers.get("ETag"):
+                    return str(resp.headers["ETag"])
+                raise _unexpected("UploadPart", resp.status)
+
+        return await watch_upload(send, body, stall)
 
     async def read_range(
         self,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -45,7 +44,16 @@ from .._tasks import task_group
 from .._transfer import TransferConfig
 from .lean import LeanS3
 from .port import ListPage, ObjectHead, Progress
-from .retry import Fallback, backoff, with_retries
+from .retry import (
+    Attempts,
+    Fallback,
+    UploadStalled,
+    WatchedBody,
+    backoff,
+    limit_stall_retries,
+    watch_upload,
+    with_retries,
+)
 
 _CREDENTIAL_CODES = {
     "AccessDenied",
@@ -80,8 +88,11 @@ def map_error(exc: BaseException, what: str) -> DeltaGliderError:
         return CredentialsError(f"{what}: no AWS credentials found ({exc})")
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError) or _lean_unreachable(exc):
         return EndpointError(f"{what}: cannot reach the S3 endpoint ({exc})")
-    if isinstance(exc, ReadTimeoutError):
-        return StorageError(f"{what}: timed out ({exc})", code="RequestTimeout")
+    if isinstance(exc, TimeoutError | ReadTimeoutError):  # botocore's, aiohttp's, an upload's
+        return StorageError(
+            f"{what}: the S3 endpoint stopped answering ({exc or type(exc).__name__})",
+            code="RequestTimeout",
+        )
     if isinstance(exc, BotoCoreError | OSError):
         return StorageError(f"{what}: {exc}", code=type(exc).__name__)
     return StorageError(f"{what}: {exc!r}", code=type(exc).__name__)
@@ -173,6 +184,7 @@ class S3Storage:
             self._client = await stack.enter_async_context(
                 self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
             )
+            self._client.meta.events.register_first("needs-retry.s3", limit_stall_retries)
         except Exception as exc:
             await stack.aclose()
             raise map_error(exc, "S3 client") from exc
@@ -195,15 +207,36 @@ class S3Storage:
         return self._client
 
     async def _call(self, what: str, operation: str, **params: Any) -> Any:
-        try:
-            with anyio.fail_after(self.transfer.request_timeout):
-                return await getattr(self.client, operation)(**params)
-        except TimeoutError as exc:
-            raise StorageError(
-                f"{what}: no answer in {self.transfer.request_timeout}s", code="RequestTimeout"
-            ) from exc
-        except Exception as exc:
-            raise map_error(exc, what) from exc
+        """One botocore operation (its own retries included), bounded by ``request_timeout``;
+        an upload body the server stops taking fails after ``read_timeout`` and is retried once."""
+        body = params.get("Body")
+        attempts = Attempts(self.transfer.max_attempts)
+        while True:
+            try:
+                with anyio.fail_after(self.transfer.request_timeout):
+                    if not isinstance(body, WatchedBody):
+                        return await getattr(self.client, operation)(**params)
+                    body.seek(0)
+                    return await watch_upload(
+                        lambda: getattr(self.client, operation)(**params),
+                        body,
+                        self.transfer.read_timeout,
+                    )
+            except TimeoutError as exc:
+                if isinstance(exc, UploadStalled) and attempts.retry(exc):
+                    await anyio.sleep(backoff(attempts.failures))
+                    continue
+                raise StorageError(
+                    f"{what}: {str(exc) or 'no answer in time'} (endpoint {self.endpoint}; "
+                    f"read_timeout {self.transfer.read_timeout:g}s)",
+                    code="RequestTimeout",
+                ) from exc
+            except Exception as exc:
+                raise map_error(exc, what) from exc
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.client.meta.endpoint_url) if self._client is not None else "not open"
 
     # ---------------------------------------------------------------- objects
     async def head(self, bucket: str, key: str) -> ObjectHead | None:
@@ -288,7 +321,7 @@ class S3Storage:
         """Stream bytes ``[start, end)`` of an object, resuming by Range after broken reads."""
         what = f"s3://{bucket}/{key}"
         position = start
-        failures = 0
+        attempts = Attempts(self.transfer.max_attempts)
         while True:
             params: dict[str, Any] = {"Bucket": bucket, "Key": key}
             if position > 0 or end is not None:
@@ -319,7 +352,7 @@ class S3Storage:
                         break
                     position += len(chunk)
                     received += len(chunk)
-                    failures = 0
+                    attempts.progressed()
                     yield chunk
                 if 0 <= received < expected:
                     raise OSError(f"short read: {received} of {expected} bytes")
@@ -327,10 +360,13 @@ class S3Storage:
             except Exception as exc:
                 if not (isinstance(exc, TimeoutError) or _retryable_stream_error(exc)):
                     raise map_error(exc, what) from exc
-                failures += 1
-                if failures > self.transfer.max_attempts:
-                    raise StorageError(f"{what}: the download kept breaking ({exc!r})") from exc
-                await anyio.sleep(backoff(failures))
+                if not attempts.retry(exc):
+                    raise StorageError(
+                        f"{what}: the download kept breaking or stalling ({exc!r}; "
+                        f"endpoint {self.endpoint})",
+                        code="RequestTimeout" if isinstance(exc, TimeoutError) else "",
+                    ) from exc
+                await anyio.sleep(backoff(attempts.failures))
             finally:
                 with contextlib.suppress(Exception):
                     body.close()
@@ -348,7 +384,7 @@ class S3Storage:
         params: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,
-            "Body": io.BytesIO(data),  # written in 64 KiB pieces (see _multipart_upload)
+            "Body": WatchedBody(data),  # written in 64 KiB pieces (see _multipart_upload)
             "Metadata": dict(metadata),
         }
         if content_type:
@@ -479,7 +515,9 @@ class S3Storage:
             try:
                 with anyio.fail_after(self.transfer.request_timeout):
                     etag: str = await with_retries(
-                        lambda: lean.upload_part(bucket, key, upload_id, number, data),
+                        lambda: lean.upload_part(
+                            bucket, key, upload_id, number, data, self.transfer.read_timeout
+                        ),
                         self.transfer.max_attempts,
                     )
                 return etag
@@ -489,7 +527,11 @@ class S3Storage:
                     "lean UploadPart answered %s: using botocore for parts", answer
                 )
             except TimeoutError as exc:
-                raise StorageError(f"{what}: no answer", code="RequestTimeout") from exc
+                raise StorageError(
+                    f"{what}: {str(exc) or 'no answer in time'} (endpoint {self.endpoint}; "
+                    f"read_timeout {self.transfer.read_timeout:g}s)",
+                    code="RequestTimeout",
+                ) from exc
             except Exception as exc:
                 raise map_error(exc, what) from exc
         resp = await self._call(
@@ -501,32 +543,38 @@ class S3Storage:
             PartNumber=number,
             # A file object makes aiohttp write 64 KiB at a time: one multi-MiB write makes
             # 3.11's asyncio transport memmove its buffer after every send().
-            Body=io.BytesIO(data),
+            Body=WatchedBody(data),
         )
         return str(resp["ETag"])
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        """Abort, patiently: a server that is briefly down must not keep the upload open."""
-        deadline = anyio.current_time() + self.transfer.abort_timeout
+        """Abort, patiently but within ``abort_timeout``: a server that is briefly down must not
+        keep the upload open, and one that stopped answering must not hold the caller."""
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._call(
-                    f"s3://{bucket}/{key}",
-                    "abort_multipart_upload",
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                )
-                return
-            except NotFoundError:
-                return  # already gone
-            except DeltaGliderError:
-                delay = backoff(attempt, base=0.25, cap=4.0)
-                if anyio.current_time() + delay > deadline:
-                    return  # left to the bucket's lifecycle rule for incomplete uploads
-                await anyio.sleep(delay)
+        with anyio.move_on_after(self.transfer.abort_timeout):
+            while True:
+                attempt += 1
+                try:
+                    await self._call(
+                        f"s3://{bucket}/{key}",
+                        "abort_multipart_upload",
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                    )
+                    return
+                except NotFoundError:
+                    return  # already gone
+                except DeltaGliderError:
+                    await anyio.sleep(backoff(attempt, base=0.25, cap=4.0))
+        logging.getLogger("deltaglider_async").warning(
+            "s3://%s/%s: could not abort multipart upload %s within %gs; "
+            "the bucket's lifecycle rule for incomplete uploads will have to",
+            bucket,
+            key,
+            upload_id,
+            self.transfer.abort_timeout,
+        )
 
     async def list_multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
         resp = await self._call(f"s3://{bucket}", "list_multipart_uploads", Bucket=bucket)
@@ -609,7 +657,7 @@ class S3Storage:
             if progress:
                 progress(len(chunk))
 
-        failures = 0
+        attempts = Attempts(self.transfer.max_attempts)
         while position < end:
             before = position
             try:
@@ -627,12 +675,15 @@ class S3Storage:
                 if position >= end:
                     break
                 failure = OSError(f"short read: {position - before} bytes")
-            failures = 0 if position > before else failures + 1
-            if failures > self.transfer.max_attempts:
+            if position > before:
+                attempts.progressed()
+            if not attempts.retry(failure):
                 raise StorageError(
-                    f"s3://{bucket}/{key}: the download kept breaking ({failure!r})"
+                    f"s3://{bucket}/{key}: the download kept breaking or stalling ({failure!r}; "
+                    f"endpoint {self.endpoint})",
+                    code="RequestTimeout" if isinstance(failure, TimeoutError) else "",
                 ) from failure
-            await anyio.sleep(backoff(failures))
+            await anyio.sleep(backoff(attempts.failures))
         return position
 
     async def delete(self, bucket: str, key: str) -> None:

@@ -46,10 +46,10 @@ async def test_a_full_cache_evicts_least_recently_used_and_stays_correct(tmp_pat
     cache = ReferenceCache(directory=tmp_path, max_bytes=3 * MiB + MiB // 2)
     for seed in (1, 2, 3):
         assert await _read(cache, seed) == _reference(seed)[1]
-        time.sleep(0.01)  # distinct mtimes, which eviction goes by
+        await anyio.sleep(0.01)  # distinct mtimes, which eviction goes by
     assert await _read(cache, 1) == _reference(1)[1]  # a hit: 1 is now the most recent
     assert cache.fetches == 3
-    time.sleep(0.01)
+    await anyio.sleep(0.01)
     assert await _read(cache, 4) == _reference(4)[1]  # 2 is evicted, not 1
     assert cache.disk_usage() <= cache.max_bytes
     for seed in (1, 3, 4):
