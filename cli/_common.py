@@ -3,10 +3,12 @@ outcome-to-exit-code mapping, and the helpers that list and report transfers."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import math
 import os
+import signal
 import traceback
 import typing
 from collections.abc import Awaitable, Callable
@@ -34,6 +36,8 @@ from deltaglider_async.dask import ClientSpec
 from ._render import ItemProgress, Output, Summary, human
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FATAL = 0, 1, 2, 130, 255
+#: 128 + SIGTERM, what a shell reports for a process SIGTERM ended.
+EXIT_TERMINATED = 143
 F = TypeVar("F", bound=Callable[..., Any])
 
 Json = Annotated[bool, typer.Option("--json", help="JSON lines on stdout, no progress")]
@@ -212,13 +216,42 @@ def shared_callback(app: typer.Typer) -> None:
     app.callback()(remember)
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: the command was cancelled and has cleaned up."""
+
+
+async def _until_sigterm(work: Callable[[], Awaitable[int | None]]) -> int | None:
+    """Run ``work``; SIGTERM (``timeout``, CI cancellation, ``docker stop``) cancels it like
+    Ctrl-C, so that temp files go, multipart uploads are aborted and partial files removed."""
+    loop = asyncio.get_running_loop()
+    terminated = False
+    with anyio.CancelScope() as scope:
+
+        def cancel() -> None:
+            nonlocal terminated
+            terminated = True
+            scope.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, cancel)
+        try:
+            return await work()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+    if terminated:
+        raise _Terminated
+    return None
+
+
 def _execute(work: Callable[[], Awaitable[int | None]], out: Output, debug: bool) -> None:
     """Run one command's coroutine and turn every outcome into its exit code."""
     try:
-        code = anyio.run(work, backend="asyncio") or EXIT_OK
+        code = anyio.run(_until_sigterm, work, backend="asyncio") or EXIT_OK
     except KeyboardInterrupt:
         out.err.print("interrupted", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except _Terminated:
+        out.err.print("terminated", markup=False)
+        raise typer.Exit(EXIT_TERMINATED) from None
     except CommandFailed:
         raise typer.Exit(EXIT_FAILED) from None
     except (EndpointError, CredentialsError) as exc:

@@ -1,8 +1,8 @@
 """``deltaglider-async``: aws-s3-like commands over the async SDK (run through ``anyio.run``).
 
 Exit codes: 0 ok · 1 some operation failed (or a verify mismatch) · 2 usage · 130 interrupted ·
-255 fatal (endpoint unreachable, credentials, internal error).  Expected failures print one line;
-``--debug`` adds the traceback.
+143 terminated (SIGTERM, after the same cleanup as Ctrl-C) · 255 fatal (endpoint unreachable,
+credentials, internal error).  Expected failures print one line; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from ._engine.codec import CodecRunner, unlink_quietly
 from ._engine.stats import StatsEngine
 from ._exceptions import InvalidArgumentError
 from ._formats import DEFAULT_FORMAT, format_named
+from ._localfs import private_temp_dir
 from ._migration import MigrationStep, plan_migration, still_to_do
 from ._models import (
     CompressionEstimate,
@@ -104,7 +104,7 @@ class AsyncDeltaGliderClient:
     # ---------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> AsyncDeltaGliderClient:
         await self._storage.open()
-        self._ctx.tmp = Path(tempfile.mkdtemp(prefix="dg-async-"))
+        self._ctx.tmp = private_temp_dir()
         self._opened = True
         return self
 

@@ -8,10 +8,13 @@ never replaced by a regular file.  A symlink is followed: its target is what get
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +58,43 @@ def current_umask() -> int:
     return previous
 
 
+#: A download writes its part at least every two read timeouts; one untouched this long was
+#: left by a killed process.
+STALE_PART_SECONDS = 15 * 60
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Remove ``.<name>.*.dg-part`` files of ``path`` that a killed download left behind."""
+    limit = time.time() - STALE_PART_SECONDS
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.dg-part"):
+        with contextlib.suppress(OSError):
+            info = part.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and info.st_mtime < limit:
+                part.unlink()
+
+
+def private_temp_dir() -> Path:
+    """A new ``dg-async-<pid>-*`` directory in the system's temp directory, after removing those
+    of this user's processes that no longer run (SIGKILL skips every cleanup)."""
+    base = Path(tempfile.gettempdir())
+    for leftover in base.glob("dg-async-*-*"):
+        pid = leftover.name.split("-")[2]
+        with contextlib.suppress(OSError, ValueError):
+            if leftover.lstat().st_uid == os.getuid() and not _running(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"dg-async-{os.getpid()}-"))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Destination:
     """An open download destination; ``commit`` makes it final, ``abort`` leaves no trace."""
 
@@ -72,6 +112,7 @@ class Destination:
             self.fd = os.open(self.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(self.path)
         self.fd, name = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".dg-part"
         )

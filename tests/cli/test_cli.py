@@ -7,8 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.localserver import LocalS3
 
@@ -186,8 +189,13 @@ def test_verify_mismatch_exits_1(
     assert json.loads(result.stdout.splitlines()[0])["valid"] is False
 
 
-def test_ctrl_c_during_upload_leaves_nothing(
-    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+def _own_temp_dirs(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"dg-async-{pid}-*"))
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_or_terminate_during_upload_leaves_nothing(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path, sig: int, code: int
 ) -> None:
     big = tmp_path / "huge.img"
     with big.open("wb") as fh:
@@ -206,12 +214,71 @@ def test_ctrl_c_during_upload_leaves_nothing(
         if client.list_multipart_uploads(Bucket=s3bucket).get("Uploads"):
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     assert stored(seaweed, s3bucket) == []
     assert client.list_multipart_uploads(Bucket=s3bucket).get("Uploads", []) == []
+    assert _own_temp_dirs(proc.pid) == []
+
+
+def test_terminate_during_download_leaves_no_partial_file(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    client = boto(seaweed)
+    big = tmp_path / "served.img"
+    with big.open("wb") as fh:
+        for _ in range(64):
+            fh.write(os.urandom(8 << 20))
+    client.upload_file(str(big), s3bucket, "big/served.img")
+    target = tmp_path / "down"
+    target.mkdir()
+    (target / "served.img").write_bytes(b"the previous version")
+    proc = subprocess.Popen(
+        [SCRIPT, "cp", f"s3://{s3bucket}/big/served.img", str(target / "served.img")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the download writes its hidden part file
+        if any(p.name.endswith(".dg-part") and p.stat().st_size for p in target.iterdir()):
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert [p.name for p in target.iterdir()] == ["served.img"]
+    assert (target / "served.img").read_bytes() == b"the previous version"
+    assert _own_temp_dirs(proc.pid) == []
+
+
+def test_leftovers_of_a_killed_process_are_cleaned_up(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    leftover_tmp = Path(tempfile.mkdtemp(prefix=f"dg-async-{dead_pid}-"))
+    (leftover_tmp / "delta").write_bytes(b"x" * 1000)
+    boto(seaweed).put_object(Bucket=s3bucket, Key="k/app.zip", Body=b"zip")
+    target = tmp_path / "app.zip"
+    stale_part = tmp_path / ".app.zip.killed.dg-part"
+    stale_part.write_bytes(b"half")
+    old = time.time() - 3600
+    os.utime(stale_part, (old, old))
+    fresh_part = tmp_path / ".app.zip.running.dg-part"  # another download, still writing
+    fresh_part.write_bytes(b"busy")
+    result = run(env, "cp", f"s3://{s3bucket}/k/app.zip", str(target))
+    assert result.returncode == 0, result.stderr
+    assert not leftover_tmp.exists()
+    assert not stale_part.exists()
+    assert fresh_part.exists()
+    assert target.read_bytes() == b"zip"
 
 
 def test_migrate_plain_prefix_into_delta_form_resumably(
