@@ -6,13 +6,14 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from xdelta_ffi import Decoder, Encoder, SourceReadError, XDeltaError
+from xdelta_ffi import CodecStateError, Decoder, Encoder, SourceReadError, XDeltaError
 
 from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._exceptions import DeltaGliderError, IntegrityError
@@ -55,49 +56,93 @@ def _is_cache_corruption(exc: BaseException) -> bool:
     return isinstance(exc, CacheCorruptError) or isinstance(exc.__cause__, CacheCorruptError)
 
 
-def encode_file_sync(
-    reference: ReferenceSource | Path, target: Path, delta_out: Path, budget: int | None
-) -> EncodeResult:
-    """Hash and encode ``target`` in one pass, writing the delta to ``delta_out``."""
-    if isinstance(reference, Path):
-        source: object = reference
-        source_size = reference.stat().st_size
-    else:
-        source = reference.codec_source()
-        source_size = reference.size
-    digest = hashlib.sha256()
-    size = 0
-    written = 0
-    over = False
-    target_size = target.stat().st_size
-    with target.open("rb", buffering=0) as src, delta_out.open("wb") as out:
-        chunk = src.read(READ_CHUNK)
-        encoder = Encoder(
-            source,  # type: ignore[arg-type]
-            source_size=source_size,
-            target_size=target_size,
-            secondary_data=compress_added_bytes(chunk[:MAGIC_BYTES]),
-            table_memory=TABLE_MEMORY,
-            cache_size=cache_memory_for(source_size),
-        )
+class FileEncode:
+    """Hash and encode ``target`` in one pass, writing the delta to ``delta_out``, one
+    ``READ_CHUNK`` per :meth:`step`.
+
+    A step can take seconds (new, incompressible data checked against a large reference), so a
+    cancelled caller does not wait for it: :meth:`abandon` closes the job at once when no step
+    runs, or has the running step close it when it ends; its memory is freed then."""
+
+    def __init__(
+        self, reference: ReferenceSource | Path, target: Path, delta_out: Path, budget: int | None
+    ) -> None:
+        if isinstance(reference, Path):
+            self._source: object = reference
+            self._source_size = reference.stat().st_size
+        else:
+            self._source = reference.codec_source()
+            self._source_size = reference.size
+        self._target = target
+        self._budget = budget
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._written = 0
+        self._over = False
+        self._encoder: Encoder | None = None
+        self._state = threading.Lock()
+        self._running = False
+        self._abandoned = False
+        self._src = target.open("rb", buffering=0)
         try:
-            while chunk:
-                digest.update(chunk)
-                size += len(chunk)
-                if not over:
-                    for produced in encoder.stream(chunk):
-                        out.write(produced)
-                        written += len(produced)
-                    over = budget is not None and written > budget
-                chunk = src.read(READ_CHUNK)
-            if not over:
-                for produced in encoder.finish_stream():
-                    out.write(produced)
-                    written += len(produced)
-                over = budget is not None and written > budget
+            self._out = delta_out.open("wb")
+        except BaseException:
+            self._src.close()
+            raise
+
+    def step(self) -> bool:
+        """Encode the next chunk (on a worker thread); True once the whole file is done."""
+        with self._state:
+            if self._abandoned:
+                raise CodecStateError("encode abandoned")
+            self._running = True
+        try:
+            return self._step()
         finally:
-            encoder.close()
-    return EncodeResult(digest.hexdigest(), size, written, over)
+            with self._state:
+                self._running = False
+                closing = self._abandoned
+            if closing:
+                self.close()
+
+    def abandon(self) -> None:
+        """Stop for good, from the caller's thread, without waiting for a running step."""
+        with self._state:
+            self._abandoned = True
+            if self._running:
+                return
+        self.close()
+
+    def _step(self) -> bool:
+        chunk = self._src.read(READ_CHUNK)
+        if self._encoder is None:
+            self._encoder = Encoder(
+                self._source,  # type: ignore[arg-type]
+                source_size=self._source_size,
+                target_size=os.fstat(self._src.fileno()).st_size,
+                secondary_data=compress_added_bytes(chunk[:MAGIC_BYTES]),
+                table_memory=TABLE_MEMORY,
+                cache_size=cache_memory_for(self._source_size),
+            )
+        self._digest.update(chunk)
+        self._size += len(chunk)
+        if not self._over:
+            pieces = self._encoder.stream(chunk) if chunk else self._encoder.finish_stream()
+            for produced in pieces:
+                self._out.write(produced)
+                self._written += len(produced)
+            self._over = self._budget is not None and self._written > self._budget
+        return not chunk
+
+    def result(self) -> EncodeResult:
+        return EncodeResult(self._digest.hexdigest(), self._size, self._written, self._over)
+
+    def close(self) -> None:
+        """Free the codec's memory and close both files (also after a failure or a cancel)."""
+        if self._encoder is not None:
+            self._encoder.close()
+        self._src.close()
+        self._out.close()
 
 
 class CodecRunner:
@@ -112,12 +157,21 @@ class CodecRunner:
     async def encode_file(
         self, reference: ReferenceSource | Path, target: Path, delta_out: Path, budget: int | None
     ) -> EncodeResult:
-        """Encode on a worker thread; codec failures become SDK errors (cache corruption stays
-        :class:`CacheCorruptError`, so that the caller can drop the entry and retry)."""
+        """Encode on worker threads, one chunk per hop, holding one codec slot throughout (a slot
+        per hop would let every waiting put keep an encoder's tables alive at once); codec
+        failures become SDK errors (cache corruption stays :class:`CacheCorruptError`, so that
+        the caller can drop the entry and retry)."""
         try:
-            return await anyio.to_thread.run_sync(
-                encode_file_sync, reference, target, delta_out, budget, limiter=self.limiter
-            )
+            async with self.limiter:
+                job = await anyio.to_thread.run_sync(
+                    FileEncode, reference, target, delta_out, budget
+                )
+                try:
+                    while not await anyio.to_thread.run_sync(job.step, abandon_on_cancel=True):
+                        pass
+                finally:
+                    job.abandon()
+                return job.result()
         except SourceReadError as exc:
             if _is_cache_corruption(exc):
                 raise exc.__cause__ from exc  # type: ignore[misc]

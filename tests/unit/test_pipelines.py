@@ -62,14 +62,14 @@ async def test_a_codec_failure_is_an_sdk_error_of_its_file_only(
     fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dg, _ = fake
-    real = codec_module.encode_file_sync
+    real_step = codec_module.FileEncode.step
 
-    def failing(reference: Any, target: Path, delta_out: Path, budget: int | None) -> Any:
-        if target.read_bytes() == release_zip(2):  # bad.zip, whatever its spool is named
+    def failing(job: Any) -> bool:
+        if job._target.read_bytes() == release_zip(2):  # bad.zip, whatever its spool is named
             raise XDeltaError("injected encoder failure", -1)
-        return real(reference, target, delta_out, budget)
+        return real_step(job)
 
-    monkeypatch.setattr(codec_module, "encode_file_sync", failing)
+    monkeypatch.setattr(codec_module.FileEncode, "step", failing)
     items = []
     for i, name in enumerate(("a.zip", "bad.zip", "c.zip", "d.zip")):
         path = tmp_path / name
