@@ -33,6 +33,7 @@ from ._core.spaces import (
 from ._core.stats import BucketStats, Mode
 from ._engine.cache import DEFAULT_MAX_BYTES, ReferenceCache, parse_key
 from ._engine.codec import CodecRunner, unlink_quietly
+from ._engine.memory import DEFAULT_LIMIT, ask_limit, drop_limit, parse_limit
 from ._engine.stats import StatsEngine
 from ._exceptions import InvalidArgumentError
 from ._formats import DEFAULT_FORMAT, format_named
@@ -84,6 +85,7 @@ class AsyncDeltaGliderClient:
         delta_format: str = DEFAULT_FORMAT,
     ) -> None:
         self._storage = storage
+        self._memory_limit = transfer.memory_limit or DEFAULT_LIMIT
         self._stats = StatsEngine(storage, concurrency=transfer.max_heads)
         self._ctx = Context(
             storage=storage,
@@ -105,6 +107,7 @@ class AsyncDeltaGliderClient:
     async def __aenter__(self) -> AsyncDeltaGliderClient:
         await self._storage.open()
         self._ctx.tmp = private_temp_dir()
+        ask_limit(self._memory_limit)
         self._opened = True
         return self
 
@@ -116,6 +119,7 @@ class AsyncDeltaGliderClient:
             self._opened = False
             with anyio.CancelScope(shield=True):
                 await self._storage.close()
+            drop_limit(self._memory_limit)
             if self._ctx.tmp is not None:
                 shutil.rmtree(self._ctx.tmp, ignore_errors=True)
 
@@ -673,6 +677,7 @@ def create_client(
     transfer: TransferConfig | None = None,
     delta_extensions: Iterable[str] | None = None,
     delta_format: str | None = None,
+    memory_limit: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> AsyncDeltaGliderClient:
     """Build a client; use it as ``async with create_client(...) as dg``.
@@ -681,11 +686,16 @@ def create_client(
     botocore, ``AWS_ENDPOINT_URL`` included), ``DG_MAX_RATIO``, ``DG_CACHE_BACKEND``
     (``filesystem``/``memory``), ``DG_CACHE_MEMORY_SIZE_MB``, ``DG_CACHE_ENCRYPTION_KEY``,
     ``DG_CACHE_DIR``, ``DG_CACHE_MAX_SIZE_MB``, ``DG_LOG_LEVEL``, ``DG_FAST_PATH`` (``0``: every
-    request through botocore) and ``DG_DELTA_FORMAT`` (the format new deltas are written in; reads
-    follow each object's own).
+    request through botocore), ``DG_DELTA_FORMAT`` (the format new deltas are written in; reads
+    follow each object's own) and ``DG_MEMORY_LIMIT`` (the process's memory budget, e.g. ``1G``;
+    ``memory_limit`` in bytes, or ``transfer.memory_limit``).
     """
     environ = os.environ if env is None else env
     transfer = transfer or TransferConfig()
+    limit = memory_limit or transfer.memory_limit
+    if limit is None and (text := environ.get("DG_MEMORY_LIMIT", "").strip()):
+        limit = parse_limit(text)
+    transfer = dataclasses.replace(transfer, memory_limit=limit or DEFAULT_LIMIT)
     if environ.get("DG_FAST_PATH", "1").strip().lower() in ("0", "false", "no", "off"):
         transfer = dataclasses.replace(transfer, fast_path=False)
     if cache is None:

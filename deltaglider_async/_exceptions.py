@@ -66,6 +66,12 @@ class CacheError(DeltaGliderError):
     code = "CacheError"
 
 
+class MemoryLimitError(DeltaGliderError):
+    """One operation needs more memory than the whole budget (``memory_limit``) allows."""
+
+    code = "MemoryLimit"
+
+
 class StorageError(DeltaGliderError):
     code = "StorageError"
 

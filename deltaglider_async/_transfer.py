@@ -32,6 +32,8 @@ class TransferConfig:
       long an upload body may go without the server taking a byte).
     - ``request_timeout``: our own bound on one attempt of one request, however it progresses.
     - ``abort_timeout``: how long a failed multipart upload keeps trying to abort.
+    - ``memory_limit``: the process's memory budget for codec tables, block caches and part
+      buffers (``DG_MEMORY_LIMIT``, else 512 MiB); work that does not fit waits its turn.
     - ``fast_path``: send the hot requests (HEAD, listings, parts, ranged GETs) over the lean
       aiohttp path signed by botocore's signer; False (or ``DG_FAST_PATH=0``) sends everything
       through botocore.
@@ -50,6 +52,7 @@ class TransferConfig:
     request_timeout: float = 300.0
     abort_timeout: float = 20.0
     fast_path: bool = True
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.part_size < 5 * MiB:
@@ -58,6 +61,8 @@ class TransferConfig:
             raise InvalidArgumentError("range_size must be at least 1 MiB")
         if self.multipart_threshold < self.part_size:
             raise InvalidArgumentError("multipart_threshold must be at least part_size")
+        if self.memory_limit is not None and self.memory_limit < 64 * MiB:
+            raise InvalidArgumentError("memory_limit must be at least 64 MiB")
         for name in ("max_concurrency", "max_files", "codec_threads", "max_attempts", "max_heads"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"{name} must be at least 1")

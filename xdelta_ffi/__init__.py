@@ -24,6 +24,7 @@ from ._stream import (
     encoder_memory_estimate,
     pooled_memory,
     release_memory,
+    set_pool_limit,
 )
 from ._zlib import (
     ZLIB_VERSION,
@@ -60,4 +61,5 @@ __all__ = [
     "inflate_raw",
     "pooled_memory",
     "release_memory",
+    "set_pool_limit",
 ]

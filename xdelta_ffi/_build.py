@@ -147,6 +147,7 @@ uint64_t dg_cache_misses(dg_codec *c);
 uint32_t dg_adler32_kernel(const uint8_t *buf, size_t len, int vector);
 int dg_adler32_vectorized(void);
 size_t dg_release_pool(void);
+void dg_set_pool_limit(size_t limit);
 size_t dg_pooled_bytes(void);
 
 typedef struct dg_z dg_z;

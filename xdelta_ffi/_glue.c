@@ -165,6 +165,7 @@ typedef struct {
  * faulting at once in one process wait on each other in the kernel. */
 #define DG_POOL_SLOTS 8
 #define DG_POOL_BYTES ((size_t)256 << 20)
+static size_t dg_pool_limit = DG_POOL_BYTES; /* guarded by dg_pool_lock */
 
 static pthread_mutex_t dg_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static dg_alloc_hdr dg_pool[DG_POOL_SLOTS];
@@ -195,7 +196,7 @@ static dg_alloc_hdr dg_pool_take(size_t len) {
 static void dg_pool_give(dg_alloc_hdr mapping) {
   int i, kept = 0;
   pthread_mutex_lock(&dg_pool_lock);
-  if (dg_pool_bytes + mapping.len <= DG_POOL_BYTES) {
+  if (dg_pool_bytes + mapping.len <= dg_pool_limit) {
     for (i = 0; i < DG_POOL_SLOTS && !kept; i++) {
       if (dg_pool[i].base == NULL) {
         dg_pool[i] = mapping;
@@ -232,6 +233,22 @@ size_t dg_release_pool(void) {
   dg_pool_bytes = 0;
   pthread_mutex_unlock(&dg_pool_lock);
   return released;
+}
+
+/* Caps what the pool keeps from now on (what it holds beyond the cap is unmapped now). */
+void dg_set_pool_limit(size_t limit) {
+  int i;
+  pthread_mutex_lock(&dg_pool_lock);
+  dg_pool_limit = limit < DG_POOL_BYTES ? limit : DG_POOL_BYTES;
+  for (i = 0; i < DG_POOL_SLOTS && dg_pool_bytes > dg_pool_limit; i++) {
+    if (dg_pool[i].base != NULL) {
+      munmap(dg_pool[i].base, dg_pool[i].len);
+      dg_pool_bytes -= dg_pool[i].len;
+      dg_pool[i].base = NULL;
+      dg_pool[i].len = 0;
+    }
+  }
+  pthread_mutex_unlock(&dg_pool_lock);
 }
 
 size_t dg_pooled_bytes(void) {

@@ -79,6 +79,12 @@ def release_memory() -> int:
     return int(lib.dg_release_pool())
 
 
+def set_pool_limit(limit: int) -> None:
+    """Cap the memory kept for reuse (at most its built-in 256 MiB); what is kept beyond the new
+    cap is unmapped now."""
+    lib.dg_set_pool_limit(max(0, limit))
+
+
 def pooled_memory() -> int:
     """Bytes of freed codec memory currently kept for the next codec."""
     return int(lib.dg_pooled_bytes())

@@ -13,12 +13,22 @@ from pathlib import Path
 
 import anyio
 
-from xdelta_ffi import CodecStateError, Decoder, Encoder, SourceReadError, XDeltaError
+from xdelta_ffi import (
+    CodecStateError,
+    Decoder,
+    Encoder,
+    SourceReadError,
+    XDeltaError,
+    encoder_memory_estimate,
+)
 
 from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._exceptions import DeltaGliderError, IntegrityError
 from .._localfs import FileDigest, digest_file
 from .cache import CacheCorruptError, ReferenceSource
+from .memory import process_budget
+
+_MiB = 1 << 20
 
 READ_CHUNK = 4 << 20
 #: The codec's default (256 MiB) put a 1 GiB delta put at 511 MiB peak RSS with the SDK around
@@ -34,6 +44,34 @@ CACHE_MEMORY = 192 << 20
 
 def cache_memory_for(source_size: int) -> int:
     return FULL_COVER if source_size <= FULL_COVER else CACHE_MEMORY
+
+
+#: The smallest table and block cache an encoder is given to fit a small budget.
+_MIN_TABLE = 16 << 20
+_MIN_CACHE = 16 << 20
+#: A decoder's block cache, its windows and its input chunk.
+DECODER_MEMORY = 16 * _MiB + 2 * 8 * _MiB + 2 * READ_CHUNK  # xdelta_ffi's decoder defaults
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    table_memory: int
+    cache_size: int
+    #: what the encoder allocates with them, plus the input chunk in flight
+    need: int
+
+
+def encoder_plan(source_size: int, limit: int) -> EncoderPlan:
+    """The encoder's table and cache: the defaults when they fit ``limit``, else halved (a
+    sparser source index, more block misses) until they do or reach their minimum."""
+    table, cache = TABLE_MEMORY, min(cache_memory_for(source_size), max(source_size, _MIN_CACHE))
+    while True:
+        need = (
+            encoder_memory_estimate(source_size, table_memory=table, cache_size=cache) + READ_CHUNK
+        )
+        if need <= limit or (table <= _MIN_TABLE and cache <= _MIN_CACHE):
+            return EncoderPlan(table, cache, need)
+        table, cache = max(_MIN_TABLE, table // 2), max(_MIN_CACHE, cache // 2)
 
 
 @dataclass(frozen=True)
@@ -65,8 +103,14 @@ class FileEncode:
     runs, or has the running step close it when it ends; its memory is freed then."""
 
     def __init__(
-        self, reference: ReferenceSource | Path, target: Path, delta_out: Path, budget: int | None
+        self,
+        reference: ReferenceSource | Path,
+        target: Path,
+        delta_out: Path,
+        budget: int | None,
+        plan: EncoderPlan,
     ) -> None:
+        self._plan = plan
         if isinstance(reference, Path):
             self._source: object = reference
             self._source_size = reference.stat().st_size
@@ -121,8 +165,8 @@ class FileEncode:
                 source_size=self._source_size,
                 target_size=os.fstat(self._src.fileno()).st_size,
                 secondary_data=compress_added_bytes(chunk[:MAGIC_BYTES]),
-                table_memory=TABLE_MEMORY,
-                cache_size=cache_memory_for(self._source_size),
+                table_memory=self._plan.table_memory,
+                cache_size=self._plan.cache_size,
             )
         self._digest.update(chunk)
         self._size += len(chunk)
@@ -150,6 +194,10 @@ class CodecRunner:
 
     def __init__(self, threads: int) -> None:
         self.limiter = anyio.CapacityLimiter(threads)
+        self.memory = process_budget()
+
+    def plan_encoder(self, source_size: int) -> EncoderPlan:
+        return encoder_plan(source_size, self.memory.limit)
 
     async def hash_file(self, path: Path, part_size: int) -> FileDigest:
         return await anyio.to_thread.run_sync(digest_file, path, part_size, limiter=self.limiter)
@@ -161,10 +209,12 @@ class CodecRunner:
         per hop would let every waiting put keep an encoder's tables alive at once); codec
         failures become SDK errors (cache corruption stays :class:`CacheCorruptError`, so that
         the caller can drop the entry and retry)."""
+        source_size = reference.stat().st_size if isinstance(reference, Path) else reference.size
+        plan = self.plan_encoder(source_size)
         try:
-            async with self.limiter:
+            async with self.memory.reserve(plan.need, f"encoding {target.name}"), self.limiter:
                 job = await anyio.to_thread.run_sync(
-                    FileEncode, reference, target, delta_out, budget
+                    FileEncode, reference, target, delta_out, budget, plan
                 )
                 try:
                     while not await anyio.to_thread.run_sync(job.step, abandon_on_cancel=True):
@@ -187,6 +237,17 @@ class CodecRunner:
         what: str,
     ) -> AsyncIterator[bytes]:
         """Decode a streamed delta; codec failures become :class:`IntegrityError`."""
+        async with self.memory.reserve(DECODER_MEMORY, f"decoding {what}"):
+            async for out in self._decode(reference, delta, target_size, what):
+                yield out
+
+    async def _decode(
+        self,
+        reference: ReferenceSource,
+        delta: AsyncIterator[bytes],
+        target_size: int | None,
+        what: str,
+    ) -> AsyncIterator[bytes]:
         decoder = Decoder(
             reference.codec_source(), source_size=reference.size, target_size=target_size
         )

@@ -298,10 +298,12 @@ class Archive:
             form = await self._form(codec, reference)
             why_not = "the reference is not a zip or gzip archive"
             if form.is_archive:
+                plan = codec.plan_encoder(form.size)
                 try:
-                    encoded = await anyio.to_thread.run_sync(
-                        _encode_sync, form, target, delta_out, budget, limiter=codec.limiter
-                    )
+                    async with codec.memory.reserve(plan.need, f"encoding {target.name}"):
+                        encoded = await anyio.to_thread.run_sync(
+                            _encode_sync, form, target, delta_out, budget, limiter=codec.limiter
+                        )
                 except XDeltaError as exc:
                     raise DeltaGliderError(
                         f"{target}: encoding failed: {exc}", code="EncodeError"

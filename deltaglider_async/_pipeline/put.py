@@ -167,10 +167,12 @@ class PutPipeline(Stage):
         if path.stat().st_size >= limit:
             yield path
             return
-        data = await anyio.to_thread.run_sync(read_snapshot, path, limit)
         copy = self._temp_path(Path(path.name).suffix)
         try:
-            await anyio.Path(copy).write_bytes(data)
+            async with self._codec.memory.reserve(min(path.stat().st_size, limit), str(path)):
+                data = await anyio.to_thread.run_sync(read_snapshot, path, limit)
+                await anyio.Path(copy).write_bytes(data)
+                del data  # the generator's frame lives on while the copy is in use
             yield copy
         finally:
             unlink_quietly(copy)

@@ -30,6 +30,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from .._engine.memory import process_budget
 from .._exceptions import (
     BucketNotFoundError,
     ConflictError,
@@ -171,6 +172,7 @@ class S3Storage:
             ),
             s3=s3_options,
         )
+        self._memory = process_budget()
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._lean_client: LeanS3 | None = None
@@ -413,17 +415,18 @@ class S3Storage:
         file changed meanwhile is aborted (nothing becomes visible)."""
         size = path.stat().st_size if verify is None else verify.size
         if size < self.transfer.multipart_threshold:
-            data = await anyio.Path(path).read_bytes()
-            if verify is not None:
-                verify.check_all(data)
-            etag = await self.put_bytes(
-                bucket,
-                key,
-                data,
-                metadata=metadata,
-                content_type=content_type,
-                if_none_match=if_none_match,
-            )
+            async with self._memory.reserve(size, f"s3://{bucket}/{key}"):
+                data = await anyio.Path(path).read_bytes()
+                if verify is not None:
+                    verify.check_all(data)
+                etag = await self.put_bytes(
+                    bucket,
+                    key,
+                    data,
+                    metadata=metadata,
+                    content_type=content_type,
+                    if_none_match=if_none_match,
+                )
             if progress:
                 progress(size)
             return etag
@@ -470,9 +473,9 @@ class S3Storage:
                     return data
 
                 async def send(number: int) -> None:
-                    async with limiter:
+                    length = min(part_size, size - (number - 1) * part_size)
+                    async with limiter, self._memory.reserve(length, f"{what} part {number}"):
                         data = await anyio.to_thread.run_sync(read_part, number)
-                        length = len(data)
                         etags[number] = await self._upload_part(
                             bucket, key, upload_id, number, data
                         )

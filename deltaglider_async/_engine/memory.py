@@ -1,0 +1,127 @@
+"""The process's memory budget: the big buffers of every client draw from one pool of bytes.
+
+Consumers reserve before they allocate and give back when they free: encoders (hash tables, the
+source block cache and windows), decoders, multipart part buffers.  Work that does not fit waits,
+first come first served, so a service with many concurrent requests holds its peak instead of
+multiplying it; a single need larger than the whole budget is an error that names the knob.
+The codec's pool of freed mappings (which still counts as resident memory) is capped to a
+quarter of the budget.  See docs/configuration.md ("Memory") for the formula.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Final
+
+import anyio
+
+import xdelta_ffi
+
+from .._exceptions import InvalidArgumentError, MemoryLimitError
+
+MiB: Final = 1 << 20
+DEFAULT_LIMIT: Final = 512 * MiB
+#: Below this the codec alone cannot work (its smallest tables, windows and block cache).
+MINIMUM_LIMIT: Final = 64 * MiB
+_POOL_SHARE: Final = 4
+
+
+def parse_limit(text: str) -> int:
+    """``DG_MEMORY_LIMIT``: bytes, or a number with K/M/G (KiB, MiB, GiB), e.g. ``512M``."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(raw[-1:], 1)
+    try:
+        value = int(float(raw[:-1] if scale > 1 else raw) * scale)
+    except ValueError:
+        value = -1
+    if value < MINIMUM_LIMIT:
+        raise InvalidArgumentError(
+            f"DG_MEMORY_LIMIT={text!r}: give bytes or a size like 512M, at least "
+            f"{MINIMUM_LIMIT >> 20}M"
+        )
+    return value
+
+
+class MemoryBudget:
+    """Bytes that reservations may hold at once; waiting reservations are served in order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self.peak = 0
+        self._waiting: deque[tuple[int, anyio.Event]] = deque()
+
+    def set_limit(self, limit: int) -> None:
+        self.limit = limit
+        xdelta_ffi.set_pool_limit(limit // _POOL_SHARE)
+        self._wake()
+
+    def fits(self, need: int) -> bool:
+        return need <= self.limit
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, need: int, what: str) -> AsyncIterator[None]:
+        """Hold ``need`` bytes for the body of the ``async with``; waits while they do not fit."""
+        if need > self.limit:
+            raise MemoryLimitError(
+                f"{what} needs {need / MiB:.0f} MiB, more than the memory budget of "
+                f"{self.limit / MiB:.0f} MiB: raise memory_limit (DG_MEMORY_LIMIT)"
+            )
+        if self._waiting or self.in_use + need > self.limit:
+            turn = (need, anyio.Event())
+            self._waiting.append(turn)
+            try:
+                await turn[1].wait()
+            except BaseException:
+                if turn in self._waiting:
+                    self._waiting.remove(turn)
+                else:  # granted while being cancelled: give it back
+                    self.in_use -= need
+                    self._wake()
+                raise
+        else:
+            self.in_use += need
+        self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            self.in_use -= need
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting and self.in_use + self._waiting[0][0] <= self.limit:
+            need, event = self._waiting.popleft()
+            self.in_use += need
+            event.set()
+
+
+_process_budget: MemoryBudget | None = None
+_asked: dict[int, int] = {}
+
+
+def process_budget() -> MemoryBudget:
+    """The process's one budget."""
+    global _process_budget
+    if _process_budget is None:
+        _process_budget = MemoryBudget(DEFAULT_LIMIT)
+    return _process_budget
+
+
+def ask_limit(limit: int) -> None:
+    """An opened client asks for ``limit``: the budget is the smallest limit any open client
+    asked for (clients of one process share it, so the strictest reading is the safe one)."""
+    _asked[limit] = _asked.get(limit, 0) + 1
+    process_budget().set_limit(min(_asked))
+
+
+def drop_limit(limit: int) -> None:
+    """That client closed."""
+    left = _asked.get(limit, 0) - 1
+    if left > 0:
+        _asked[limit] = left
+    else:
+        _asked.pop(limit, None)
+    if _asked:
+        process_budget().set_limit(min(_asked))
