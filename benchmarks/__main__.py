@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import archive, cache, codec, dask, sdk, stats, transfers
+from . import archive, cache, codec, dask, memory, sdk, stats, transfers
 from ._common import RESULTS, machine
 
 PARTS = {
@@ -25,6 +25,7 @@ PARTS = {
     "stats": stats,
     "archive": archive,
     "dask": dask,
+    "memory": memory,
 }
 ROOT = Path(__file__).resolve().parent.parent
 
