@@ -237,3 +237,32 @@ async def test_reads_older_metadata_dialects(
     assert (await dg.verify(f"s3://{bucket}/v5/b.zip")).valid
     head = await dg.head_object(Bucket=bucket, Key="v5/b.zip")
     assert head["ContentLength"] == len(v2)
+
+
+async def test_a_small_memory_budget_still_stores_and_reads_deltas(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    from deltaglider_async import InvalidArgumentError, MemoryLimitError, create_client
+
+    rng = random.Random(21)
+    v1 = rng.randbytes(24 * MiB)
+    v2 = v1[:1000] + rng.randbytes(100) + v1[1000:]
+    tight = TransferConfig(memory_limit=64 * MiB, multipart_threshold=8 * MiB)
+    async with make_client(s3, tmp_path / "cache", transfer=tight) as dg:
+        assert dg._ctx.codec.memory.limit == 64 * MiB
+        await dg.put_object(Bucket=bucket, Key="tight/v1.zip", Body=v1)
+        stored = await dg.put_object(Bucket=bucket, Key="tight/v2.zip", Body=v2)
+        assert stored["DeltaGliderInfo"]["StoredAs"] == "delta"
+        dg.clear_cache()
+        assert await read_all(dg, bucket, "tight/v2.zip") == v2
+        assert dg._ctx.codec.memory.peak <= 64 * MiB
+    # A single need beyond the whole budget is refused, naming the knob; nothing is stored.
+    roomy_threshold = TransferConfig(memory_limit=64 * MiB, multipart_threshold=128 * MiB)
+    async with make_client(s3, tmp_path / "cache", transfer=roomy_threshold) as dg:
+        (tmp_path / "big.bin").write_bytes(rng.randbytes(80 * MiB))
+        with pytest.raises(MemoryLimitError, match="DG_MEMORY_LIMIT"):
+            await dg.upload(tmp_path / "big.bin", f"s3://{bucket}/tight/big.bin")
+        listing = await dg.list_objects_v2(Bucket=bucket, Prefix="tight/big")
+        assert listing.get("KeyCount", 0) == 0
+    with pytest.raises(InvalidArgumentError, match="DG_MEMORY_LIMIT"):
+        create_client("http://127.0.0.1:9", env={"DG_MEMORY_LIMIT": "lots"})
