@@ -64,6 +64,9 @@ def _files(name: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
     spaces = []
     for s in range(spec["spaces"]):
         ref, new = versioned_files(CACHE / "synthetic", spec["size"], seed=1000 + s)
+        reference = folder / f"s{s}-base.zip"  # a delta-eligible name: it becomes the reference
+        if not reference.exists():
+            os.link(ref, reference)
         targets = []
         for v in range(spec["per_space"]):
             path = folder / f"s{s}-v{v}.zip"
@@ -74,7 +77,7 @@ def _files(name: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
                 data[at : at + 64] = rng.randbytes(64)
                 path.write_bytes(data)
             targets.append(str(path))
-        spaces.append({"reference": str(ref), "targets": targets, "prefix": f"s{s}/"})
+        spaces.append({"reference": str(reference), "targets": targets, "prefix": f"s{s}/"})
     return spaces
 
 
@@ -216,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     shutil.rmtree(f"{tmp}/cache-{bucket}", ignore_errors=True)
+                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                        for obj in page.get("Contents", []):
+                            s3.delete_object(Bucket=bucket, Key=obj["Key"])
             for label, measured in runs.items():
                 row = {
                     "workload": name,

@@ -61,8 +61,9 @@ class TransferConfig:
             raise InvalidArgumentError("range_size must be at least 1 MiB")
         if self.multipart_threshold < self.part_size:
             raise InvalidArgumentError("multipart_threshold must be at least part_size")
-        if self.memory_limit is not None and self.memory_limit < 64 * MiB:
-            raise InvalidArgumentError("memory_limit must be at least 64 MiB")
+        if self.memory_limit is not None and self.memory_limit < 128 * MiB:
+            # an encoder's smallest tables, windows and block cache take about 80 MiB
+            raise InvalidArgumentError("memory_limit must be at least 128 MiB")
         for name in ("max_concurrency", "max_files", "codec_threads", "max_attempts", "max_heads"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"{name} must be at least 1")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +18,42 @@ from deltaglider_async import AsyncDeltaGliderClient, ReferenceCache, TransferCo
 from tests.localserver import LocalS3, moto_server, seaweedfs
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+_STALL_TEST = "test_stalled_server.py"
+_stall_run = pytest.StashKey[tuple[subprocess.Popen[str], Path]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the stalled-server scenario in the background as soon as its test is selected: it
+    spends two minutes waiting on timeouts, which then overlap the rest of the suite."""
+    if not any(_STALL_TEST in item.nodeid for item in items):
+        return
+    directory = Path(tempfile.mkdtemp(prefix="dg-stall-"))
+    with (directory / "stderr.log").open("w") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.stall_scenario", str(directory)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        )
+    config.stash[_stall_run] = (proc, directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(_stall_run, None)
+    if run is not None:
+        proc, directory = run
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def stall_scenario(pytestconfig: pytest.Config) -> tuple[subprocess.Popen[str], Path]:
+    """The background stalled-server run and its directory (``stderr.log`` inside)."""
+    return pytestconfig.stash[_stall_run]
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from .._exceptions import InvalidArgumentError, MemoryLimitError
 MiB: Final = 1 << 20
 DEFAULT_LIMIT: Final = 512 * MiB
 #: Below this the codec alone cannot work (its smallest tables, windows and block cache).
-MINIMUM_LIMIT: Final = 64 * MiB
+MINIMUM_LIMIT: Final = 128 * MiB
 _POOL_SHARE: Final = 4
 
 

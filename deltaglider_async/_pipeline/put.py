@@ -323,8 +323,16 @@ class PutPipeline(Stage):
             await send()
 
     async def _put_direct(self, put: _Put, path: Path, reason: str) -> UploadSummary:
-        """Store ``path`` as it is, hashing exactly the bytes sent: a small file is read once;
-        a large one is hashed, then every part sent is checked against that read."""
+        """Store ``path`` as it is, hashing exactly the bytes sent: a small file is read once
+        (and held, under the memory budget, until it is sent); a large one is hashed, then
+        every part sent is checked against that read."""
+        size = path.stat().st_size
+        if size >= self._transfer.multipart_threshold:
+            return await self._send_direct(put, path, reason)
+        async with self._codec.memory.reserve(size, str(path)):
+            return await self._send_direct(put, path, reason)
+
+    async def _send_direct(self, put: _Put, path: Path, reason: str) -> UploadSummary:
         threshold = self._transfer.multipart_threshold
         size = path.stat().st_size
         created_at = timestamp(datetime.now(UTC))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
@@ -247,19 +248,19 @@ async def test_a_small_memory_budget_still_stores_and_reads_deltas(
     rng = random.Random(21)
     v1 = rng.randbytes(24 * MiB)
     v2 = v1[:1000] + rng.randbytes(100) + v1[1000:]
-    tight = TransferConfig(memory_limit=64 * MiB, multipart_threshold=8 * MiB)
+    tight = TransferConfig(memory_limit=128 * MiB, multipart_threshold=8 * MiB)
     async with make_client(s3, tmp_path / "cache", transfer=tight) as dg:
-        assert dg._ctx.codec.memory.limit == 64 * MiB
+        assert dg._ctx.codec.memory.limit == 128 * MiB
         await dg.put_object(Bucket=bucket, Key="tight/v1.zip", Body=v1)
         stored = await dg.put_object(Bucket=bucket, Key="tight/v2.zip", Body=v2)
         assert stored["DeltaGliderInfo"]["StoredAs"] == "delta"
         dg.clear_cache()
         assert await read_all(dg, bucket, "tight/v2.zip") == v2
-        assert dg._ctx.codec.memory.peak <= 64 * MiB
+        assert dg._ctx.codec.memory.peak <= 128 * MiB
     # A single need beyond the whole budget is refused, naming the knob; nothing is stored.
-    roomy_threshold = TransferConfig(memory_limit=64 * MiB, multipart_threshold=128 * MiB)
+    roomy_threshold = TransferConfig(memory_limit=128 * MiB, multipart_threshold=256 * MiB)
     async with make_client(s3, tmp_path / "cache", transfer=roomy_threshold) as dg:
-        (tmp_path / "big.bin").write_bytes(rng.randbytes(80 * MiB))
+        (tmp_path / "big.bin").write_bytes(rng.randbytes(136 * MiB))
         with pytest.raises(MemoryLimitError, match="DG_MEMORY_LIMIT"):
             await dg.upload(tmp_path / "big.bin", f"s3://{bucket}/tight/big.bin")
         listing = await dg.list_objects_v2(Bucket=bucket, Prefix="tight/big")

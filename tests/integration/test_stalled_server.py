@@ -1,118 +1,39 @@
 """A server that stops answering (SIGSTOP: connections open, no byte moves), with the default
-settings: get, put, list and stats fail within 150 s, retries included, and leave nothing behind."""
+settings: get, put, list and stats fail within 150 s, retries included, and leave nothing behind.
+
+The scenario (``tests/stall_scenario.py``) runs in the background from the moment this test is
+collected: it spends two minutes waiting on timeouts, which would otherwise add to the suite.
+"""
 
 from __future__ import annotations
 
-import os
-import time
+import json
+import subprocess
 from pathlib import Path
 
-import anyio
-
-from deltaglider_async import DeltaGliderError, ReferenceCache, create_client
-from tests.localserver import SeaweedServer
-
-from ..artifacts import release_zip
-from ..conftest import boto
-
-MiB = 1 << 20
 LIMIT = 150.0
 
 
-def _random_file(path: Path, size: int) -> Path:
-    with path.open("wb") as out:
-        for _ in range(size // (8 * MiB)):
-            out.write(os.urandom(8 * MiB))
-    return path
-
-
-async def test_stopped_server_fails_every_operation_in_time_and_leaves_nothing(
-    tmp_path: Path,
+def test_stopped_server_fails_every_operation_in_time_and_leaves_nothing(
+    stall_scenario: tuple[subprocess.Popen[str], Path],
 ) -> None:
-    server = SeaweedServer(tmp_path / "weed")
-    endpoint = server.start()
-    try:
-        raw = boto(endpoint)
-        raw.create_bucket(Bucket="stalled")
-        served = _random_file(tmp_path / "served.raw", 128 * MiB)  # ranged parallel download
-        raw.upload_file(str(served), "stalled", "big/served.raw")
-        upload = _random_file(tmp_path / "upload.raw", 256 * MiB)  # multipart upload
-        downloads = tmp_path / "downloads"
-        downloads.mkdir()
-        dg = create_client(
-            endpoint.endpoint_url,
-            region_name=endpoint.region,
-            aws_access_key_id=endpoint.access_key,
-            aws_secret_access_key=endpoint.secret_key,
-            cache=ReferenceCache(directory=tmp_path / "cache"),
-            env={},
-        )
-        async with dg:
-            await dg.put_object(Bucket="stalled", Key="app/v1.zip", Body=release_zip(1))
-            await dg.put_object(Bucket="stalled", Key="app/v2.zip", Body=release_zip(2))
-            dg.clear_cache()
-            client_tmp = dg._ctx.tmp
-            assert client_tmp is not None
-            moved = {"up": 0}
-            outcomes: dict[str, tuple[float, BaseException | None]] = {}
-            stopped_at = 0.0
-
-            async def attempt(name: str, operation: object) -> None:
-                try:
-                    await operation  # type: ignore[misc]
-                    error: BaseException | None = None
-                except DeltaGliderError as exc:
-                    error = exc
-                outcomes[name] = (time.monotonic() - stopped_at, error)
-
-            def counting(kind: str):  # type: ignore[no-untyped-def]
-                return lambda n: moved.__setitem__(kind, moved[kind] + n)
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    attempt, "put", dg.upload(upload, "s3://stalled/big/", progress=counting("up"))
-                )
-                with anyio.fail_after(60):
-                    while moved["up"] < 16 * MiB:  # noqa: ASYNC110 (progress is a counter)
-                        await anyio.sleep(0.01)
-                # A local download outruns any wait for it: the stop lands on its first ranges.
-                tg.start_soon(
-                    attempt,
-                    "get",
-                    dg.download("s3://stalled/big/served.raw", downloads / "served.raw"),
-                )
-                await anyio.sleep(0.05)
-                server.pause()
-                stopped_at = time.monotonic()
-                tg.start_soon(attempt, "list", dg.list_objects_v2(Bucket="stalled", Prefix="app/"))
-                tg.start_soon(attempt, "stats", dg.get_bucket_stats("stalled", detailed_stats=True))
-                tg.start_soon(
-                    attempt, "get delta", dg.get_object(Bucket="stalled", Key="app/v2.zip")
-                )
-                tg.start_soon(
-                    attempt,
-                    "put delta",
-                    dg.put_object(Bucket="stalled", Key="app/v3.zip", Body=release_zip(3)),
-                )
-        server.resume()
-        for name, (elapsed, error) in outcomes.items():
-            assert error is not None, f"{name} succeeded against a stopped server"
-            assert elapsed < LIMIT, f"{name} took {elapsed:.0f}s to fail"
-            assert getattr(error, "code", "") == "RequestTimeout", error
-        assert set(outcomes) == {"put", "get", "list", "stats", "get delta", "put delta"}
-        assert list(downloads.iterdir()) == []  # no partial file, no hidden .dg-part
-        assert not client_tmp.exists()
-        keys = {o["Key"] for o in raw.list_objects_v2(Bucket="stalled").get("Contents", [])}
-        assert keys == {
-            "big/served.raw",
-            "app/reference.bin",
-            "app/v1.zip.delta",
-            "app/v2.zip.delta",
-        }
-        # The abort could not reach the stopped server: the open upload is the one thing left
-        # (for the bucket's lifecycle rule), and it is ours.
-        uploads = raw.list_multipart_uploads(Bucket="stalled").get("Uploads", [])
-        assert [u["Key"] for u in uploads] in ([], ["big/upload.raw"])
-    finally:
-        server.resume()
-        server.stop()
+    proc, directory = stall_scenario
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, (directory / "stderr.log").read_text()[-3000:]
+    facts = json.loads(out.strip().splitlines()[-1])
+    outcomes = facts["outcomes"]
+    assert set(outcomes) == {"put", "get", "list", "stats", "get delta", "put delta"}
+    for name, outcome in outcomes.items():
+        assert outcome["code"] == "RequestTimeout", (name, outcome)
+        assert outcome["elapsed"] < LIMIT, f"{name} took {outcome['elapsed']:.0f}s to fail"
+    assert facts["downloads_left"] == []  # no partial file, no hidden .dg-part
+    assert not facts["client_tmp_left"]
+    assert facts["keys"] == [
+        "app/reference.bin",
+        "app/v1.zip.delta",
+        "app/v2.zip.delta",
+        "big/served.raw",
+    ]
+    # The abort could not reach the stopped server: the open upload is the one thing left
+    # (for the bucket's lifecycle rule), and it is ours.
+    assert facts["open_uploads"] in ([], ["big/upload.raw"])
