@@ -238,33 +238,23 @@ class CodecRunner:
     ) -> AsyncIterator[bytes]:
         """Decode a streamed delta; codec failures become :class:`IntegrityError`."""
         async with self.memory.reserve(DECODER_MEMORY, f"decoding {what}"):
-            async for out in self._decode(reference, delta, target_size, what):
-                yield out
-
-    async def _decode(
-        self,
-        reference: ReferenceSource,
-        delta: AsyncIterator[bytes],
-        target_size: int | None,
-        what: str,
-    ) -> AsyncIterator[bytes]:
-        decoder = Decoder(
-            reference.codec_source(), source_size=reference.size, target_size=target_size
-        )
-        try:
-            async for chunk in delta:
-                async for out in self._pull(decoder.stream(chunk)):
+            decoder = Decoder(
+                reference.codec_source(), source_size=reference.size, target_size=target_size
+            )
+            try:
+                async for chunk in delta:
+                    async for out in self._pull(decoder.stream(chunk)):
+                        yield out
+                async for out in self._pull(decoder.finish_stream()):
                     yield out
-            async for out in self._pull(decoder.finish_stream()):
-                yield out
-        except SourceReadError as exc:
-            if _is_cache_corruption(exc):
-                raise exc.__cause__ from exc  # type: ignore[misc]
-            raise IntegrityError(f"{what}: cannot read the reference: {exc}") from exc
-        except XDeltaError as exc:
-            raise IntegrityError(f"{what}: delta cannot be decoded: {exc}") from exc
-        finally:
-            decoder.close()
+            except SourceReadError as exc:
+                if _is_cache_corruption(exc):
+                    raise exc.__cause__ from exc  # type: ignore[misc]
+                raise IntegrityError(f"{what}: cannot read the reference: {exc}") from exc
+            except XDeltaError as exc:
+                raise IntegrityError(f"{what}: delta cannot be decoded: {exc}") from exc
+            finally:
+                decoder.close()
 
     async def _pull(self, pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
         """Advance a codec iterator on worker threads, one output piece per hop."""

@@ -228,13 +228,16 @@ class S3Storage:
                 if isinstance(exc, UploadStalled) and attempts.retry(exc):
                     await anyio.sleep(backoff(attempts.failures))
                     continue
-                raise StorageError(
-                    f"{what}: {str(exc) or 'no answer in time'} (endpoint {self.endpoint}; "
-                    f"read_timeout {self.transfer.read_timeout:g}s)",
-                    code="RequestTimeout",
-                ) from exc
+                raise self._timed_out(what, exc) from exc
             except Exception as exc:
                 raise map_error(exc, what) from exc
+
+    def _timed_out(self, what: str, exc: TimeoutError) -> StorageError:
+        return StorageError(
+            f"{what}: {str(exc) or 'no answer in time'} (endpoint {self.endpoint}; "
+            f"read_timeout {self.transfer.read_timeout:g}s)",
+            code="RequestTimeout",
+        )
 
     @property
     def endpoint(self) -> str:
@@ -530,11 +533,7 @@ class S3Storage:
                     "lean UploadPart answered %s: using botocore for parts", answer
                 )
             except TimeoutError as exc:
-                raise StorageError(
-                    f"{what}: {str(exc) or 'no answer in time'} (endpoint {self.endpoint}; "
-                    f"read_timeout {self.transfer.read_timeout:g}s)",
-                    code="RequestTimeout",
-                ) from exc
+                raise self._timed_out(what, exc) from exc
             except Exception as exc:
                 raise map_error(exc, what) from exc
         resp = await self._call(
