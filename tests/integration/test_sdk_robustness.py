@@ -250,13 +250,15 @@ async def test_a_small_memory_budget_still_stores_and_reads_deltas(
     v2 = v1[:1000] + rng.randbytes(100) + v1[1000:]
     tight = TransferConfig(memory_limit=128 * MiB, multipart_threshold=8 * MiB)
     async with make_client(s3, tmp_path / "cache", transfer=tight) as dg:
-        assert dg._ctx.codec.memory.limit == 128 * MiB
+        budget = dg._ctx.codec.memory
+        assert budget.limit == 128 * MiB
+        budget.peak = budget.in_use  # the process's earlier tests had a larger budget
         await dg.put_object(Bucket=bucket, Key="tight/v1.zip", Body=v1)
         stored = await dg.put_object(Bucket=bucket, Key="tight/v2.zip", Body=v2)
         assert stored["DeltaGliderInfo"]["StoredAs"] == "delta"
         dg.clear_cache()
         assert await read_all(dg, bucket, "tight/v2.zip") == v2
-        assert dg._ctx.codec.memory.peak <= 128 * MiB
+        assert 0 < budget.peak <= 128 * MiB
     # A single need beyond the whole budget is refused, naming the knob; nothing is stored.
     roomy_threshold = TransferConfig(memory_limit=128 * MiB, multipart_threshold=256 * MiB)
     async with make_client(s3, tmp_path / "cache", transfer=roomy_threshold) as dg:
