@@ -60,9 +60,6 @@ class MemoryBudget:
         xdelta_ffi.set_pool_limit(limit // _POOL_SHARE)
         self._wake()
 
-    def fits(self, need: int) -> bool:
-        return need <= self.limit
-
     @contextlib.asynccontextmanager
     async def reserve(self, need: int, what: str) -> AsyncIterator[None]:
         """Hold ``need`` bytes for the body of the ``async with``; waits while they do not fit."""

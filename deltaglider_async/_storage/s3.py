@@ -239,6 +239,13 @@ class S3Storage:
             code="RequestTimeout",
         )
 
+    def _kept_breaking(self, what: str, exc: BaseException) -> StorageError:
+        """A resumed download that ran out of attempts (or of its one retry of a stall)."""
+        return StorageError(
+            f"{what}: the download kept breaking or stalling ({exc!r}; endpoint {self.endpoint})",
+            code="RequestTimeout" if isinstance(exc, TimeoutError) else None,
+        )
+
     @property
     def endpoint(self) -> str:
         return str(self.client.meta.endpoint_url) if self._client is not None else "not open"
@@ -366,11 +373,7 @@ class S3Storage:
                 if not (isinstance(exc, TimeoutError) or _retryable_stream_error(exc)):
                     raise map_error(exc, what) from exc
                 if not attempts.retry(exc):
-                    raise StorageError(
-                        f"{what}: the download kept breaking or stalling ({exc!r}; "
-                        f"endpoint {self.endpoint})",
-                        code="RequestTimeout" if isinstance(exc, TimeoutError) else "",
-                    ) from exc
+                    raise self._kept_breaking(what, exc) from exc
                 await anyio.sleep(backoff(attempts.failures))
             finally:
                 with contextlib.suppress(Exception):
@@ -680,11 +683,7 @@ class S3Storage:
             if position > before:
                 attempts.progressed()
             if not attempts.retry(failure):
-                raise StorageError(
-                    f"s3://{bucket}/{key}: the download kept breaking or stalling ({failure!r}; "
-                    f"endpoint {self.endpoint})",
-                    code="RequestTimeout" if isinstance(failure, TimeoutError) else "",
-                ) from failure
+                raise self._kept_breaking(f"s3://{bucket}/{key}", failure) from failure
             await anyio.sleep(backoff(attempts.failures))
         return position
 
