@@ -8,7 +8,8 @@
 
 from .__about__ import __version__
 from ._body import StreamingBody
-from ._client import AsyncDeltaGliderClient, ListObjectsPaginator, create_client
+from ._boto import ListObjectsPaginator
+from ._client import AsyncDeltaGliderClient, create_client
 from ._core.spaces import DEFAULT_DELTA_EXTENSIONS
 from ._core.stats import BucketStats, OrphanedReference
 from ._engine.cache import ReferenceCache

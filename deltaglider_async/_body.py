@@ -81,6 +81,19 @@ class StreamingBody:
         while data := await self.read(chunk_size):
             yield data
 
+    async def iter_lines(
+        self, chunk_size: int = 1 << 20, keepends: bool = False
+    ) -> AsyncIterator[bytes]:
+        """Lines of the body, as aiobotocore's ``StreamingBody.iter_lines`` yields them."""
+        pending = b""
+        async for chunk in self.iter_chunks(chunk_size):
+            lines = (pending + chunk).splitlines(True)
+            for line in lines[:-1]:
+                yield line.splitlines(keepends)[0]
+            pending = lines[-1]
+        if pending:
+            yield pending.splitlines(keepends)[0]
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.iter_chunks()
 

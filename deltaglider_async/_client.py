@@ -11,16 +11,19 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
 from . import __about__
 from ._body import StreamingBody
+from ._boto import ListObjectsPaginator, operation, parse_range, response_metadata
 from ._core.filters import PathFilter
-from ._core.metadata import MetaKind, parse_metadata
+from ._core.metadata import MetaKind, logical_etag, parse_metadata
 from ._core.policy import delta_ratio, parse_max_ratio
 from ._core.spaces import (
     DEFAULT_DELTA_EXTENSIONS,
+    INTERNAL_PREFIX,
     StoredKind,
     check_bucket,
     check_writable_key,
@@ -35,7 +38,12 @@ from ._engine.cache import DEFAULT_MAX_BYTES, ReferenceCache, parse_key
 from ._engine.codec import CodecRunner, unlink_quietly
 from ._engine.memory import DEFAULT_LIMIT, ask_limit, drop_limit, parse_limit
 from ._engine.stats import StatsEngine
-from ._exceptions import InvalidArgumentError
+from ._exceptions import (
+    BucketNotFoundError,
+    ClientExceptions,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from ._formats import DEFAULT_FORMAT, format_named
 from ._localfs import private_temp_dir
 from ._migration import MigrationStep, plan_migration, still_to_do
@@ -63,6 +71,10 @@ from ._tasks import task_group
 from ._transfer import TransferConfig
 
 log = logging.getLogger("deltaglider_async")
+#: a listed delta's (stored ETag, logical size, SHA-256, format, format note), from its HEAD
+_DeltaHead = tuple[str, int | None, str | None, str, str | None]
+#: deltas whose HEAD a client remembers for listings (about 300 bytes each)
+_DELTA_HEADS_KEPT = 200_000
 Body = bytes | bytearray | memoryview | os.PathLike[str] | AsyncIterator[bytes] | Any
 
 
@@ -102,6 +114,7 @@ class AsyncDeltaGliderClient:
         self._put = PutPipeline(self._ctx, self._get)
         self._delete = DeletePipeline(self._ctx, self._get, self._put)
         self._opened = False
+        self._delta_heads: dict[tuple[str, str], _DeltaHead] = {}
 
     # ---------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> AsyncDeltaGliderClient:
@@ -123,6 +136,9 @@ class AsyncDeltaGliderClient:
             if self._ctx.tmp is not None:
                 shutil.rmtree(self._ctx.tmp, ignore_errors=True)
 
+    #: ``client.exceptions.NoSuchKey`` and the other classes a boto3 S3 client has there
+    exceptions = ClientExceptions()
+
     @property
     def max_ratio(self) -> float:
         return self._ctx.max_ratio
@@ -136,6 +152,7 @@ class AsyncDeltaGliderClient:
         return self._ctx.cache
 
     # ---------------------------------------------------------------- write path
+    @operation("PutObject")
     async def put_object(
         self,
         *,
@@ -161,7 +178,7 @@ class AsyncDeltaGliderClient:
                 no_delta=NoDelta,
             )
         return {
-            "ETag": "",
+            "ETag": summary.etag,
             "ChecksumSHA256Hex": summary.sha256,
             "DeltaGliderInfo": DeltaGliderInfo(
                 stored_as=summary.stored_as,
@@ -176,7 +193,7 @@ class AsyncDeltaGliderClient:
                 reference_created=summary.reference_created,
                 delta_format=summary.delta_format or None,
             ).as_dict(),
-            "ResponseMetadata": {"HTTPStatusCode": 200},
+            "ResponseMetadata": response_metadata(),
         }
 
     async def upload(
@@ -244,6 +261,7 @@ class AsyncDeltaGliderClient:
 
     # ---------------------------------------------------------------- read path
 
+    @operation("GetObject")
     async def get_object(
         self, *, Bucket: str, Key: str, Range: str | None = None
     ) -> dict[str, Any]:
@@ -252,7 +270,12 @@ class AsyncDeltaGliderClient:
         size = obj.logical_size
         what = f"s3://{Bucket}/{obj.key}"
         response = obj.response_head()
-        if Range is None:
+        span = None
+        if Range is not None:
+            if size < 0:
+                raise InvalidArgumentError(f"{what}: its size is unknown; ranges are not available")
+            span = parse_range(Range, size)
+        if span is None:
             body = StreamingBody(
                 self._get.open_stream(obj),
                 what=what,
@@ -262,7 +285,7 @@ class AsyncDeltaGliderClient:
             )
             response.update(Body=body, ContentLength=size)
             return response
-        start, end = _parse_range(Range, size)
+        start, end = span
         if obj.meta.kind is MetaKind.DELTA:
             stream = _slice(self._get.verified(obj, what), start, end)
         else:
@@ -280,12 +303,18 @@ class AsyncDeltaGliderClient:
             Body=body,
             ContentLength=end - start,
             ContentRange=f"bytes {start}-{end - 1}/{size}",
-            ResponseMetadata={"HTTPStatusCode": 206},
+            ResponseMetadata=response_metadata(206),
         )
         return response
 
+    @operation("HeadObject")
     async def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
-        obj = await self._get.resolve(Bucket, Key)
+        try:
+            obj = await self._get.resolve(Bucket, Key)
+        except NotFoundError as exc:
+            # A HEAD answer has no body: boto3 can only report the status, as code "404".
+            missing = BucketNotFoundError if isinstance(exc, BucketNotFoundError) else NotFoundError
+            raise missing(exc.message, code="404") from None
         return {"ContentLength": obj.logical_size, **obj.response_head()}
 
     async def download(
@@ -318,6 +347,7 @@ class AsyncDeltaGliderClient:
         return await self._put.estimate(path, url)
 
     # ---------------------------------------------------------------- listing
+    @operation("ListObjectsV2")
     async def list_objects_v2(
         self,
         *,
@@ -327,81 +357,107 @@ class AsyncDeltaGliderClient:
         MaxKeys: int = 1000,
         ContinuationToken: str | None = None,
         StartAfter: str | None = None,
-        FetchMetadata: bool = False,
+        EncodingType: str | None = None,
+        FetchOwner: bool = False,
+        FetchMetadata: bool = True,
     ) -> dict[str, Any]:
-        """One page of logical objects.  ``FetchMetadata`` HEADs deltas for their logical size."""
+        """One page of logical objects, with their logical ``Size`` and ``ETag``: deltas are
+        HEADed for them once per client (``FetchMetadata=False``: stored sizes, no HEAD).
+        Pages hold ``MaxKeys`` entries like S3's although references are hidden: the page is
+        topped up from further listing requests."""
         check_bucket(Bucket)
-        page = await self._storage.list_page(
-            Bucket,
-            prefix=Prefix,
-            delimiter=Delimiter,
-            token=ContinuationToken,
-            start_after=StartAfter,
-            max_keys=MaxKeys,
-        )
+        if EncodingType not in (None, "url"):
+            raise InvalidArgumentError(f"EncodingType must be 'url', not {EncodingType!r}")
         contents: list[dict[str, Any]] = []
+        prefixes: list[dict[str, str]] = []
         seen: set[str] = set()
-        for obj in page.objects:
-            kind, logical = classify(obj["Key"])
-            if kind in (StoredKind.REFERENCE, StoredKind.INTERNAL) or logical in seen:
-                continue
-            seen.add(logical)
-            contents.append(
-                {
-                    "Key": logical,
-                    "Size": obj.get("Size", 0),
-                    "LastModified": obj.get("LastModified"),
-                    "ETag": obj.get("ETag", ""),
-                    "StorageClass": obj.get("StorageClass", "STANDARD"),
-                    "DeltaGliderInfo": {
-                        "StoredAs": "delta" if kind is StoredKind.DELTA else "direct",
-                        "StoredKey": obj["Key"],
-                        "StoredSize": obj.get("Size", 0),
-                        "OriginalSize": None if kind is StoredKind.DELTA else obj.get("Size", 0),
-                    },
-                }
+        token = ContinuationToken
+        while True:
+            page = await self._storage.list_page(
+                Bucket,
+                prefix=Prefix,
+                delimiter=Delimiter,
+                token=token,
+                start_after=StartAfter if token is None else None,
+                max_keys=max(0, MaxKeys - len(contents) - len(prefixes)),
             )
+            for obj in page.objects:
+                kind, logical = classify(obj["Key"])
+                if kind in (StoredKind.REFERENCE, StoredKind.INTERNAL) or logical in seen:
+                    continue
+                seen.add(logical)
+                contents.append(_listed(obj, logical, kind))
+            prefixes += [{"Prefix": p} for p in page.prefixes if not p.startswith(INTERNAL_PREFIX)]
+            token = page.next_token if page.truncated else None
+            if token is None or len(contents) + len(prefixes) >= MaxKeys:
+                break
         if FetchMetadata:
             await self._fill_logical_sizes(Bucket, contents)
-        prefixes = [{"Prefix": p} for p in page.prefixes if not p.startswith(".deltaglider/")]
-        response: dict[str, Any] = {
-            "Name": Bucket,
-            "Prefix": Prefix,
-            "MaxKeys": MaxKeys,
-            "KeyCount": len(contents) + len(prefixes),
-            "IsTruncated": page.truncated,
-            "Contents": contents,
-            "CommonPrefixes": prefixes,
-            "ResponseMetadata": {"HTTPStatusCode": 200},
-        }
+        response: dict[str, Any] = {"IsTruncated": token is not None}
+        if contents:
+            response["Contents"] = contents
+        response.update(Name=Bucket, Prefix=Prefix, MaxKeys=MaxKeys)
         if Delimiter:
             response["Delimiter"] = Delimiter
-        if page.next_token:
-            response["NextContinuationToken"] = page.next_token
+        if prefixes:
+            response["CommonPrefixes"] = prefixes
+        if EncodingType:
+            response["EncodingType"] = EncodingType
+            for entry in contents:
+                entry["Key"] = quote(entry["Key"], safe="/")
+            for common in prefixes:
+                common["Prefix"] = quote(common["Prefix"], safe="/")
+        response["KeyCount"] = len(contents) + len(prefixes)
+        if ContinuationToken:
+            response["ContinuationToken"] = ContinuationToken
+        if token:
+            response["NextContinuationToken"] = token
+        if StartAfter:
+            response["StartAfter"] = StartAfter
+        response["ResponseMetadata"] = response_metadata()
         return response
 
     async def _fill_logical_sizes(self, bucket: str, contents: list[dict[str, Any]]) -> None:
-        limiter = anyio.CapacityLimiter(32)
+        """Logical size and ETag of each delta, from its HEAD; remembered per stored ETag
+        (a delta never changes in place), so a client lists a bucket it listed at the cost
+        of the listing alone."""
+        limiter = anyio.CapacityLimiter(self._ctx.transfer.max_heads)
 
         async def fill(entry: dict[str, Any]) -> None:
-            async with limiter:
-                stored = entry["DeltaGliderInfo"]["StoredKey"]
-                head = await self._storage.head_fast(bucket, stored)
-            if head is None:
-                return
-            meta = parse_metadata(head.metadata, stored)
-            size = meta.file_size
-            entry["DeltaGliderInfo"]["OriginalSize"] = size
-            entry["DeltaGliderInfo"]["Sha256"] = meta.file_sha256
-            entry["DeltaGliderInfo"]["DeltaFormat"] = meta.delta_format or DEFAULT_FORMAT
-            entry["DeltaGliderInfo"]["FormatNote"] = meta.format_note
+            info = entry["DeltaGliderInfo"]
+            stored, stored_etag = info["StoredKey"], entry["ETag"]
+            known = self._delta_heads.get((bucket, stored))
+            if known is None or known[0] != stored_etag:
+                async with limiter:
+                    head = await self._storage.head_fast(bucket, stored)
+                if head is None:
+                    return
+                meta = parse_metadata(head.metadata, stored)
+                known = (
+                    head.etag,
+                    meta.file_size,
+                    meta.file_sha256,
+                    meta.delta_format or DEFAULT_FORMAT,
+                    meta.format_note,
+                )
+                self._remember_delta(bucket, stored, known)
+            _, size, sha256, delta_format, note = known
+            info.update(OriginalSize=size, Sha256=sha256, DeltaFormat=delta_format)
+            info["FormatNote"] = note
             if size is not None:
                 entry["Size"] = size
+            if sha256:
+                entry["ETag"] = logical_etag(sha256)
 
         async with task_group() as tg:
             for entry in contents:
                 if entry["DeltaGliderInfo"]["StoredAs"] == "delta":
                     tg.start_soon(fill, entry)
+
+    def _remember_delta(self, bucket: str, stored: str, known: _DeltaHead) -> None:
+        if len(self._delta_heads) >= _DELTA_HEADS_KEPT:
+            del self._delta_heads[next(iter(self._delta_heads))]
+        self._delta_heads[(bucket, stored)] = known
 
     def get_paginator(self, operation: str) -> ListObjectsPaginator:
         if operation != "list_objects_v2":
@@ -409,6 +465,7 @@ class AsyncDeltaGliderClient:
         return ListObjectsPaginator(self)
 
     # ---------------------------------------------------------------- deletion
+    @operation("DeleteObject")
     async def delete_object(self, *, Bucket: str, Key: str, Force: bool = False) -> dict[str, Any]:
         """Delete a logical object; the last delta of a space takes its reference with it.
 
@@ -416,22 +473,20 @@ class AsyncDeltaGliderClient:
         (or with ``Force=True``).
         """
         obj = await self._delete.delete_one(Bucket, Key, force=Force)
-        response: dict[str, Any] = {
-            "DeleteMarker": False,
-            "ResponseMetadata": {"HTTPStatusCode": 204},
-        }
+        response: dict[str, Any] = {"ResponseMetadata": response_metadata(204)}
         if obj is not None:
             response["DeltaGliderInfo"] = obj.info().as_dict()
         return response
 
+    @operation("DeleteObjects")
     async def delete_objects(self, *, Bucket: str, Delete: Mapping[str, Any]) -> dict[str, Any]:
-        """Batch delete of logical keys; per-key failures are reported, not raised."""
+        """Batch delete of logical keys; per-key failures are reported, not raised, and
+        ``Delete={"Quiet": True}`` leaves the successes out, as S3 does."""
         keys = [item["Key"] for item in Delete.get("Objects", [])]
         deleted, errors = await self._delete.delete_many(Bucket, keys)
-        response: dict[str, Any] = {
-            "Deleted": [{"Key": key} for key in deleted],
-            "ResponseMetadata": {"HTTPStatusCode": 200},
-        }
+        response: dict[str, Any] = {"ResponseMetadata": response_metadata()}
+        if deleted and not Delete.get("Quiet"):
+            response["Deleted"] = [{"Key": key} for key in deleted]
         if errors:
             response["Errors"] = [
                 {"Key": key, "Code": exc.code, "Message": str(exc)} for key, exc in errors
@@ -591,7 +646,7 @@ class AsyncDeltaGliderClient:
         async for page in self.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, FetchMetadata=fetch_metadata
         ):
-            for entry in page["Contents"]:
+            for entry in page.get("Contents", []):
                 yield entry
 
     async def evict_cache(self, url: str) -> bool:
@@ -606,41 +661,25 @@ class AsyncDeltaGliderClient:
         return {"Uploads": await self._storage.list_multipart_uploads(Bucket)}
 
 
-class ListObjectsPaginator:
-    """``async for page in dg.get_paginator("list_objects_v2").paginate(Bucket=...)``."""
-
-    def __init__(self, client: AsyncDeltaGliderClient) -> None:
-        self._client = client
-
-    async def paginate(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
-        token = kwargs.pop("ContinuationToken", None)
-        while True:
-            page = await self._client.list_objects_v2(ContinuationToken=token, **kwargs)
-            yield page
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int]:
-    """``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` → half-open ``[start, end)``."""
-    if size < 0:
-        raise InvalidArgumentError("the object's size is unknown; ranges are not available")
-    spec = header.strip()
-    if not spec.startswith("bytes=") or "," in spec:
-        raise InvalidArgumentError(f"unsupported Range {header!r}")
-    first, _, last = spec[6:].partition("-")
-    try:
-        if first == "":
-            start, end = max(0, size - int(last)), size
-        else:
-            start = int(first)
-            end = size if last == "" else min(size, int(last) + 1)
-    except ValueError:
-        raise InvalidArgumentError(f"invalid Range {header!r}") from None
-    if start >= size or start >= end:
-        raise InvalidArgumentError(f"Range {header!r} is not satisfiable for {size} bytes")
-    return start, end
+def _listed(obj: Mapping[str, Any], logical: str, kind: StoredKind) -> dict[str, Any]:
+    """A listing entry of a stored object, under its logical key (sizes filled in later)."""
+    size = obj.get("Size", 0)
+    entry = {
+        "Key": logical,
+        "LastModified": obj.get("LastModified"),
+        "ETag": obj.get("ETag", ""),
+        "Size": size,
+        "StorageClass": obj.get("StorageClass", "STANDARD"),
+    }
+    if "Owner" in obj:
+        entry["Owner"] = obj["Owner"]
+    entry["DeltaGliderInfo"] = {
+        "StoredAs": "delta" if kind is StoredKind.DELTA else "direct",
+        "StoredKey": obj["Key"],
+        "StoredSize": size,
+        "OriginalSize": None if kind is StoredKind.DELTA else size,
+    }
+    return entry
 
 
 async def _slice(chunks: AsyncIterator[bytes], start: int, end: int) -> AsyncIterator[bytes]:

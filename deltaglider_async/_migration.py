@@ -95,7 +95,7 @@ async def still_to_do(
         async for page in dg.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix, Delimiter="/", FetchMetadata=True
         ):
-            for entry in page["Contents"]:
+            for entry in page.get("Contents", []):
                 present[f"s3://{bucket}/{entry['Key']}"] = entry
 
     async with task_group() as tg:

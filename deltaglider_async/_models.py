@@ -60,6 +60,8 @@ class UploadSummary:
     reason: str = ""
     #: the delta format of a delta (``vcdiff``, ``archive``); empty for direct objects
     delta_format: str = ""
+    #: the ETag get/head/list report for the key (S3's own for a direct object)
+    etag: str = ""
 
     @property
     def savings(self) -> float:

@@ -67,13 +67,13 @@ def ls(
                     ContinuationToken=token,
                     FetchMetadata=True,
                 )
-                for common in page["CommonPrefixes"]:
+                for common in page.get("CommonPrefixes", []):
                     name = common["Prefix"][len(_dir_of(prefix)) :]
                     if out.json_mode:
                         out.data({"prefix": common["Prefix"]})
                     else:
                         out.line(f"{'PRE':>30} {name}")
-                for entry in page["Contents"]:
+                for entry in page.get("Contents", []):
                     count += 1
                     total += entry["Size"]
                     info = entry["DeltaGliderInfo"]

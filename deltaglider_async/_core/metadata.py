@@ -185,3 +185,58 @@ def parse_metadata(raw: Mapping[str, str], stored_key: str) -> ObjectMeta:
     else:
         kind = MetaKind.PLAIN
     return ObjectMeta(kind=kind, **fields)  # type: ignore[arg-type]
+
+
+def logical_etag(sha256: str) -> str:
+    """The ETag a delta is listed, headed and served with: its content's SHA-256 cut to an
+    MD5's length, marked (``-dg``) so that tools comparing ETags with MD5s see it is not one."""
+    return f'"{sha256[:32]}-dg"'
+
+
+#: fields the metadata dialects may spell without a prefix (``_lookup`` reads them)
+_BARE_FIELDS = frozenset(
+    spelling
+    for field in (
+        "file_sha256",
+        "ref_key",
+        "original_name",
+        "file_size",
+        "ref_sha256",
+        "delta_size",
+        "delta_cmd",
+        "created_at",
+        "source_name",
+        "compression",
+        "note",
+        "tool",
+    )
+    for spelling in (field, field.replace("_", "-"))
+)
+_USER_PREFIX = "dg-user-"
+
+
+def _ours(key: str) -> bool:
+    return key.startswith(("dg-", "dg_")) or key in _BARE_FIELDS
+
+
+def escape_user_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """A caller's metadata as stored: keys lowercased (S3 does it), and keys our reader would
+    take for its own fields (``note``, ``dg-…``) kept under ``dg-user-`` so they round-trip."""
+    stored: dict[str, str] = {}
+    for key, value in metadata.items():
+        name = key.lower()
+        stored[_USER_PREFIX + name if _ours(name) else name] = value
+    return stored
+
+
+def user_metadata(meta: Mapping[str, str]) -> dict[str, str]:
+    """The caller's own metadata back from a stored object: ours (``dg-*`` and the older
+    dialects' fields) left out, escaped keys restored.  An object no dialect wrote (no
+    ``dg-`` key, no ``file_sha256``) keeps all of its metadata."""
+    if not any(k.startswith(("dg-", "dg_")) or k in ("file_sha256", "file-sha256") for k in meta):
+        return dict(meta)
+    return {
+        k.removeprefix(_USER_PREFIX): v
+        for k, v in meta.items()
+        if k.startswith(_USER_PREFIX) or not _ours(k)
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,12 +13,13 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from .._core.metadata import MetaKind, ObjectMeta, parse_metadata
+from .._boto import response_metadata
+from .._core.metadata import MetaKind, ObjectMeta, logical_etag, parse_metadata, user_metadata
 from .._core.twins import newer_copy
 from .._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource
 from .._engine.codec import CodecRunner, EncodeResult
 from .._engine.stats import StatsEngine
-from .._exceptions import BucketNotFoundError, DeltaGliderError, IntegrityError
+from .._exceptions import DeltaGliderError, IntegrityError, NoSuchBucket
 from .._formats import DEFAULT_FORMAT, DeltaFormat, reference_reader
 from .._models import DeltaGliderInfo
 from .._storage.port import ObjectHead, Storage
@@ -94,7 +95,7 @@ class Stage:
         if bucket in self._ctx.known_buckets:
             return
         if not await self._storage.bucket_exists(bucket):
-            raise BucketNotFoundError(f"s3://{bucket}: bucket does not exist", code="NoSuchBucket")
+            raise NoSuchBucket(f"s3://{bucket}: bucket does not exist")
         self._ctx.known_buckets.add(bucket)
 
     async def _reference_is(self, bucket: str, ref_key: str, sha256: str) -> bool:
@@ -174,13 +175,21 @@ class Resolved:
     def response_head(self) -> dict[str, Any]:
         """What get_object and head_object both return about the object."""
         return {
-            "ETag": self.head.etag,
+            "AcceptRanges": "bytes",
+            "ETag": self.etag,
             "LastModified": self.head.last_modified,
-            "ContentType": self.head.content_type,
+            "ContentType": self.head.content_type or "binary/octet-stream",
             "Metadata": user_metadata(self.head.metadata),
             "DeltaGliderInfo": self.info().as_dict(),
-            "ResponseMetadata": {"HTTPStatusCode": 200},
+            "ResponseMetadata": response_metadata(),
         }
+
+    @property
+    def etag(self) -> str:
+        """S3's ETag of a direct object; a delta's stands for its logical bytes."""
+        if self.meta.kind is MetaKind.DELTA and self.meta.file_sha256:
+            return logical_etag(self.meta.file_sha256)
+        return self.head.etag
 
     def info(self) -> DeltaGliderInfo:
         original = self.logical_size if self.logical_size >= 0 else None
@@ -219,31 +228,6 @@ def close_reference(reference: ReferenceSource) -> None:
     closer = getattr(reference, "close", None)
     if closer is not None:
         closer()
-
-
-_BARE_FIELDS = frozenset(
-    {
-        "file_sha256",
-        "ref_key",
-        "original_name",
-        "file_size",
-        "ref_sha256",
-        "delta_size",
-        "delta_cmd",
-        "created_at",
-        "source_name",
-        "compression",
-        "note",
-        "tool",
-    }
-)
-
-
-def user_metadata(meta: Mapping[str, str]) -> dict[str, str]:
-    """The caller's own metadata: ours (``dg-*`` and the older dialects' fields) left out."""
-    return {
-        k: v for k, v in meta.items() if not k.startswith(("dg-", "dg_")) and k not in _BARE_FIELDS
-    }
 
 
 async def iter_file(path: Path, chunk_size: int = 4 << 20) -> AsyncIterator[bytes]:

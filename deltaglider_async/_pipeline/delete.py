@@ -26,8 +26,10 @@ from .._core.spaces import (
 )
 from .._engine.codec import unlink_quietly
 from .._exceptions import (
+    BucketNotFoundError,
     ConflictError,
     DeltaGliderError,
+    NoSuchKey,
     ReferenceInUseError,
     StorageError,
 )
@@ -48,8 +50,9 @@ class DeletePipeline(Stage):
         self._put = put
 
     async def delete_one(self, bucket: str, key: str, *, force: bool = False) -> Resolved | None:
-        """Delete a logical object (None: ``key`` named a ``reference.bin``, deleted only when
-        no delta uses it, or with ``force``)."""
+        """Delete a logical object (None: there was none, as S3 a missing key is no error; or
+        ``key`` named a ``reference.bin``, deleted only when no delta uses it, or with
+        ``force``)."""
         check_bucket(bucket)
         self._ctx.stats.invalidate(bucket)
         if name_of(key) == REFERENCE_NAME:
@@ -57,7 +60,10 @@ class DeletePipeline(Stage):
             await self._delete_reference(bucket, space_of(key), force=force)
             return None
         check_writable_key(classify(key)[1] or key)
-        obj = await self._get.resolve(bucket, key)
+        try:
+            obj = await self._get.resolve(bucket, key)
+        except NoSuchKey:
+            return None
         await self._delete_logical(obj)
         if obj.meta.kind is MetaKind.DELTA:
             await self._collect_reference(bucket, space_of(obj.key))
@@ -68,10 +74,10 @@ class DeletePipeline(Stage):
     ) -> tuple[list[str], list[tuple[str, DeltaGliderError]]]:
         """Delete logical keys: resolved concurrently, deleted in batches of 1,000 stored keys,
         then the references of the spaces that lost their last delta.  Returns the keys deleted
-        and the per-key errors."""
+        (a missing key counts, as in S3) and the per-key errors; a missing bucket raises."""
         check_bucket(bucket)
         self._ctx.stats.invalidate(bucket)
-        found: dict[str, Resolved] = {}
+        found: dict[str, Resolved | None] = {}
         errors: list[tuple[str, DeltaGliderError]] = []
         limiter = anyio.CapacityLimiter(self._transfer.max_files * 4)
 
@@ -80,19 +86,26 @@ class DeletePipeline(Stage):
                 try:
                     check_writable_key(classify(key)[1] or key)
                     found[key] = await self._get.resolve(bucket, key)
+                except NoSuchKey:
+                    found[key] = None
+                except BucketNotFoundError:
+                    raise
                 except DeltaGliderError as exc:
                     errors.append((key, exc))
 
         async with task_group() as tg:
             for key in keys:
                 tg.start_soon(resolve, key)
-        stored = [form for obj in found.values() for form in self._stored_forms(obj)]
+        stored = [form for obj in found.values() if obj for form in self._stored_forms(obj)]
         failed = {f.get("Key", ""): f for f in await self._storage.delete_many(bucket, stored)}
         deleted: list[str] = []
         spaces: set[str] = set()
         for key in keys:
-            obj = found.get(key)
+            if key not in found:
+                continue
+            obj = found[key]
             if obj is None:
+                deleted.append(key)
                 continue
             failure = failed.get(obj.stored_key)
             if failure is not None:

@@ -29,7 +29,7 @@ from .._core.spaces import (
     space_of,
 )
 from .._engine.cache import CacheCorruptError
-from .._exceptions import DeltaGliderError, IntegrityError, InvalidArgumentError, NotFoundError
+from .._exceptions import DeltaGliderError, IntegrityError, InvalidArgumentError, NoSuchKey
 from .._formats import format_of, reference_reader
 from .._localfs import Destination, write_all
 from .._models import DownloadSummary, VerifyResult
@@ -60,7 +60,8 @@ class GetPipeline(Stage):
             if meta.kind is MetaKind.DELTA and (direct is None or served(delta, direct) == "delta"):
                 return delta
         if direct is None:
-            raise NotFoundError(f"s3://{bucket}/{key}: no such object")
+            await self._require_bucket(bucket)  # a typo in the bucket is NoSuchBucket, as in S3
+            raise NoSuchKey(f"s3://{bucket}/{key}: no such object")
         return Resolved(bucket, key, key, direct, parse_metadata(direct.metadata, key))
 
     def open_stream(self, obj: Resolved) -> AsyncIterator[bytes]:

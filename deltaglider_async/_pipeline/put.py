@@ -23,8 +23,11 @@ import anyio
 from .._core.metadata import (
     delta_metadata,
     direct_metadata,
+    escape_user_metadata,
     format_note_metadata,
+    logical_etag,
     timestamp,
+    user_metadata,
 )
 from .._core.policy import delta_budget, delta_ratio, keep_delta, parse_max_ratio
 from .._core.spaces import (
@@ -48,7 +51,7 @@ from .._localfs import FileChangedError, FileDigest, read_snapshot
 from .._models import CompressionEstimate, UploadSummary
 from .._storage.port import Progress
 from .._tasks import task_group
-from .context import Context, Resolved, Stage, copy_rank, reference_sha, user_metadata
+from .context import Context, Resolved, Stage, copy_rank, reference_sha
 from .election import Election, SpaceStart
 from .get import GetPipeline
 
@@ -130,9 +133,7 @@ class PutPipeline(Stage):
         ratio_limit = self._ctx.max_ratio if max_ratio is None else parse_max_ratio(max_ratio)
         await self._require_bucket(bucket)
         self._ctx.stats.invalidate(bucket)
-        extra = {k.lower(): v for k, v in (user_metadata or {}).items()}
-        if any(k.startswith(("dg-", "dg_")) for k in extra):
-            raise InvalidArgumentError("user metadata keys may not start with dg-")
+        extra = escape_user_metadata(user_metadata or {})
         put = _Put(bucket, key, extra, content_type, ratio_limit, progress)
         if no_delta:
             return await self._put_direct(put, path, "delta disabled")
@@ -292,6 +293,7 @@ class PutPipeline(Stage):
             reference_created=reference_created,
             reason=result.note,
             delta_format=result.format_name,
+            etag=logical_etag(result.sha256),
         )
 
     async def _drop_twin(
@@ -361,15 +363,18 @@ class PutPipeline(Stage):
             ),
         }
 
+        etag = ""
+
         async def send(progress: Progress | None = None) -> None:
+            nonlocal etag
             if data is not None:
-                await self._storage.put_bytes(
+                etag = await self._storage.put_bytes(
                     put.bucket, put.key, data, metadata=meta, content_type=put.content_type
                 )
                 if progress:
                     progress(len(data))
             else:
-                await self._storage.put_file(
+                etag = await self._storage.put_file(
                     put.bucket,
                     put.key,
                     path,
@@ -397,6 +402,7 @@ class PutPipeline(Stage):
             stored_as="direct",
             sha256=sha256,
             reason=reason,
+            etag=etag,
         )
 
     async def estimate(self, path: str | os.PathLike[str], url: str) -> CompressionEstimate:

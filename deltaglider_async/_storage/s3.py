@@ -32,11 +32,14 @@ from botocore.exceptions import (
 
 from .._engine.memory import process_budget
 from .._exceptions import (
+    MODELED,
     BucketNotFoundError,
     ConflictError,
     CredentialsError,
     DeltaGliderError,
     EndpointError,
+    NoSuchBucket,
+    NoSuchKey,
     NotFoundError,
     StorageError,
 )
@@ -64,7 +67,7 @@ _CREDENTIAL_CODES = {
     "ExpiredToken",
     "403",
 }
-_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 def map_error(exc: BaseException, what: str) -> DeltaGliderError:
@@ -77,14 +80,15 @@ def map_error(exc: BaseException, what: str) -> DeltaGliderError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = err.get("Message") or code
         if code == "NoSuchBucket":
-            return BucketNotFoundError(f"{what}: bucket does not exist", code=code)
+            return NoSuchBucket(f"{what}: bucket does not exist")
         if code in _NOT_FOUND_CODES:
-            return NotFoundError(f"{what}: not found", code="NoSuchKey")
+            return NoSuchKey(f"{what}: not found")
         if code in _CREDENTIAL_CODES:
             return CredentialsError(f"{what}: {message} ({code})", code=code, status=status)
         if code in ("PreconditionFailed", "412"):
             return ConflictError(f"{what}: precondition failed", code=code, status=status)
-        return StorageError(f"{what}: {message} ({code})", code=code, status=status)
+        modeled = MODELED.get(code, StorageError)
+        return modeled(f"{what}: {message} ({code})", code=code, status=status)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return CredentialsError(f"{what}: no AWS credentials found ({exc})")
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError) or _lean_unreachable(exc):

@@ -228,15 +228,20 @@ async def test_delete_semantics(dg: AsyncDeltaGliderClient, raw: Any, bucket: st
     assert "d/reference.bin" in stored_keys(raw, bucket)
     await dg.delete_object(Bucket=bucket, Key="d/b.zip")
     assert stored_keys(raw, bucket) == {}
-    with pytest.raises(NotFoundError):
-        await dg.delete_object(Bucket=bucket, Key="d/b.zip")
+    # As in S3, deleting a missing key succeeds (204), in a batch too; Quiet lists no successes.
+    gone = await dg.delete_object(Bucket=bucket, Key="d/b.zip")
+    assert gone["ResponseMetadata"]["HTTPStatusCode"] == 204
+    quiet = await dg.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "d/b.zip"}], "Quiet": True}
+    )
+    assert "Deleted" not in quiet and "Errors" not in quiet
     # root delta space too
     await dg.put_object(Bucket=bucket, Key="root.zip", Body=release_zip(1))
     resp = await dg.delete_objects(
         Bucket=bucket, Delete={"Objects": [{"Key": "root.zip"}, {"Key": "missing.zip"}]}
     )
-    assert resp["Deleted"] == [{"Key": "root.zip"}]
-    assert resp["Errors"][0]["Key"] == "missing.zip"
+    assert resp["Deleted"] == [{"Key": "root.zip"}, {"Key": "missing.zip"}]
+    assert "Errors" not in resp
     assert stored_keys(raw, bucket) == {}
 
 
