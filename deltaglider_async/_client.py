@@ -401,8 +401,9 @@ class AsyncDeltaGliderClient:
             response["Delimiter"] = Delimiter
         if prefixes:
             response["CommonPrefixes"] = prefixes
+        # botocore always asks for url-encoded keys and decodes them unless the caller asked.
+        response["EncodingType"] = "url"
         if EncodingType:
-            response["EncodingType"] = EncodingType
             for entry in contents:
                 entry["Key"] = quote(entry["Key"], safe="/")
             for common in prefixes:
@@ -494,6 +495,7 @@ class AsyncDeltaGliderClient:
         return response
 
     # ---------------------------------------------------------------- copy
+    @operation("CopyObject")
     async def copy_object(
         self, *, Bucket: str, Key: str, CopySource: Mapping[str, str] | str
     ) -> dict[str, Any]:
@@ -507,31 +509,34 @@ class AsyncDeltaGliderClient:
         obj = await self._get.resolve(src_bucket, src_key)
         summary = await self._put.copy(obj, Bucket, Key)
         return {
-            "CopyObjectResult": {"ETag": "", "LastModified": datetime.now(UTC)},
+            "CopyObjectResult": {"ETag": summary.etag, "LastModified": datetime.now(UTC)},
             "DeltaGliderInfo": {"StoredAs": summary.stored_as, "StoredSize": summary.stored_size},
-            "ResponseMetadata": {"HTTPStatusCode": 200},
+            "ResponseMetadata": response_metadata(),
         }
 
     # ---------------------------------------------------------------- buckets and misc
+    @operation("CreateBucket")
     async def create_bucket(self, *, Bucket: str, **kwargs: Any) -> dict[str, Any]:
         check_bucket(Bucket)
         region = kwargs.get("CreateBucketConfiguration", {}).get("LocationConstraint")
         return await self._storage.create_bucket(Bucket, region)
 
+    @operation("DeleteBucket")
     async def delete_bucket(self, *, Bucket: str) -> dict[str, Any]:
         check_bucket(Bucket)
         await self._storage.delete_bucket(Bucket)
         self._ctx.known_buckets.discard(Bucket)
-        return {"ResponseMetadata": {"HTTPStatusCode": 204}}
+        return {"ResponseMetadata": response_metadata(204)}
 
+    @operation("ListBuckets")
     async def list_buckets(self) -> dict[str, Any]:
         """Buckets; those with statistics computed by this client carry ``DeltaGliderStats``."""
-        buckets = await self._storage.list_buckets()
-        for entry in buckets:
+        response = await self._storage.list_buckets()
+        for entry in response.get("Buckets", []):
             cached = self._stats.cached(entry["Name"])
             if cached is not None:
                 entry["DeltaGliderStats"] = cached.as_dict()
-        return {"Buckets": buckets, "ResponseMetadata": {"HTTPStatusCode": 200}}
+        return {**response, "ResponseMetadata": response_metadata()}
 
     async def generate_presigned_url(
         self, ClientMethod: str, Params: Mapping[str, Any], ExpiresIn: int = 3600

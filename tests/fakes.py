@@ -180,8 +180,8 @@ class MemoryStorage:
             raise StorageError(f"s3://{bucket}: not empty", code="BucketNotEmpty")
         del self.buckets[bucket]
 
-    async def list_buckets(self) -> list[dict[str, Any]]:
-        return [{"Name": name} for name in sorted(self.buckets)]
+    async def list_buckets(self) -> dict[str, Any]:
+        return {"Buckets": [{"Name": name} for name in sorted(self.buckets)], "Owner": {}}
 
     async def list_multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
         return []

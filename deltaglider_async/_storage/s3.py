@@ -821,11 +821,11 @@ class S3Storage:
     async def delete_bucket(self, bucket: str) -> None:
         await self._call(f"s3://{bucket}", "delete_bucket", Bucket=bucket)
 
-    async def list_buckets(self) -> list[dict[str, Any]]:
+    async def list_buckets(self) -> dict[str, Any]:
         resp = await self._call("ListBuckets", "list_buckets")
         if "Buckets" not in resp and "Owner" not in resp:
             raise not_s3("ListBuckets", "not a bucket list")
-        return list(resp.get("Buckets", []))
+        return {key: resp[key] for key in ("Buckets", "Owner", "Prefix") if key in resp}
 
     async def presign(self, method: str, params: dict[str, Any], expires: int) -> str:
         try:
