@@ -89,6 +89,16 @@ SHARED_OPTIONS: dict[str, tuple[Any, Any]] = {
     "region": (Annotated[str | None, typer.Option("--region", help="AWS region")], None),
     "profile": (Annotated[str | None, typer.Option("--profile", help="AWS profile")], None),
     "debug": (Annotated[bool, typer.Option("--debug", help="show tracebacks")], False),
+    "show_savings": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--show-savings",
+                help="end each upload line with how it is stored (delta/direct, size, saving)",
+            ),
+        ],
+        False,
+    ),
 }
 
 
@@ -104,6 +114,7 @@ class Settings:
     region: str | None = None
     profile: str | None = None
     debug: bool = False
+    show_savings: bool = False
     filters: list[PathFilter] = field(default_factory=list)
 
     def spec(
@@ -137,6 +148,7 @@ class Settings:
         ).build()
 
     def execute(self, work: Callable[[], Awaitable[int | None]], out: Output) -> None:
+        out.show_savings = self.show_savings
         _execute(work, out, self.debug)
 
 
@@ -290,7 +302,12 @@ def _output(json_mode: bool, quiet: bool, only_errors: bool, no_progress: bool) 
 
 
 def _display(path: str) -> str:
-    return path if is_s3_url(path) or os.path.isabs(path) or path.startswith(".") else f"./{path}"
+    """A local path as aws-cli prints it: relative to the working directory (``./a.zip``,
+    ``dist/a.zip``, ``../x/a.zip``), whatever form it was given in."""
+    if is_s3_url(path) or path == "-":
+        return path
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.relpath(directory), name)
 
 
 def _saved_text(
@@ -327,7 +344,7 @@ def _report_results(
                 up.original_size, up.stored_size, up.stored_as, up.reason, up.reference_created
             )
             out.result(
-                f"{verb}: {_display(result.source)} to {up.url} {saved}",
+                f"{verb}: {_display(result.source)} to {up.url}{out.savings(saved)}",
                 {**record, "ok": True, **up.as_dict()},
             )
         elif result.download is not None:

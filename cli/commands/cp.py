@@ -148,7 +148,9 @@ async def _stream_cp(
             info["Reason"],
             info["ReferenceCreated"],
         )
-        out.result(f"upload: - to {target} {saved}", {"op": "upload", "ok": True, **info})
+        out.result(
+            f"upload: - to {target}{out.savings(saved)}", {"op": "upload", "ok": True, **info}
+        )
         return EXIT_OK
     src = parse_s3_url(source)
     resp = await dg.get_object(Bucket=src.bucket, Key=src.key)

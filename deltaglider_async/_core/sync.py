@@ -50,6 +50,10 @@ def _reason(
         return None
     if exact_timestamps and direction == "download":
         return "timestamp" if abs(src.mtime - dst.mtime) > TIMESTAMP_TOLERANCE else None
+    if direction == "download":
+        # aws-cli's rule: a download sets the local time to the object's, so a local file
+        # *newer* than its object was changed locally and is replaced; an older one is kept.
+        return "newer" if dst.mtime - src.mtime > TIMESTAMP_TOLERANCE else None
     return "newer" if src.mtime - dst.mtime > TIMESTAMP_TOLERANCE else None
 
 

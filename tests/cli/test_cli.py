@@ -37,11 +37,12 @@ def stored(seaweed: LocalS3, bucket: str) -> list[str]:
 def test_cp_ls_stats_verify_happy_path(
     env: dict[str, str], seaweed: LocalS3, s3bucket: str, releases: Path, tmp_path: Path
 ) -> None:
-    up = run(env, "cp", "-r", str(releases), f"s3://{s3bucket}/rel/")
+    up = run(env, "cp", "-r", str(releases), f"s3://{s3bucket}/rel/", "--show-savings")
     assert up.returncode == 0, up.stderr
     lines = up.stdout.splitlines()
     assert len(lines) == 5
     assert any("app-2.zip (delta" in line and "% saved)" in line for line in lines)
+    assert "5 file(s)" in up.stderr and "saved" in up.stderr  # the summary
     assert any(line.endswith("notes.txt (direct 5 Bytes)") for line in lines)
     assert "rel/reference.bin" in stored(seaweed, s3bucket)
     assert "rel/sub/reference.bin" in stored(seaweed, s3bucket)
@@ -328,7 +329,7 @@ def test_sync_down_and_delete_local_extras(
 def test_cp_from_stdin_and_to_stdout(env: dict[str, str], s3bucket: str) -> None:
     for version in (1, 2):
         up = subprocess.run(
-            [SCRIPT, "cp", "-", f"s3://{s3bucket}/pipe/app-{version}.zip"],
+            [SCRIPT, "cp", "--show-savings", "-", f"s3://{s3bucket}/pipe/app-{version}.zip"],
             input=release_zip(version),
             env=env,
             capture_output=True,

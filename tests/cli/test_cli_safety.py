@@ -103,7 +103,7 @@ def test_reference_from_stdin_is_reported_as_a_new_reference(
     from .test_cli import SCRIPT
 
     result = subprocess.run(
-        [SCRIPT, "cp", "-", f"s3://{s3bucket}/s/first.zip"],
+        [SCRIPT, "--show-savings", "cp", "-", f"s3://{s3bucket}/s/first.zip"],
         env=env,
         input=release_zip(1),
         capture_output=True,

@@ -40,7 +40,9 @@ def test_upload_plan_new_changed_and_newer() -> None:
 def test_download_exact_timestamps_and_checksum() -> None:
     remote = entries(a=(10, 100.0), b=(10, 100.0), c=(10, 100.0))
     local = entries(a=(10, 150.0), b=(10, 100.0), c=(10, 50.0))
-    assert plan_sync(remote, local, "download").transfer == ["c"]  # a local copy newer is kept
+    # aws-cli: a local copy newer than its object was changed locally and is replaced; an
+    # older one is what an earlier download left (it set the object's time) and is kept.
+    assert plan_sync(remote, local, "download").transfer == ["a"]
     assert plan_sync(remote, local, "download", exact_timestamps=True).transfer == ["a", "c"]
     src = {"a": SyncEntry(10, 0, "x" * 64), "b": SyncEntry(10, 0, "y" * 64)}
     dst = {"a": SyncEntry(10, 0, "x" * 64), "b": SyncEntry(10, 0, "z" * 64)}
