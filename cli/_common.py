@@ -20,12 +20,15 @@ import anyio
 import typer
 from typer.core import TyperCommand
 
+try:  # Typer 0.29 and later vendor Click
+    from typer._click.exceptions import NoSuchOption
+except ImportError:  # pragma: no cover - older Typer on Click itself
+    from click.exceptions import NoSuchOption  # type: ignore[assignment]
+
 from deltaglider_async import (
     DELTA_FORMATS,
     AsyncDeltaGliderClient,
-    CredentialsError,
     DeltaGliderError,
-    EndpointError,
     InvalidArgumentError,
     TransferConfig,
     TransferResult,
@@ -157,7 +160,12 @@ class DGCommand(TyperCommand):
     keeps each repeatable option in a list of its own; aws semantics need the interleaving)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        try:
+            opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        except NoSuchOption as exc:
+            # aws-cli's answer and exit code for an option it does not know
+            typer.echo(f"\nUnknown options: {exc.option_name}\n", err=True)
+            raise typer.Exit(EXIT_FATAL) from None
         pending = {kind: list(opts.get(kind) or []) for kind in ("exclude", "include")}
         filters = []
         for param in order:
@@ -266,18 +274,14 @@ def _execute(work: Callable[[], Awaitable[int | None]], out: Output, debug: bool
         raise typer.Exit(EXIT_TERMINATED) from None
     except CommandFailed:
         raise typer.Exit(EXIT_FAILED) from None
-    except (EndpointError, CredentialsError) as exc:
-        _report(out, exc, debug)
-        raise typer.Exit(EXIT_FATAL) from None
     except InvalidArgumentError as exc:
         _report(out, exc, debug)
         raise typer.Exit(EXIT_USAGE) from None
-    except DeltaGliderError as exc:
+    except (DeltaGliderError, OSError) as exc:
+        # aws-cli: 1 is for transfers that failed one by one (reported as they happen); an
+        # error that stops the whole command (no bucket, no such path, bad URL) exits 255.
         _report(out, exc, debug)
-        raise typer.Exit(EXIT_FAILED) from None
-    except OSError as exc:
-        _report(out, exc, debug)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise typer.Exit(EXIT_FATAL) from None
     except Exception as exc:
         out.err.print(f"internal error: {exc!r}", markup=False)
         if debug:
@@ -356,16 +360,27 @@ def _report_results(
             )
 
 
-def _local_files(root: Path, filters: list[PathFilter]) -> list[tuple[Path, str]]:
-    """Regular files under ``root`` with their ``/``-separated relative paths, filtered."""
+def _local_files(
+    root: Path, filters: list[PathFilter], out: Output, summary: Summary
+) -> list[tuple[Path, str]]:
+    """Regular files under ``root`` with their ``/``-separated relative paths, filtered; a
+    dangling symlink is skipped with aws-cli's warning (and exit code 2)."""
     found: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
-            if path.is_file() and is_included(rel, filters):
+            if not is_included(rel, filters):
+                continue
+            if path.is_file():
                 found.append((path, rel))
+            elif path.is_symlink() and not path.exists():
+                summary.skipped += 1
+                out.error(
+                    f"warning: Skipping file {path.absolute()}. File does not exist.",
+                    {"op": "skip", "source": str(path), "error": "dangling symlink"},
+                )
     return found
 
 
@@ -419,7 +434,7 @@ def _usage(out: Output, message: str) -> NoReturn:
 def show_dryrun(out: Output, verb: str, pairs: list[tuple[str, str]]) -> int:
     for source, destination in pairs:
         out.result(
-            f"(dryrun) {verb}: {source} to {destination}",
+            f"(dryrun) {verb}: {_display(source)} to {_display(destination)}",
             {"op": verb, "dryrun": True, "source": source, "destination": destination},
         )
     return EXIT_OK
@@ -462,4 +477,4 @@ def report_copies(
             {**record, "ok": True, "stored_as": up.stored_as, "stored_size": up.stored_size},
         )
     summary.render(out)
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return summary.exit_code()

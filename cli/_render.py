@@ -191,9 +191,15 @@ class Summary:
     operation: str
     files: int = 0
     failed: int = 0
+    #: files left out with a warning (a dangling symlink), as aws-cli skips them
+    skipped: int = 0
     original_bytes: int = 0
     stored_bytes: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
+
+    def exit_code(self) -> int:
+        """aws-cli's: 1 when a transfer failed, else 2 when a file was skipped, else 0."""
+        return 1 if self.failed else 2 if self.skipped else 0
 
     def add(self, original: int, stored: int, kind: str) -> None:
         self.files += 1

@@ -172,18 +172,22 @@ async def _upload(
     max_ratio: float | None,
     no_delta: bool,
 ) -> int:
+    if source.is_dir() and not recursive:  # aws-cli reports it as a failed transfer (exit 1)
+        out.error(
+            f"upload failed: {_display(str(source))}/ to {target}: "
+            "is a directory (use --recursive)",
+            {"op": "upload", "source": str(source), "error": "is a directory"},
+        )
+        return EXIT_FAILED
+    summary = Summary("upload")
     if source.is_dir():
-        if not recursive:
-            raise InvalidArgumentError(f"{source} is a directory: use --recursive")
         base = _prefix_of(target) if target.key else ""
-        items = [
-            (p, f"s3://{target.bucket}/{base}{rel}") for p, rel in _local_files(source, filters)
-        ]
+        files = _local_files(source, filters, out, summary)
+        items = [(p, f"s3://{target.bucket}/{base}{rel}") for p, rel in files]
     elif source.is_file():
         items = [(source, f"s3://{target.bucket}/{upload_key(target, source.name)}")]
     else:
         raise DeltaGliderError(f"{source}: no such file or directory", code="NoSuchFile")
-    summary = Summary("upload")
     if dryrun:
         for path, url in items:
             out.result(
@@ -191,13 +195,13 @@ async def _upload(
                 {"op": "upload", "dryrun": True, "source": str(path), "destination": url},
             )
         summary.render(out)
-        return EXIT_OK
+        return summary.exit_code()
     total = sum(p.stat().st_size for p, _ in items)
     with TransferProgress(out, total, len(items)) as bars:
         results = await dg.upload_many(items, max_ratio=max_ratio, no_delta=no_delta, progress=bars)
     _report_results(out, summary, "upload", results)
     summary.render(out)
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return summary.exit_code()
 
 
 async def _download(
@@ -230,12 +234,12 @@ async def _download(
                 {"op": "download", "dryrun": True, "source": url, "destination": str(path)},
             )
         summary.render(out)
-        return EXIT_FAILED if summary.failed else EXIT_OK
+        return summary.exit_code()
     with TransferProgress(out, 0, len(items)) as bars:
         results = await dg.download_many(items, progress=bars)
     _report_results(out, summary, "download", results)
     summary.render(out)
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return summary.exit_code()
 
 
 async def _copy(

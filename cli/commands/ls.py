@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -13,6 +12,7 @@ from deltaglider_async.aws import (
 
 from .._app import app
 from .._common import (
+    EXIT_FAILED,
     EXIT_OK,
     Json,
     Recursive,
@@ -49,7 +49,7 @@ def ls(
             if url is None:
                 for bucket in (await dg.list_buckets())["Buckets"]:
                     created = bucket.get("CreationDate")
-                    when = created.strftime("%Y-%m-%d %H:%M:%S") if created else ""
+                    when = created.astimezone().strftime("%Y-%m-%d %H:%M:%S") if created else ""
                     if out.json_mode:
                         out.data({"bucket": bucket["Name"], "created": when})
                     else:
@@ -57,7 +57,7 @@ def ls(
                 return EXIT_OK
             target = parse_s3_url(url)
             prefix = target.key
-            count = total = 0
+            count = total = shown = 0
             token: str | None = None
             while True:
                 page = await dg.list_objects_v2(
@@ -68,12 +68,14 @@ def ls(
                     FetchMetadata=True,
                 )
                 for common in page.get("CommonPrefixes", []):
+                    shown += 1
                     name = common["Prefix"][len(_dir_of(prefix)) :]
                     if out.json_mode:
                         out.data({"prefix": common["Prefix"]})
                     else:
                         out.line(f"{'PRE':>30} {name}")
                 for entry in page.get("Contents", []):
+                    shown += 1
                     count += 1
                     total += entry["Size"]
                     info = entry["DeltaGliderInfo"]
@@ -88,7 +90,8 @@ def ls(
                             }
                         )
                         continue
-                    when = entry["LastModified"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+                    # local time, as aws-cli prints it
+                    when = entry["LastModified"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
                     name = entry["Key"] if recursive else entry["Key"][len(_dir_of(prefix)) :]
                     extra = f" {size_text(info['StoredSize']):>12}" if stored_size else ""
                     out.line(f"{when} {size_text(entry['Size']):>10}{extra} {name}")
@@ -97,7 +100,7 @@ def ls(
                     break
             if summarize and not out.json_mode:
                 out.line(f"\nTotal Objects: {count}\n   Total Size: {size_text(total)}")
-            return EXIT_OK
+            return EXIT_OK if shown else EXIT_FAILED  # aws-cli: nothing listed exits 1
 
     settings.execute(work, out)
 

@@ -15,7 +15,6 @@ from deltaglider_async.aws import (
 
 from .._app import app
 from .._common import (
-    EXIT_FAILED,
     EXIT_OK,
     DryRun,
     Excludes,
@@ -87,6 +86,6 @@ def rm(
                 )
             if out.json_mode:
                 summary.render(out)
-            return EXIT_FAILED if summary.failed else EXIT_OK
+            return summary.exit_code()
 
     settings.execute(work, out)

@@ -26,8 +26,6 @@ from deltaglider_async.aws import (
 from .._app import app
 from .._common import (
     DEFAULT_TRANSFERS,
-    EXIT_FAILED,
-    EXIT_OK,
     Checkers,
     DeltaFormatOpt,
     DryRun,
@@ -51,8 +49,9 @@ from .._common import (
     _usage,
     check_delta_format,
     command,
+    show_dryrun,
 )
-from .._render import Summary, TransferProgress
+from .._render import Output, Summary, TransferProgress
 
 
 @command(app)
@@ -99,7 +98,12 @@ def sync(
             remote = parse_s3_url(destination if upload else source)
             if upload and not local.is_dir():
                 raise DeltaGliderError(f"{local}: no such directory", code="NoSuchFile")
-            local_entries = await _local_entries(local, filters, checksum) if local.is_dir() else {}
+            summary = Summary("upload" if upload else "download")
+            local_entries = (
+                await _local_entries(local, filters, checksum, out, summary)
+                if local.is_dir()
+                else {}
+            )
             remote_entries, remote_keys = await _remote_entries(dg, remote, filters, checksum)
             plan = plan_sync(
                 local_entries if upload else remote_entries,
@@ -111,7 +115,6 @@ def sync(
                 checksum=checksum,
             )
             base = _prefix_of(remote) if remote.key else ""
-            summary = Summary("upload" if upload else "download")
             if upload:
                 items = [
                     (local / rel, f"s3://{remote.bucket}/{base}{rel}") for rel in plan.transfer
@@ -125,14 +128,20 @@ def sync(
                     local,
                 )
             if dryrun:
-                verb = "upload" if upload else "download"
-                for rel in plan.transfer:
-                    out.result(f"(dryrun) {verb}: {rel}", {"op": verb, "dryrun": True, "path": rel})
+                if upload:
+                    show_dryrun(out, "upload", [(str(p), url) for p, url in items])
+                else:
+                    show_dryrun(out, "download", [(url, str(p)) for url, p in dl])
                 for rel in plan.delete:
-                    out.result(
-                        f"(dryrun) delete: {rel}", {"op": "delete", "dryrun": True, "path": rel}
+                    gone = (
+                        f"s3://{remote.bucket}/{remote_keys[rel]}"
+                        if upload
+                        else _display(str(local / rel))
                     )
-                return EXIT_OK
+                    out.result(
+                        f"(dryrun) delete: {gone}", {"op": "delete", "dryrun": True, "path": gone}
+                    )
+                return summary.exit_code()
             if upload:
                 with TransferProgress(
                     out, sum(p.stat().st_size for p, _ in items), len(items)
@@ -146,7 +155,7 @@ def sync(
                         Bucket=remote.bucket,
                         Delete={"Objects": [{"Key": remote_keys[r]} for r in plan.delete]},
                     )
-                    for item in resp["Deleted"]:
+                    for item in resp.get("Deleted", []):
                         out.result(
                             f"delete: s3://{remote.bucket}/{item['Key']}",
                             {"op": "delete", "ok": True, "key": item["Key"]},
@@ -168,16 +177,16 @@ def sync(
                         {"op": "delete", "ok": True, "path": rel},
                     )
             summary.render(out)
-            return EXIT_FAILED if summary.failed else EXIT_OK
+            return summary.exit_code()
 
     settings.execute(work, out)
 
 
 async def _local_entries(
-    root: Path, filters: list[PathFilter], checksum: bool
+    root: Path, filters: list[PathFilter], checksum: bool, out: Output, summary: Summary
 ) -> dict[str, SyncEntry]:
     entries = {}
-    for path, rel in _local_files(root, filters):
+    for path, rel in _local_files(root, filters, out, summary):
         info = path.stat()
         sha = await anyio.to_thread.run_sync(_sha256_file, path) if checksum else None
         entries[rel] = SyncEntry(info.st_size, info.st_mtime, sha)

@@ -48,7 +48,7 @@ def verify(
     async def work() -> int:
         async with spec.build() as dg:
             if not recursive:
-                return _report(out, [await dg.verify(url)])
+                return _report(out, await dg.verify_many([url]))  # missing: exit 1
             listed = await _s3_objects(dg, parse_s3_url(url), settings.filters)
             target = parse_s3_url(url)
             urls = [f"s3://{target.bucket}/{entry['Key']}" for _, entry in listed]

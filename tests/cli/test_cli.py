@@ -151,16 +151,17 @@ def test_exit_codes_for_bad_input(
     env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
 ) -> None:
     cases: list[tuple[tuple[str, ...], int, str]] = [
-        (("cp", str(tmp_path / "missing.zip"), f"s3://{s3bucket}/x/"), 1, "no such file"),
+        # aws-cli's codes: 1 for transfers that failed, 255 when the command cannot start
+        (("cp", str(tmp_path / "missing.zip"), f"s3://{s3bucket}/x/"), 255, "no such file"),
         (("cp", f"s3://{s3bucket}/missing.zip", str(tmp_path)), 1, "no such object"),
         (("cp", f"s3://{s3bucket}/missing.zip", str(tmp_path), "--json"), 1, ""),
-        (("ls", "s3://no-such-bucket-cli/"), 1, "bucket does not exist"),
-        (("stats", "no-such-bucket-cli"), 1, "bucket does not exist"),
+        (("ls", "s3://no-such-bucket-cli/"), 255, "bucket does not exist"),
+        (("stats", "no-such-bucket-cli"), 255, "bucket does not exist"),
         (("cp", "a", "b"), 2, "usage"),
-        (("cp", str(tmp_path), f"s3://{s3bucket}/"), 2, "--recursive"),
+        (("cp", str(tmp_path), f"s3://{s3bucket}/"), 1, "--recursive"),
         (("ls", "s3://Bad_Bucket!"), 2, "invalid bucket"),
         (("frobnicate",), 2, "No such command"),
-        (("cp", "--nope", "a", "b"), 2, "No such option"),
+        (("cp", "--nope", "a", "b"), 255, "Unknown options: --nope"),
         (("verify", f"s3://{s3bucket}/missing.zip"), 1, "no such object"),
     ]
     for args, code, text in cases:

@@ -1,0 +1,222 @@
+"""Our CLI beside aws-cli (from PyPI) on the same SeaweedFS: the same commands, on identical
+local trees and on a bucket each, compared for stdout lines, exit codes and the trees they leave
+(in S3 and on disk).  Every difference allowed here is a row of docs/conformance.md."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.artifacts import release_zip
+from tests.awscli import ensure_awscli
+from tests.conftest import boto
+from tests.localserver import LocalS3
+
+OURS = str(Path(sys.executable).with_name("deltaglider-async"))
+PROGRESS = re.compile(r"Completed .* file\(s\) remaining")
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+@dataclass
+class Side:
+    """One tool with its own bucket and working directory."""
+
+    command: list[str]
+    bucket: str
+    cwd: Path
+    env: dict[str, str]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [a.replace("BUCKET", self.bucket) for a in args]
+        return subprocess.run(
+            [*self.command, *argv],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def lines(self, result: subprocess.CompletedProcess[str]) -> list[str]:
+        """stdout with the bucket's name and timestamps made comparable, sorted (both tools
+        print transfers as they finish), without aws's progress lines (ours are drawn on
+        stderr, on a terminal only)."""
+        text = STAMP.sub("DATE", result.stdout.replace(self.bucket, "BUCKET"))
+        return sorted(
+            line.rstrip() for line in text.splitlines() if line.strip() and not PROGRESS.match(line)
+        )
+
+    def s3_tree(self, server: LocalS3) -> dict[str, int]:
+        """Logical keys and sizes (our stored forms read back through our own listing)."""
+        listing = subprocess.run(
+            [OURS, "ls", "--recursive", f"s3://{self.bucket}/"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        tree = {}
+        for line in listing.stdout.splitlines():
+            _, _, size, key = line.split(None, 3)
+            tree[key] = int(size)
+        return tree
+
+    def local_tree(self, folder: str) -> dict[str, bytes]:
+        root = self.cwd / folder
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
+
+
+@pytest.fixture
+def sides(seaweed: LocalS3, tmp_path: Path) -> tuple[Side, Side]:
+    aws = str(ensure_awscli())
+    env = {
+        **os.environ,
+        **seaweed.env(),
+        "TZ": "Asia/Kolkata",  # local time is not UTC: ls must print local time
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "DG_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    made = []
+    for name, command in (("aws", [aws, "s3"]), ("ours", [OURS])):
+        bucket = f"cf-{name}-{uuid.uuid4().hex[:8]}"
+        boto(seaweed).create_bucket(Bucket=bucket)
+        cwd = tmp_path / name
+        dist = cwd / "dist"
+        (dist / "sub").mkdir(parents=True)
+        for version in (1, 2, 3):
+            (dist / f"app-{version}.zip").write_bytes(release_zip(version))
+        (dist / "notes.txt").write_text("release notes\n")
+        (dist / "sub" / "lib-1.jar").write_bytes(release_zip(7))
+        made.append(Side(command, bucket, cwd, env))
+    return made[0], made[1]
+
+
+def same(aws: Side, ours: Side, *args: str) -> list[str]:
+    """Run ``args`` with both tools: same exit code, same stdout lines."""
+    theirs, mine = aws.run(*args), ours.run(*args)
+    what = " ".join(args)
+    assert mine.returncode == theirs.returncode, (
+        f"{what}: exit {mine.returncode} vs aws {theirs.returncode}\n"
+        f"ours: {mine.stderr}\naws: {theirs.stderr}"
+    )
+    assert ours.lines(mine) == aws.lines(theirs), what
+    return aws.lines(theirs)
+
+
+def test_uploads_listings_and_downloads(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
+    aws, ours = sides
+    same(aws, ours, "cp", "dist/app-1.zip", "s3://BUCKET/one/")
+    same(aws, ours, "cp", "./dist/app-2.zip", "s3://BUCKET/one/renamed.zip")
+    same(aws, ours, "cp", "--recursive", "dist", "s3://BUCKET/rel/", "--dryrun")
+    lines = same(aws, ours, "cp", "--recursive", "dist", "s3://BUCKET/rel/")
+    assert len(lines) == 5
+    same(
+        aws,
+        ours,
+        "cp",
+        "--recursive",
+        "dist",
+        "s3://BUCKET/f/",
+        "--exclude",
+        "*",
+        "--include",
+        "*.zip",
+    )
+    assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed)
+    for args in (
+        ("ls", "s3://BUCKET/rel/"),
+        ("ls", "s3://BUCKET/rel"),
+        ("ls", "--recursive", "s3://BUCKET/"),
+        ("ls", "--recursive", "--summarize", "--human-readable", "s3://BUCKET/rel/"),
+        ("ls", "s3://BUCKET/rel/app-1.zip"),
+    ):
+        same(aws, ours, *args)
+    # local time, as aws prints it (the environment's zone is 5:30 off UTC)
+    mine, theirs = ours.run("ls", "s3://BUCKET/one/"), aws.run("ls", "s3://BUCKET/one/")
+    stamps = [
+        datetime.strptime(STAMP.findall(r.stdout)[0], "%Y-%m-%d %H:%M:%S") for r in (mine, theirs)
+    ]
+    assert abs((stamps[0] - stamps[1]).total_seconds()) < 600
+    same(aws, ours, "cp", "s3://BUCKET/rel/app-1.zip", "out/")
+    same(aws, ours, "cp", "s3://BUCKET/rel/app-2.zip", "out/two.zip")
+    same(aws, ours, "cp", "--recursive", "s3://BUCKET/rel/", "tree", "--dryrun")
+    same(aws, ours, "cp", "--recursive", "s3://BUCKET/rel/", "tree")
+    assert ours.local_tree("tree") == aws.local_tree("tree")
+    assert ours.local_tree("out") == aws.local_tree("out")
+    same(aws, ours, "cp", "s3://BUCKET/rel/app-1.zip", "s3://BUCKET/copy/app-1.zip")
+    same(aws, ours, "rm", "s3://BUCKET/one/app-1.zip")
+    same(aws, ours, "rm", "--recursive", "s3://BUCKET/f/", "--dryrun")
+    same(aws, ours, "rm", "--recursive", "s3://BUCKET/f/")
+    assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed)
+
+
+def test_sync_both_ways(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
+    aws, ours = sides
+    for side in sides:  # built a while ago: aws compares times to the second, after truncating
+        for path in (side.cwd / "dist").rglob("*"):
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+    same(aws, ours, "sync", "dist", "s3://BUCKET/s/")
+    same(aws, ours, "sync", "dist", "s3://BUCKET/s/")  # nothing left to do
+    for side in sides:
+        (side.cwd / "dist" / "notes.txt").write_text("changed notes\n")
+        (side.cwd / "dist" / "app-1.zip").unlink()
+    same(aws, ours, "sync", "dist", "s3://BUCKET/s/", "--delete", "--dryrun")
+    same(aws, ours, "sync", "dist", "s3://BUCKET/s/", "--delete")
+    assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed)
+    same(aws, ours, "sync", "s3://BUCKET/s/", "back")
+    same(aws, ours, "sync", "s3://BUCKET/s/", "back")
+    # Same size: a local copy newer than its object is replaced, an older one kept (aws's rule).
+    for side in sides:
+        newer, older = side.cwd / "back" / "app-2.zip", side.cwd / "back" / "app-3.zip"
+        newer.write_bytes(b"x" * newer.stat().st_size)
+        older.write_bytes(b"y" * older.stat().st_size)
+        os.utime(older, (1_000_000_000, 1_000_000_000))
+    same(aws, ours, "sync", "s3://BUCKET/s/", "back")
+    assert ours.local_tree("back") == aws.local_tree("back")
+
+
+def test_exit_codes(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
+    aws, ours = sides
+    missing = f"nobucket-{uuid.uuid4().hex[:8]}"
+    wrong: list[str] = []
+    for args in (
+        ("ls", "s3://BUCKET/nothing-here/"),
+        ("ls", f"s3://{missing}/"),
+        ("cp", "no-such-file.zip", "s3://BUCKET/x/"),
+        ("cp", "s3://BUCKET/no-such-key.zip", "out/"),
+        ("cp", "dist/app-1.zip", f"s3://{missing}/x/"),
+        ("rm", "s3://BUCKET/no-such-key.zip"),
+        ("cp", "dist", "s3://BUCKET/x/"),  # a directory without --recursive
+        ("cp", "--no-such-option", "dist/app-1.zip", "s3://BUCKET/x/"),
+    ):
+        theirs, mine = aws.run(*args), ours.run(*args)
+        if mine.returncode != theirs.returncode:
+            wrong.append(
+                f"{' '.join(args)}: exit {mine.returncode} vs aws {theirs.returncode}\n"
+                f"ours: {mine.stderr}\naws: {theirs.stderr}"
+            )
+    assert not wrong, "\n".join(wrong)
+    for side in sides:
+        (side.cwd / "dist" / "dangling.zip").symlink_to(side.cwd / "gone.zip")
+    theirs, mine = (
+        aws.run("cp", "--recursive", "dist", "s3://BUCKET/l/"),
+        ours.run("cp", "--recursive", "dist", "s3://BUCKET/l/"),
+    )
+    assert mine.returncode == theirs.returncode == 2, mine.stderr
+    assert "dangling.zip" in mine.stderr
+    assert ours.lines(mine) == aws.lines(theirs)
