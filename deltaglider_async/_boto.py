@@ -3,13 +3,19 @@ parsing as S3 does it, and the ``list_objects_v2`` paginator."""
 
 from __future__ import annotations
 
+import base64
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import hashlib
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import botocore.session
 import jmespath
 
-from ._exceptions import DeltaGliderError, InvalidArgumentError
+from ._exceptions import ConflictError, DeltaGliderError, InvalidArgumentError, NoSuchKey
 
 if TYPE_CHECKING:
     from ._client import AsyncDeltaGliderClient
@@ -45,6 +51,191 @@ def operation(name: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Aw
         return call
 
     return wrap
+
+
+#: PutObject/CopyObject parameters S3 applies to the object it stores: passed on to the stored
+#: form of the key (delta or direct) as given
+STORED_ATTRIBUTES = frozenset(
+    {
+        "ACL",
+        "BucketKeyEnabled",
+        "CacheControl",
+        "ContentDisposition",
+        "ContentEncoding",
+        "ContentLanguage",
+        "ContentType",
+        "Expires",
+        "GrantFullControl",
+        "GrantRead",
+        "GrantReadACP",
+        "GrantWriteACP",
+        "ObjectLockLegalHoldStatus",
+        "ObjectLockMode",
+        "ObjectLockRetainUntilDate",
+        "SSEKMSEncryptionContext",
+        "SSEKMSKeyId",
+        "ServerSideEncryption",
+        "StorageClass",
+        "Tagging",
+        "WebsiteRedirectLocation",
+    }
+)
+#: of those, what a space's ``reference.bin`` takes from the put that creates it: the data at
+#: rest is encrypted and tiered as asked; content headers, tags and ACLs stay the key's own
+REFERENCE_ATTRIBUTES = frozenset(
+    {"BucketKeyEnabled", "SSEKMSEncryptionContext", "SSEKMSKeyId", "ServerSideEncryption"}
+)
+#: storage classes whose objects need a restore before a GET: a delta against them could not
+#: be read, so a put in one of them is stored directly
+ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+#: accepted and without effect: the request goes to the caller's own bucket and account, and
+#: the SHA-256 of the logical bytes is recorded and checked on every write and read
+_IGNORED = frozenset(
+    {
+        "ChecksumAlgorithm",
+        "ChecksumMode",
+        "ExpectedBucketOwner",
+        "ExpectedSourceBucketOwner",
+        "FetchOwner",
+        "OptionalObjectAttributes",
+        "RequestPayer",
+    }
+)
+_SSE_C = (
+    "SSE-C cannot apply to deltas: they are rebuilt from a reference other keys share, which "
+    "one customer key per object could not decrypt; use ServerSideEncryption (SSE-S3 or KMS)"
+)
+#: parameters that cannot mean anything for a delta, and why (docs/conformance.md)
+_REFUSED = {
+    "SSECustomerAlgorithm": _SSE_C,
+    "SSECustomerKey": _SSE_C,
+    "SSECustomerKeyMD5": _SSE_C,
+    "CopySourceSSECustomerAlgorithm": _SSE_C,
+    "CopySourceSSECustomerKey": _SSE_C,
+    "CopySourceSSECustomerKeyMD5": _SSE_C,
+    "VersionId": "a logical object is read and deleted by key: its stored forms and its "
+    "reference have versions of their own",
+    "PartNumber": "a logical object has no parts of its own: use Range",
+    "WriteOffsetBytes": "appending would change the bytes a delta was encoded for",
+    "ChecksumCRC32C": "this checksum is not computed here: pass ChecksumSHA256, ChecksumSHA1, "
+    "ChecksumCRC32 or ContentMD5 (the SHA-256 of every object is recorded and checked anyway)",
+    "ChecksumCRC64NVME": "this checksum is not computed here: pass ChecksumSHA256, "
+    "ChecksumSHA1, ChecksumCRC32 or ContentMD5",
+    "MFA": "MFA delete applies to object versions, which logical deletes do not address",
+    "BypassGovernanceRetention": "object lock retention is enforced on stored forms, which a "
+    "logical delete handles together",
+}
+
+
+@functools.cache
+def _members(operation: str) -> frozenset[str]:
+    model = botocore.session.get_session().get_service_model("s3")
+    shape = model.operation_model(operation).input_shape
+    return frozenset(shape.members) if shape is not None else frozenset()
+
+
+def accept(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The boto3 keyword arguments of ``operation`` that the caller passed beyond those the
+    method names, without those that have no effect here; an unknown one, or one that cannot
+    apply to a delta, is an error naming it (boto3 raises ``ParamValidationError`` for the
+    former)."""
+    known = _members(operation)
+    kept: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in known:
+            raise InvalidArgumentError(
+                f"Unknown parameter in input: {name!r}, must be one of: {', '.join(sorted(known))}"
+            )
+        if name in _REFUSED:
+            raise InvalidArgumentError(f"{name} is not supported: {_REFUSED[name]}")
+        if name not in _IGNORED and value is not None:
+            kept[name] = value
+    return kept
+
+
+def stored_attributes(params: dict[str, Any]) -> dict[str, Any]:
+    """Pop the parameters S3 applies to a stored object out of ``params``."""
+    return {name: params.pop(name) for name in list(params) if name in STORED_ATTRIBUTES}
+
+
+def check_digests(params: dict[str, Any], path: Path, size: int) -> None:
+    """Pop ``ContentMD5``/``Checksum*``/``ContentLength`` out of ``params`` and check them
+    against the body, as S3 does (``BadDigest``) before anything is stored."""
+    wanted = {
+        name: params.pop(name)
+        for name in ("ContentMD5", "ChecksumSHA256", "ChecksumSHA1", "ChecksumCRC32")
+        if name in params
+    }
+    length = params.pop("ContentLength", None)
+    if length is not None and int(length) != size:
+        raise InvalidArgumentError(
+            f"ContentLength {length} does not match the body's {size} bytes",
+            code="IncompleteBody",
+        )
+    if not wanted:
+        return
+    md5, sha256, sha1, crc = hashlib.md5(), hashlib.sha256(), hashlib.sha1(), 0
+    with path.open("rb") as body:
+        while chunk := body.read(4 << 20):
+            for digest in (md5, sha256, sha1):
+                digest.update(chunk)
+            crc = zlib.crc32(chunk, crc)
+    actual = {
+        "ContentMD5": md5.digest(),
+        "ChecksumSHA256": sha256.digest(),
+        "ChecksumSHA1": sha1.digest(),
+        "ChecksumCRC32": crc.to_bytes(4, "big"),
+    }
+    for name, value in wanted.items():
+        if base64.b64encode(actual[name]).decode() != str(value):
+            raise InvalidArgumentError(
+                f"{name} {value!r} does not match the body", code="BadDigest"
+            )
+
+
+def check_conditions(
+    params: dict[str, Any],
+    etag: str | None,
+    modified: datetime | None,
+    *,
+    prefix: str = "",
+) -> None:
+    """Pop and evaluate ``If-*`` conditions on the logical object (None: it does not exist),
+    with S3's answers: 412 ``PreconditionFailed``, 304 ``NotModified``."""
+    match = params.pop(f"{prefix}IfMatch", None)
+    none_match = params.pop(f"{prefix}IfNoneMatch", None)
+    since = params.pop(f"{prefix}IfModifiedSince", None)
+    until = params.pop(f"{prefix}IfUnmodifiedSince", None)
+
+    def failed(code: str, status: int, why: str) -> ConflictError:
+        return ConflictError(why, code=code, status=status)
+
+    if match is not None and (etag is None or not _etag_in(match, etag)):
+        raise failed("PreconditionFailed", 412, f"{prefix}IfMatch {match} does not match")
+    if until is not None and modified is not None and modified > until and match is None:
+        raise failed("PreconditionFailed", 412, f"modified after {prefix}IfUnmodifiedSince")
+    if none_match is not None and etag is not None and _etag_in(none_match, etag):
+        raise failed("304", 304, f"{prefix}IfNoneMatch {none_match}: not modified")
+    if since is not None and modified is not None and modified <= since and none_match is None:
+        raise failed("304", 304, f"not modified since {prefix}IfModifiedSince")
+
+
+def check_write_conditions(params: dict[str, Any], etag: str | None) -> None:
+    """Pop and evaluate a put's ``IfNoneMatch="*"`` (create only) and ``IfMatch`` on the
+    logical object's ETag (None: no such object)."""
+    match, none_match = params.pop("IfMatch", None), params.pop("IfNoneMatch", None)
+    if none_match is not None and none_match != "*":
+        raise InvalidArgumentError(f"IfNoneMatch of a put must be '*', not {none_match!r}")
+    if none_match is not None and etag is not None:
+        raise ConflictError("IfNoneMatch='*': the object exists", code="PreconditionFailed")
+    if match is not None and etag is None:
+        raise NoSuchKey("IfMatch: no such object")
+    if match is not None and etag is not None and not _etag_in(match, etag):
+        raise ConflictError(f"IfMatch {match} does not match", code="PreconditionFailed")
+
+
+def _etag_in(condition: str, etag: str) -> bool:
+    return any(c.strip() in ("*", etag, etag.strip('"')) for c in str(condition).split(","))
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:

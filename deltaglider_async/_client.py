@@ -17,7 +17,18 @@ import anyio
 
 from . import __about__
 from ._body import StreamingBody
-from ._boto import ListObjectsPaginator, operation, parse_range, response_metadata
+from ._boto import (
+    ARCHIVE_CLASSES,
+    ListObjectsPaginator,
+    accept,
+    check_conditions,
+    check_digests,
+    check_write_conditions,
+    operation,
+    parse_range,
+    response_metadata,
+    stored_attributes,
+)
 from ._core.filters import PathFilter
 from ._core.metadata import MetaKind, logical_etag, parse_metadata
 from ._core.policy import delta_ratio, parse_max_ratio
@@ -42,6 +53,7 @@ from ._exceptions import (
     BucketNotFoundError,
     ClientExceptions,
     InvalidArgumentError,
+    NoSuchKey,
     NotFoundError,
 )
 from ._formats import DEFAULT_FORMAT, format_named
@@ -61,7 +73,7 @@ from ._pipeline.bulk import (
     download_many,
     upload_many,
 )
-from ._pipeline.context import Context
+from ._pipeline.context import Context, Resolved
 from ._pipeline.delete import DeletePipeline
 from ._pipeline.get import GetPipeline
 from ._pipeline.put import PutPipeline, local_to_key
@@ -160,22 +172,33 @@ class AsyncDeltaGliderClient:
         Key: str,
         Body: Body,
         Metadata: Mapping[str, str] | None = None,
-        ContentType: str | None = None,
         MaxRatio: float | None = None,
         NoDelta: bool = False,
+        **params: Any,
     ) -> dict[str, Any]:
-        """Store ``Body`` (bytes, a path, a binary file or an async iterator of bytes)."""
+        """Store ``Body`` (bytes, str, a path, a binary file or an async iterator of bytes).
+
+        Every boto3 PutObject parameter is accepted: content headers, ``StorageClass``, SSE,
+        ``Tagging``, ACLs and object lock apply to the stored object (SSE also to a reference
+        it creates); ``IfNoneMatch="*"``/``IfMatch`` and the checksums are checked on the
+        logical object; the few that cannot apply to a delta are errors naming them."""
         check_bucket(Bucket)
         check_writable_key(Key)
+        extra = accept("PutObject", params)
+        attributes = stored_attributes(extra)
+        if "IfMatch" in extra or "IfNoneMatch" in extra:
+            check_write_conditions(extra, await self._current_etag(Bucket, Key))
         async with self._local_body(Body) as path:
+            await anyio.to_thread.run_sync(check_digests, extra, path, path.stat().st_size)
+            _refuse_rest(extra)
             summary = await self._put.store(
                 Bucket,
                 Key,
                 path,
                 user_metadata=Metadata,
-                content_type=ContentType,
+                attributes=attributes,
                 max_ratio=MaxRatio,
-                no_delta=NoDelta,
+                no_delta=NoDelta or attributes.get("StorageClass") in ARCHIVE_CLASSES,
             )
         return {
             "ETag": summary.etag,
@@ -196,6 +219,12 @@ class AsyncDeltaGliderClient:
             "ResponseMetadata": response_metadata(),
         }
 
+    async def _current_etag(self, bucket: str, key: str) -> str | None:
+        try:
+            return (await self._get.resolve(bucket, key)).etag
+        except NoSuchKey:
+            return None
+
     async def upload(
         self,
         path: str | os.PathLike[str],
@@ -213,7 +242,7 @@ class AsyncDeltaGliderClient:
             key,
             local,
             user_metadata=metadata,
-            content_type=None,
+            attributes={},
             max_ratio=max_ratio,
             no_delta=no_delta,
             progress=progress,
@@ -227,10 +256,8 @@ class AsyncDeltaGliderClient:
                 raise InvalidArgumentError(f"Body path {path} is not a readable file")
             yield path
             return
-        if isinstance(body, str):
-            raise InvalidArgumentError(
-                "Body is a str: pass bytes for content or pathlib.Path for a file"
-            )
+        if isinstance(body, str):  # as boto3: a str is the content, UTF-8 encoded
+            body = body.encode()
         spool = self._ctx.temp_path(".body")
         try:
             if isinstance(body, bytes | bytearray | memoryview):
@@ -263,18 +290,16 @@ class AsyncDeltaGliderClient:
 
     @operation("GetObject")
     async def get_object(
-        self, *, Bucket: str, Key: str, Range: str | None = None
+        self, *, Bucket: str, Key: str, Range: str | None = None, **params: Any
     ) -> dict[str, Any]:
-        """Logical object; ``Body`` streams it and checks its SHA-256 when read to the end."""
+        """Logical object; ``Body`` streams it and checks its SHA-256 when read to the end.
+        ``If*`` conditions and ``Response*`` overrides work as in S3, on the logical object."""
+        extra = accept("GetObject", params)
         obj = await self._get.resolve(Bucket, Key)
+        response = _answer(obj, extra)
         size = obj.logical_size
         what = f"s3://{Bucket}/{obj.key}"
-        response = obj.response_head()
-        span = None
-        if Range is not None:
-            if size < 0:
-                raise InvalidArgumentError(f"{what}: its size is unknown; ranges are not available")
-            span = parse_range(Range, size)
+        span = _span(Range, size, what)
         if span is None:
             body = StreamingBody(
                 self._get.open_stream(obj),
@@ -308,14 +333,27 @@ class AsyncDeltaGliderClient:
         return response
 
     @operation("HeadObject")
-    async def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+    async def head_object(
+        self, *, Bucket: str, Key: str, Range: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        extra = accept("HeadObject", params)
         try:
             obj = await self._get.resolve(Bucket, Key)
         except NotFoundError as exc:
             # A HEAD answer has no body: boto3 can only report the status, as code "404".
             missing = BucketNotFoundError if isinstance(exc, BucketNotFoundError) else NotFoundError
             raise missing(exc.message, code="404") from None
-        return {"ContentLength": obj.logical_size, **obj.response_head()}
+        response = _answer(obj, extra)
+        span = _span(Range, obj.logical_size, f"s3://{Bucket}/{obj.key}")
+        if span is None:
+            return {"ContentLength": obj.logical_size, **response}
+        start, end = span
+        response.update(
+            ContentLength=end - start,
+            ContentRange=f"bytes {start}-{end - 1}/{obj.logical_size}",
+            ResponseMetadata=response_metadata(206),
+        )
+        return response
 
     async def download(
         self,
@@ -360,12 +398,14 @@ class AsyncDeltaGliderClient:
         EncodingType: str | None = None,
         FetchOwner: bool = False,
         FetchMetadata: bool = True,
+        **params: Any,
     ) -> dict[str, Any]:
         """One page of logical objects, with their logical ``Size`` and ``ETag``: deltas are
         HEADed for them once per client (``FetchMetadata=False``: stored sizes, no HEAD).
         Pages hold ``MaxKeys`` entries like S3's although references are hidden: the page is
         topped up from further listing requests."""
         check_bucket(Bucket)
+        _refuse_rest(accept("ListObjectsV2", params))
         if EncodingType not in (None, "url"):
             raise InvalidArgumentError(f"EncodingType must be 'url', not {EncodingType!r}")
         contents: list[dict[str, Any]] = []
@@ -467,12 +507,15 @@ class AsyncDeltaGliderClient:
 
     # ---------------------------------------------------------------- deletion
     @operation("DeleteObject")
-    async def delete_object(self, *, Bucket: str, Key: str, Force: bool = False) -> dict[str, Any]:
+    async def delete_object(
+        self, *, Bucket: str, Key: str, Force: bool = False, **params: Any
+    ) -> dict[str, Any]:
         """Delete a logical object; the last delta of a space takes its reference with it.
 
         ``Key`` naming a ``reference.bin`` deletes that reference only when no delta uses it
         (or with ``Force=True``).
         """
+        _refuse_rest(accept("DeleteObject", params))
         obj = await self._delete.delete_one(Bucket, Key, force=Force)
         response: dict[str, Any] = {"ResponseMetadata": response_metadata(204)}
         if obj is not None:
@@ -480,9 +523,12 @@ class AsyncDeltaGliderClient:
         return response
 
     @operation("DeleteObjects")
-    async def delete_objects(self, *, Bucket: str, Delete: Mapping[str, Any]) -> dict[str, Any]:
+    async def delete_objects(
+        self, *, Bucket: str, Delete: Mapping[str, Any], **params: Any
+    ) -> dict[str, Any]:
         """Batch delete of logical keys; per-key failures are reported, not raised, and
         ``Delete={"Quiet": True}`` leaves the successes out, as S3 does."""
+        _refuse_rest(accept("DeleteObjects", params))
         keys = [item["Key"] for item in Delete.get("Objects", [])]
         deleted, errors = await self._delete.delete_many(Bucket, keys)
         response: dict[str, Any] = {"ResponseMetadata": response_metadata()}
@@ -497,17 +543,47 @@ class AsyncDeltaGliderClient:
     # ---------------------------------------------------------------- copy
     @operation("CopyObject")
     async def copy_object(
-        self, *, Bucket: str, Key: str, CopySource: Mapping[str, str] | str
+        self,
+        *,
+        Bucket: str,
+        Key: str,
+        CopySource: Mapping[str, str] | str,
+        Metadata: Mapping[str, str] | None = None,
+        MetadataDirective: str = "COPY",
+        **params: Any,
     ) -> dict[str, Any]:
-        """Copy a logical object; re-encoded against the destination space's reference."""
+        """Copy a logical object; re-encoded against the destination space's reference.
+
+        ``MetadataDirective="REPLACE"`` takes ``Metadata`` and the content headers from the
+        call; storage class, SSE, tags and ACLs given apply either way, as in S3;
+        ``CopySourceIf*`` are checked on the source, ``IfMatch``/``IfNoneMatch`` on the
+        destination."""
         if isinstance(CopySource, str):
             src_bucket, _, src_key = CopySource.lstrip("/").partition("/")
         else:
             src_bucket, src_key = CopySource["Bucket"], CopySource["Key"]
+        if MetadataDirective not in ("COPY", "REPLACE"):
+            raise InvalidArgumentError(
+                f"MetadataDirective must be COPY or REPLACE, not {MetadataDirective!r}"
+            )
         check_bucket(Bucket)
         check_writable_key(Key)
+        extra = accept("CopyObject", params)
+        extra.pop("TaggingDirective", None)  # tags given apply; a source's are not read
+        attributes = stored_attributes(extra)
         obj = await self._get.resolve(src_bucket, src_key)
-        summary = await self._put.copy(obj, Bucket, Key)
+        check_conditions(extra, obj.etag, obj.head.last_modified, prefix="CopySource")
+        if "IfMatch" in extra or "IfNoneMatch" in extra:
+            check_write_conditions(extra, await self._current_etag(Bucket, Key))
+        _refuse_rest(extra)
+        replace = MetadataDirective == "REPLACE"
+        summary = await self._put.copy(
+            obj,
+            Bucket,
+            Key,
+            metadata=(Metadata or {}) if replace else None,
+            attributes=attributes,
+        )
         return {
             "CopyObjectResult": {"ETag": summary.etag, "LastModified": datetime.now(UTC)},
             "DeltaGliderInfo": {"StoredAs": summary.stored_as, "StoredSize": summary.stored_size},
@@ -664,6 +740,45 @@ class AsyncDeltaGliderClient:
 
     async def list_multipart_uploads(self, *, Bucket: str) -> dict[str, Any]:
         return {"Uploads": await self._storage.list_multipart_uploads(Bucket)}
+
+
+#: GetObject/HeadObject parameters that override a header of the answer
+_RESPONSE_OVERRIDES = {
+    "ResponseCacheControl": "CacheControl",
+    "ResponseContentDisposition": "ContentDisposition",
+    "ResponseContentEncoding": "ContentEncoding",
+    "ResponseContentLanguage": "ContentLanguage",
+    "ResponseContentType": "ContentType",
+    "ResponseExpires": "Expires",
+}
+
+
+def _answer(obj: Resolved, extra: dict[str, Any]) -> dict[str, Any]:
+    """A get/head answer about ``obj``, once its ``If*`` conditions hold, with the
+    ``Response*`` overrides applied."""
+    check_conditions(extra, obj.etag, obj.head.last_modified)
+    response = obj.response_head()
+    for name, header in _RESPONSE_OVERRIDES.items():
+        if name in extra:
+            response[header] = extra.pop(name)
+    _refuse_rest(extra)
+    return response
+
+
+def _refuse_rest(extra: Mapping[str, Any]) -> None:
+    """boto3 parameters left once a method applied those it can: none may be dropped silently."""
+    if extra:
+        raise InvalidArgumentError(
+            f"not supported for a logical object: {', '.join(sorted(extra))}"
+        )
+
+
+def _span(header: str | None, size: int, what: str) -> tuple[int, int] | None:
+    if header is None:
+        return None
+    if size < 0:
+        raise InvalidArgumentError(f"{what}: its size is unknown; ranges are not available")
+    return parse_range(header, size)
 
 
 def _listed(obj: Mapping[str, Any], logical: str, kind: StoredKind) -> dict[str, Any]:

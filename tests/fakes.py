@@ -101,19 +101,21 @@ class MemoryStorage:
         return hashlib.sha256(data).hexdigest()
 
     async def put_bytes(self, bucket: str, key: str, data: bytes, *,
-                        metadata: Mapping[str, str], content_type: str | None = None,
+                        metadata: Mapping[str, str], attributes: Mapping[str, Any] | None = None,
                         if_none_match: bool = False) -> str:  # fmt: skip
         self.calls.append(("put", key))
+        content_type = (attributes or {}).get("ContentType")
         return self._store(bucket, key, data, metadata, content_type, if_none_match)
 
     async def put_file(self, bucket: str, key: str, path: Path, *, metadata: Mapping[str, str],
-                       content_type: str | None = None, if_none_match: bool = False,
+                       attributes: Mapping[str, Any] | None = None, if_none_match: bool = False,
                        progress: Progress | None = None,
                        verify: FileDigest | None = None) -> str:  # fmt: skip
         self.calls.append(("put", key))
         data = path.read_bytes()
         if verify is not None:
             verify.check_all(data)
+        content_type = (attributes or {}).get("ContentType")
         return self._store(bucket, key, data, metadata, content_type, if_none_match)
 
     async def copy(self, src_bucket: str, src_key: str, bucket: str, key: str, *,

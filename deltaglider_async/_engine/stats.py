@@ -264,7 +264,7 @@ class StatsEngine:
                 stats_document_key(mode),
                 json.dumps(document).encode(),
                 metadata={},
-                content_type="application/json",
+                attributes={"ContentType": "application/json"},
             )
 
 

@@ -108,7 +108,7 @@ async def upload_many(
                     key,
                     local,
                     user_metadata=None,
-                    content_type=None,
+                    attributes={},
                     max_ratio=max_ratio,
                     no_delta=no_delta,
                     progress=lambda n: _emit(

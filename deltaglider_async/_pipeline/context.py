@@ -179,6 +179,7 @@ class Resolved:
             "ETag": self.etag,
             "LastModified": self.head.last_modified,
             "ContentType": self.head.content_type or "binary/octet-stream",
+            **self.head.attributes,
             "Metadata": user_metadata(self.head.metadata),
             "DeltaGliderInfo": self.info().as_dict(),
             "ResponseMetadata": response_metadata(),

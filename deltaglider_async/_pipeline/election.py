@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -53,9 +55,17 @@ class Election(Stage):
     """Creates references and runs the early encodes of a space's followers."""
 
     async def create(
-        self, bucket: str, ref_key: str, key: str, path: Path, announce: SpaceStart | None
+        self,
+        bucket: str,
+        ref_key: str,
+        key: str,
+        path: Path,
+        announce: SpaceStart | None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
     ) -> tuple[ObjectHead, bool]:
-        """Create the space's reference from ``path``; exactly one concurrent writer wins."""
+        """Create the space's reference from ``path`` (stored with ``attributes``: the SSE the
+        put that creates it asked for); exactly one concurrent writer wins."""
         digest = await self._codec.hash_file(
             path, self._transfer.part_size_for(path.stat().st_size)
         )
@@ -81,11 +91,22 @@ class Election(Stage):
             with contextlib.suppress(ConflictError):  # another writer won: use its reference
                 if form is None:
                     await self._storage.put_file(
-                        bucket, ref_key, path, metadata=meta, if_none_match=True, verify=digest
+                        bucket,
+                        ref_key,
+                        path,
+                        metadata=meta,
+                        attributes=attributes,
+                        if_none_match=True,
+                        verify=digest,
                     )
                 else:  # our own scratch file, proven to rebuild to ``sha256``
                     await self._storage.put_file(
-                        bucket, ref_key, body, metadata={**meta, **form}, if_none_match=True
+                        bucket,
+                        ref_key,
+                        body,
+                        metadata={**meta, **form},
+                        attributes=attributes,
+                        if_none_match=True,
                     )
         finally:
             unlink_quietly(body)

@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 
+from .._boto import REFERENCE_ATTRIBUTES
 from .._core.metadata import (
     delta_metadata,
     direct_metadata,
@@ -68,7 +70,8 @@ class _Put:
     bucket: str
     key: str
     extra: Mapping[str, str]
-    content_type: str | None
+    #: PutObject parameters for the stored object (content headers, storage class, SSE…)
+    attributes: Mapping[str, Any]
     ratio_limit: float
     progress: Progress | None
 
@@ -90,9 +93,19 @@ class PutPipeline(Stage):
         self._get = get
         self._election = Election(ctx)
 
-    async def copy(self, obj: Resolved, bucket: str, key: str) -> UploadSummary:
+    async def copy(
+        self,
+        obj: Resolved,
+        bucket: str,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> UploadSummary:
         """Store the logical bytes of ``obj`` at ``key``, encoded for the destination's space
-        (a copy, a migration, or a delta rebuilt against a new reference)."""
+        (a copy, a migration, or a delta rebuilt against a new reference), with the source's
+        metadata and content type unless ``metadata``/``attributes`` replace them."""
+        kept = {"ContentType": obj.head.content_type} if obj.head.content_type else {}
         spool = self._temp_path(".copy")
         try:
             fd = os.open(spool, os.O_WRONLY | os.O_TRUNC)
@@ -104,8 +117,8 @@ class PutPipeline(Stage):
                 bucket,
                 key,
                 spool,
-                user_metadata=user_metadata(obj.head.metadata),
-                content_type=obj.head.content_type,
+                user_metadata=user_metadata(obj.head.metadata) if metadata is None else metadata,
+                attributes={**kept, **(attributes or {})},
                 max_ratio=None,
                 no_delta=False,
             )
@@ -119,7 +132,7 @@ class PutPipeline(Stage):
         path: Path,
         *,
         user_metadata: Mapping[str, str] | None,
-        content_type: str | None,
+        attributes: Mapping[str, Any],
         max_ratio: float | None,
         no_delta: bool,
         progress: Progress | None = None,
@@ -134,7 +147,7 @@ class PutPipeline(Stage):
         await self._require_bucket(bucket)
         self._ctx.stats.invalidate(bucket)
         extra = escape_user_metadata(user_metadata or {})
-        put = _Put(bucket, key, extra, content_type, ratio_limit, progress)
+        put = _Put(bucket, key, extra, attributes, ratio_limit, progress)
         if no_delta:
             return await self._put_direct(put, path, "delta disabled")
         if not is_eligible(key, self._extensions):
@@ -201,7 +214,14 @@ class PutPipeline(Stage):
                 ref_head = await self._storage.head(bucket, ref_key)
                 if ref_head is None:
                     ref_head, reference_created = await self._election.create(
-                        bucket, ref_key, key, path, space_start if leads else None
+                        bucket,
+                        ref_key,
+                        key,
+                        path,
+                        space_start if leads else None,
+                        attributes={
+                            k: v for k, v in put.attributes.items() if k in REFERENCE_ATTRIBUTES
+                        },
                     )
                 ref_sha = reference_sha(ref_head, ref_key)
                 if leads and space_start is not None:
@@ -251,7 +271,7 @@ class PutPipeline(Stage):
                     delta_key(key),
                     delta_path,
                     metadata={**put.extra, **meta},
-                    content_type=put.content_type,
+                    attributes=put.attributes,
                 )
 
             await send()
@@ -369,7 +389,7 @@ class PutPipeline(Stage):
             nonlocal etag
             if data is not None:
                 etag = await self._storage.put_bytes(
-                    put.bucket, put.key, data, metadata=meta, content_type=put.content_type
+                    put.bucket, put.key, data, metadata=meta, attributes=put.attributes
                 )
                 if progress:
                     progress(len(data))
@@ -379,7 +399,7 @@ class PutPipeline(Stage):
                     put.key,
                     path,
                     metadata=meta,
-                    content_type=put.content_type,
+                    attributes=put.attributes,
                     progress=progress,
                     verify=digest,
                 )

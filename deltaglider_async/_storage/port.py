@@ -28,6 +28,9 @@ class ObjectHead:
     metadata: dict[str, str]
     last_modified: datetime | None = None
     content_type: str | None = None
+    #: what a HEAD says of the object beyond that, as boto3 names it (``CacheControl``,
+    #: ``StorageClass``, ``ServerSideEncryption``…); only the full HEAD fills it
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,9 +90,12 @@ class Storage(Protocol):
         data: bytes,
         *,
         metadata: Mapping[str, str],
-        content_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
         if_none_match: bool = False,
-    ) -> str: ...
+    ) -> str:
+        """Store ``data``; ``attributes`` are PutObject parameters applied as given
+        (``ContentType``, ``StorageClass``, ``ServerSideEncryption``, ``Tagging``…)."""
+        ...
 
     async def put_file(
         self,
@@ -98,7 +104,7 @@ class Storage(Protocol):
         path: Path,
         *,
         metadata: Mapping[str, str],
-        content_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
         if_none_match: bool = False,
         progress: Progress | None = None,
         verify: FileDigest | None = None,

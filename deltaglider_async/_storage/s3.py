@@ -68,6 +68,25 @@ _CREDENTIAL_CODES = {
     "403",
 }
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+#: HeadObject answers a get/head of the logical object passes on from its stored form
+_HEAD_ATTRIBUTES = frozenset(
+    {
+        "BucketKeyEnabled",
+        "CacheControl",
+        "ContentDisposition",
+        "ContentEncoding",
+        "ContentLanguage",
+        "Expires",
+        "ExpiresString",
+        "ObjectLockLegalHoldStatus",
+        "ObjectLockMode",
+        "ObjectLockRetainUntilDate",
+        "SSEKMSKeyId",
+        "ServerSideEncryption",
+        "StorageClass",
+        "WebsiteRedirectLocation",
+    }
+)
 
 
 def map_error(exc: BaseException, what: str) -> DeltaGliderError:
@@ -271,6 +290,7 @@ class S3Storage:
             metadata={k.lower(): v for k, v in resp.get("Metadata", {}).items()},
             last_modified=resp.get("LastModified"),
             content_type=resp.get("ContentType"),
+            attributes={k: v for k, v in resp.items() if k in _HEAD_ATTRIBUTES},
         )
 
     async def head_fast(self, bucket: str, key: str) -> ObjectHead | None:
@@ -390,17 +410,16 @@ class S3Storage:
         data: bytes,
         *,
         metadata: Mapping[str, str],
-        content_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
         if_none_match: bool = False,
     ) -> str:
         params: dict[str, Any] = {
+            **(attributes or {}),
             "Bucket": bucket,
             "Key": key,
             "Body": WatchedBody(data),  # written in 64 KiB pieces (see _multipart_upload)
             "Metadata": dict(metadata),
         }
-        if content_type:
-            params["ContentType"] = content_type
         if if_none_match:
             params["IfNoneMatch"] = "*"
         resp = await self._call(f"s3://{bucket}/{key}", "put_object", **params)
@@ -415,7 +434,7 @@ class S3Storage:
         path: Path,
         *,
         metadata: Mapping[str, str],
-        content_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
         if_none_match: bool = False,
         progress: Progress | None = None,
         verify: FileDigest | None = None,
@@ -434,7 +453,7 @@ class S3Storage:
                     key,
                     data,
                     metadata=metadata,
-                    content_type=content_type,
+                    attributes=attributes,
                     if_none_match=if_none_match,
                 )
             if progress:
@@ -443,7 +462,7 @@ class S3Storage:
         if verify is not None and verify.size == 0:
             raise FileChangedError(path)
         return await self._multipart_upload(
-            bucket, key, path, size, metadata, content_type, if_none_match, progress, verify
+            bucket, key, path, size, metadata, attributes, if_none_match, progress, verify
         )
 
     async def _multipart_upload(
@@ -453,16 +472,19 @@ class S3Storage:
         path: Path,
         size: int,
         metadata: Mapping[str, str],
-        content_type: str | None,
+        attributes: Mapping[str, Any] | None,
         if_none_match: bool,
         progress: Progress | None,
         verify: FileDigest | None,
     ) -> str:
         what = f"s3://{bucket}/{key}"
         part_size = self.transfer.part_size_for(size) if verify is None else verify.part_size
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Metadata": dict(metadata)}
-        if content_type:
-            params["ContentType"] = content_type
+        params: dict[str, Any] = {
+            **(attributes or {}),
+            "Bucket": bucket,
+            "Key": key,
+            "Metadata": dict(metadata),
+        }
         created = await self._call(what, "create_multipart_upload", **params)
         upload_id = created["UploadId"]
         count = (size + part_size - 1) // part_size

@@ -247,3 +247,52 @@ async def test_batch_delete_and_buckets(
     mine = await ours.list_buckets()
     assert set(theirs) - THEIRS_ONLY <= set(mine)
     assert {b["Name"] for b in mine["Buckets"]} >= set(buckets)
+
+
+@pytest.mark.parametrize("key", ["docs/page.txt", "rel/app-2.zip"], ids=["direct", "delta"])
+async def test_put_parameters_apply_to_the_stored_object(
+    boto3_client: Any, ours: AsyncDeltaGliderClient, buckets: tuple[str, str], key: str
+) -> None:
+    import base64
+    import hashlib
+
+    await ours.put_object(Bucket=buckets[1], Key="rel/app-1.zip", Body=release_zip(1))
+    body = release_zip(2)
+    params: dict[str, Any] = {
+        "ContentType": "application/zip",
+        "CacheControl": "max-age=60",
+        "ContentDisposition": 'attachment; filename="app.zip"',
+        "ContentLanguage": "en",
+        "Metadata": {"note": "kept"},
+        "ContentMD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+        "ChecksumSHA256": base64.b64encode(hashlib.sha256(body).digest()).decode(),
+    }
+    await boto3_client.put_object(Bucket=buckets[0], Key=key, Body=body, **params)
+    put = await ours.put_object(Bucket=buckets[1], Key=key, Body=body, **params)
+    assert put["DeltaGliderInfo"]["StoredAs"] == ("delta" if key.endswith(".zip") else "direct")
+    theirs = await boto3_client.head_object(Bucket=buckets[0], Key=key)
+    mine = await ours.head_object(Bucket=buckets[1], Key=key)
+    for name in ("ContentType", "CacheControl", "ContentDisposition", "ContentLanguage"):
+        assert mine.get(name) == theirs.get(name) == params[name], name
+    assert mine["Metadata"] == theirs["Metadata"]
+    # conditions, as S3 answers them
+    for client, bucket in ((boto3_client, buckets[0]), (ours, buckets[1])):
+        etag = (await client.head_object(Bucket=bucket, Key=key))["ETag"]
+        created = await error_of(
+            client.put_object, Bucket=bucket, Key=key, Body=body, IfNoneMatch="*"
+        )
+        assert created.response["Error"]["Code"] == "PreconditionFailed"
+        unchanged = await error_of(client.get_object, Bucket=bucket, Key=key, IfNoneMatch=etag)
+        assert unchanged.response["Error"]["Code"] == "304"
+        changed = await error_of(client.get_object, Bucket=bucket, Key=key, IfMatch='"0"')
+        assert changed.response["Error"]["Code"] == "PreconditionFailed"
+        got = await client.get_object(
+            Bucket=bucket, Key=key, IfMatch=etag, ResponseContentType="text/x-test"
+        )
+        assert got["ContentType"] == "text/x-test"
+        assert await got["Body"].read() == body
+        text = await client.put_object(Bucket=bucket, Key=key + ".str", Body="héllo")
+        assert text["ETag"]
+        assert await (await client.get_object(Bucket=bucket, Key=key + ".str"))["Body"].read() == (
+            "héllo".encode()
+        )

@@ -129,8 +129,12 @@ async def test_reserved_and_invalid_names_write_nothing(
     for key in ("", "dir/"):
         with pytest.raises(InvalidArgumentError):
             await dg.put_object(Bucket=bucket, Key=key, Body=b"data")
-    with pytest.raises(InvalidArgumentError):
-        await dg.put_object(Bucket=bucket, Key="a.zip", Body="not bytes")
+    with pytest.raises(InvalidArgumentError, match="Unknown parameter in input: 'Colour'"):
+        await dg.put_object(Bucket=bucket, Key="a.zip", Body=b"x", Colour="red")
+    with pytest.raises(InvalidArgumentError, match="SSECustomerKey is not supported: SSE-C"):
+        await dg.put_object(Bucket=bucket, Key="a.zip", Body=b"x", SSECustomerKey="k" * 32)
+    with pytest.raises(InvalidArgumentError, match="ContentMD5"):
+        await dg.put_object(Bucket=bucket, Key="a.zip", Body=b"x", ContentMD5="AAAA")
     with pytest.raises(InvalidArgumentError):
         await dg.put_object(Bucket=bucket, Key="a.zip", Body=12345)
     with pytest.raises(InvalidArgumentError):
