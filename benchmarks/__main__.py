@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import archive, cache, codec, dask, memory, sdk, stats, transfers
+from . import archive, cache, codec, dask, listing, memory, sdk, stats, transfers
 from ._common import RESULTS, machine
 
 PARTS = {
@@ -23,6 +23,7 @@ PARTS = {
     "sdk": sdk,
     "transfers": transfers,
     "stats": stats,
+    "listing": listing,
     "archive": archive,
     "dask": dask,
     "memory": memory,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import math
 import os
 import signal
@@ -92,6 +93,13 @@ SHARED_OPTIONS: dict[str, tuple[Any, Any]] = {
     "region": (Annotated[str | None, typer.Option("--region", help="AWS region")], None),
     "profile": (Annotated[str | None, typer.Option("--profile", help="AWS profile")], None),
     "debug": (Annotated[bool, typer.Option("--debug", help="show tracebacks")], False),
+    "page_size": (
+        Annotated[
+            int | None,
+            typer.Option("--page-size", min=1, max=1000, help="keys per listing request"),
+        ],
+        None,
+    ),
     "show_savings": (
         Annotated[
             bool,
@@ -103,6 +111,73 @@ SHARED_OPTIONS: dict[str, tuple[Any, Any]] = {
         False,
     ),
 }
+
+
+def _text(flag: str, help_text: str) -> tuple[Any, Any]:
+    return Annotated[str | None, typer.Option(flag, help=help_text)], None
+
+
+#: aws-cli's options for what is stored with each uploaded object (``cp``, ``mv``, ``sync``),
+#: by the PutObject parameter each one sets
+UPLOAD_OPTIONS: dict[str, tuple[str, tuple[Any, Any]]] = {
+    "content_type": ("ContentType", _text("--content-type", "Content-Type of every file")),
+    "cache_control": ("CacheControl", _text("--cache-control", "Cache-Control header")),
+    "content_disposition": (
+        "ContentDisposition",
+        _text("--content-disposition", "Content-Disposition header"),
+    ),
+    "content_encoding": ("ContentEncoding", _text("--content-encoding", "Content-Encoding")),
+    "content_language": ("ContentLanguage", _text("--content-language", "Content-Language")),
+    "expires": ("Expires", _text("--expires", "Expires header (ISO 8601 date)")),
+    "storage_class": (
+        "StorageClass",
+        _text("--storage-class", "STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR…"),
+    ),
+    "acl": ("ACL", _text("--acl", "canned ACL: private, public-read, bucket-owner-full-control…")),
+    "sse": ("ServerSideEncryption", _text("--sse", "server-side encryption: AES256 or aws:kms")),
+    "sse_kms_key_id": ("SSEKMSKeyId", _text("--sse-kms-key-id", "KMS key for --sse aws:kms")),
+    "website_redirect": (
+        "WebsiteRedirectLocation",
+        _text("--website-redirect", "WebsiteRedirectLocation of every file"),
+    ),
+    "metadata": ("Metadata", _text("--metadata", "user metadata: JSON or key=value,key=value")),
+    "no_guess_mime_type": (
+        "",
+        (
+            Annotated[
+                bool,
+                typer.Option("--no-guess-mime-type", help="no Content-Type from file names"),
+            ],
+            False,
+        ),
+    ),
+}
+
+
+def _put_args(given: dict[str, Any]) -> dict[str, Any]:
+    """PutObject parameters from the upload options given (``--metadata`` parsed)."""
+    args: dict[str, Any] = {}
+    for name, (parameter, _) in UPLOAD_OPTIONS.items():
+        value = given.get(name)
+        if parameter and value is not None:
+            args[parameter] = _metadata(value) if parameter == "Metadata" else value
+    return args
+
+
+def _metadata(text: str) -> dict[str, str]:
+    """``--metadata`` as aws-cli reads it: a JSON object, or ``key=value,key=value``."""
+    if text.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"--metadata is not valid JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise InvalidArgumentError("--metadata must be a JSON object")
+        return {str(k): str(v) for k, v in parsed.items()}
+    pairs = [item.partition("=") for item in text.split(",") if item]
+    if any(not sep or not key for key, sep, _ in pairs):
+        raise InvalidArgumentError(f"--metadata must be key=value,key=value: {text!r}")
+    return {key: value for key, _, value in pairs}
 
 
 class CommandFailed(Exception):
@@ -118,7 +193,13 @@ class Settings:
     profile: str | None = None
     debug: bool = False
     show_savings: bool = False
+    #: keys per listing request (``--page-size``; None: S3's 1,000)
+    page_size: int | None = None
     filters: list[PathFilter] = field(default_factory=list)
+    #: PutObject parameters from the upload options (``cp``, ``mv``, ``sync``)
+    put_args: dict[str, Any] = field(default_factory=dict)
+    #: aws-cli guesses each uploaded file's Content-Type from its name unless told not to
+    guess_mime_type: bool = True
 
     def spec(
         self,
@@ -189,11 +270,14 @@ def _own_parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     ]
 
 
-def _shared_parameters() -> list[inspect.Parameter]:
+def _shared_parameters(uploads: bool = False) -> list[inspect.Parameter]:
     keyword = inspect.Parameter.KEYWORD_ONLY
+    options = {**SHARED_OPTIONS}
+    if uploads:
+        options.update({name: spec for name, (_, spec) in UPLOAD_OPTIONS.items()})
     found = [
         inspect.Parameter(name, keyword, default=default, annotation=kind)
-        for name, (kind, default) in SHARED_OPTIONS.items()
+        for name, (kind, default) in options.items()
     ]
     return [*found, inspect.Parameter("dg_context", keyword, annotation=typer.Context)]
 
@@ -204,9 +288,10 @@ def _present_as(func: Callable[..., Any], parameters: list[inspect.Parameter]) -
     func.__annotations__ = {p.name: p.annotation for p in parameters}
 
 
-def command(app: typer.Typer) -> Callable[[F], F]:
+def command(app: typer.Typer, *, uploads: bool = False) -> Callable[[F], F]:
     """Register a command that receives the shared options, given before its name (on the app)
-    or after it, as one ``settings: Settings`` argument."""
+    or after it, as one ``settings: Settings`` argument (with ``uploads``, also aws-cli's
+    options for what is stored with each file)."""
 
     def register(func: F) -> F:
         @functools.wraps(func)
@@ -215,10 +300,21 @@ def command(app: typer.Typer) -> Callable[[F], F]:
             before = ctx.find_root().obj or {}
             given = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
             chosen = {name: given[name] or before.get(name, given[name]) for name in given}
-            settings = Settings(**chosen, filters=ctx.meta.get("dg.filters", []))
+            upload = {name: kwargs.pop(name) for name in UPLOAD_OPTIONS if name in kwargs}
+            try:
+                put_args = _put_args(upload)
+            except InvalidArgumentError as exc:
+                typer.echo(f"usage error: {exc}", err=True)
+                raise typer.Exit(EXIT_USAGE) from None
+            settings = Settings(
+                **chosen,
+                filters=ctx.meta.get("dg.filters", []),
+                put_args=put_args,
+                guess_mime_type=not upload.get("no_guess_mime_type", False),
+            )
             return func(**kwargs, settings=settings)
 
-        _present_as(with_settings, [*_own_parameters(func), *_shared_parameters()])
+        _present_as(with_settings, [*_own_parameters(func), *_shared_parameters(uploads)])
         app.command(cls=DGCommand)(with_settings)
         return func
 
@@ -409,12 +505,19 @@ def _prefix_of(url: S3Url) -> str:
 
 
 async def _s3_objects(
-    dg: AsyncDeltaGliderClient, url: S3Url, filters: list[PathFilter], *, metadata: bool = False
+    dg: AsyncDeltaGliderClient,
+    url: S3Url,
+    filters: list[PathFilter],
+    *,
+    metadata: bool = False,
+    page_size: int | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """Logical objects under a prefix as (relative key, listing entry), filtered."""
     prefix = _prefix_of(url) if url.key else ""
     found = []
-    async for entry in dg.iter_objects(url.bucket, prefix, fetch_metadata=metadata):
+    async for entry in dg.iter_objects(
+        url.bucket, prefix, fetch_metadata=metadata, page_size=page_size
+    ):
         rel = entry["Key"][len(prefix) :]
         if rel and is_included(rel, filters):
             found.append((rel, entry))

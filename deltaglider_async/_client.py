@@ -233,18 +233,22 @@ class AsyncDeltaGliderClient:
         max_ratio: float | None = None,
         no_delta: bool = False,
         metadata: Mapping[str, str] | None = None,
+        extra_args: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> UploadSummary:
-        """Upload a local file to ``s3://bucket/key`` or into ``s3://bucket/prefix/``."""
+        """Upload a local file to ``s3://bucket/key`` or into ``s3://bucket/prefix/``.
+        ``extra_args`` are PutObject parameters for the stored object, as boto3's
+        ``upload_file(ExtraArgs=...)`` takes them (``ContentType``, ``StorageClass``, SSE…)."""
         local, target, key = local_to_key(path, url)
+        extra_metadata, attributes = _extra_args(extra_args)
         return await self._put.store(
             target.bucket,
             key,
             local,
-            user_metadata=metadata,
-            attributes={},
+            user_metadata={**extra_metadata, **(metadata or {})},
+            attributes=attributes,
             max_ratio=max_ratio,
-            no_delta=no_delta,
+            no_delta=no_delta or attributes.get("StorageClass") in ARCHIVE_CLASSES,
             progress=progress,
         )
 
@@ -661,11 +665,23 @@ class AsyncDeltaGliderClient:
         *,
         max_ratio: float | None = None,
         no_delta: bool = False,
+        extra_args: Mapping[str, Any] | None = None,
+        guess_content_type: bool = False,
         progress: ProgressCallback | None = None,
     ) -> list[TransferResult]:
-        """Upload many ``(path, s3 url)`` pairs concurrently; see :mod:`deltaglider_async`."""
+        """Upload many ``(path, s3 url)`` pairs concurrently; see :mod:`deltaglider_async`.
+        ``extra_args`` (PutObject parameters, ``Metadata`` included) apply to every file;
+        ``guess_content_type`` sets each one's ``ContentType`` from its name, as aws-cli does."""
+        metadata, attributes = _extra_args(extra_args)
         return await upload_many(
-            self._put, items, max_ratio=max_ratio, no_delta=no_delta, progress=progress
+            self._put,
+            items,
+            max_ratio=max_ratio,
+            no_delta=no_delta or attributes.get("StorageClass") in ARCHIVE_CLASSES,
+            metadata=metadata,
+            attributes=attributes,
+            guess_content_type=guess_content_type,
+            progress=progress,
         )
 
     async def download_many(
@@ -721,11 +737,19 @@ class AsyncDeltaGliderClient:
         )
 
     async def iter_objects(
-        self, bucket: str, prefix: str = "", *, fetch_metadata: bool = False
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        fetch_metadata: bool = False,
+        page_size: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every logical object under ``prefix`` (all pages)."""
+        """Every logical object under ``prefix`` (all pages, of ``page_size`` keys)."""
         async for page in self.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix, FetchMetadata=fetch_metadata
+            Bucket=bucket,
+            Prefix=prefix,
+            FetchMetadata=fetch_metadata,
+            MaxKeys=page_size or 1000,
         ):
             for entry in page.get("Contents", []):
                 yield entry
@@ -763,6 +787,15 @@ def _answer(obj: Resolved, extra: dict[str, Any]) -> dict[str, Any]:
             response[header] = extra.pop(name)
     _refuse_rest(extra)
     return response
+
+
+def _extra_args(extra_args: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """boto3's ``ExtraArgs``: the ``Metadata``, and the attributes of the stored object."""
+    extra = accept("PutObject", extra_args or {})
+    metadata = dict(extra.pop("Metadata", None) or {})
+    attributes = stored_attributes(extra)
+    _refuse_rest(extra)
+    return metadata, attributes
 
 
 def _refuse_rest(extra: Mapping[str, Any]) -> None:

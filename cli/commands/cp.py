@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import typer
@@ -57,7 +57,7 @@ from .._common import (
 from .._render import Output, Summary, TransferProgress
 
 
-@command(app)
+@command(app, uploads=True)
 def cp(
     source: Annotated[str, typer.Argument(help="local path or s3://bucket/key")],
     destination: Annotated[str, typer.Argument(help="local path or s3://bucket/key")],
@@ -91,7 +91,9 @@ def cp(
             max_ratio=max_ratio, transfers=transfers, delta_format=delta_format
         ) as dg:
             if source == "-" or destination == "-":
-                return await _stream_cp(dg, out, source, destination, dryrun, max_ratio, no_delta)
+                return await _stream_cp(
+                    dg, out, source, destination, dryrun, max_ratio, no_delta, settings.put_args
+                )
             if not src_s3:
                 return await _upload(
                     dg,
@@ -99,7 +101,7 @@ def cp(
                     Path(source),
                     parse_s3_url(destination),
                     recursive,
-                    filters,
+                    settings,
                     dryrun,
                     max_ratio,
                     no_delta,
@@ -123,6 +125,7 @@ async def _stream_cp(
     dryrun: bool,
     max_ratio: float | None,
     no_delta: bool,
+    put_args: dict[str, Any],
 ) -> int:
     """``cp - s3://b/k`` stores standard input; ``cp s3://b/k -`` writes the object to stdout.
 
@@ -138,7 +141,12 @@ async def _stream_cp(
             return EXIT_OK
         stdin = sys.stdin.buffer
         resp = await dg.put_object(
-            Bucket=target.bucket, Key=target.key, Body=stdin, MaxRatio=max_ratio, NoDelta=no_delta
+            Bucket=target.bucket,
+            Key=target.key,
+            Body=stdin,
+            MaxRatio=max_ratio,
+            NoDelta=no_delta,
+            **put_args,
         )
         info = resp["DeltaGliderInfo"]
         saved = _saved_text(
@@ -167,7 +175,7 @@ async def _upload(
     source: Path,
     target: S3Url,
     recursive: bool,
-    filters: list[PathFilter],
+    settings: Settings,
     dryrun: bool,
     max_ratio: float | None,
     no_delta: bool,
@@ -182,7 +190,7 @@ async def _upload(
     summary = Summary("upload")
     if source.is_dir():
         base = _prefix_of(target) if target.key else ""
-        files = _local_files(source, filters, out, summary)
+        files = _local_files(source, settings.filters, out, summary)
         items = [(p, f"s3://{target.bucket}/{base}{rel}") for p, rel in files]
     elif source.is_file():
         items = [(source, f"s3://{target.bucket}/{upload_key(target, source.name)}")]
@@ -198,7 +206,14 @@ async def _upload(
         return summary.exit_code()
     total = sum(p.stat().st_size for p, _ in items)
     with TransferProgress(out, total, len(items)) as bars:
-        results = await dg.upload_many(items, max_ratio=max_ratio, no_delta=no_delta, progress=bars)
+        results = await dg.upload_many(
+            items,
+            max_ratio=max_ratio,
+            no_delta=no_delta,
+            extra_args=settings.put_args,
+            guess_content_type=settings.guess_mime_type,
+            progress=bars,
+        )
     _report_results(out, summary, "upload", results)
     summary.render(out)
     return summary.exit_code()

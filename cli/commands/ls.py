@@ -65,6 +65,7 @@ def ls(
                     Prefix=prefix,
                     Delimiter=None if recursive else "/",
                     ContinuationToken=token,
+                    MaxKeys=settings.page_size or 1000,
                     FetchMetadata=True,
                 )
                 for common in page.get("CommonPrefixes", []):

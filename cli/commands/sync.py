@@ -54,7 +54,7 @@ from .._common import (
 from .._render import Output, Summary, TransferProgress
 
 
-@command(app)
+@command(app, uploads=True)
 def sync(
     source: Annotated[str, typer.Argument(help="local directory or s3://bucket/prefix")],
     destination: Annotated[str, typer.Argument(help="local directory or s3://bucket/prefix")],
@@ -104,7 +104,9 @@ def sync(
                 if local.is_dir()
                 else {}
             )
-            remote_entries, remote_keys = await _remote_entries(dg, remote, filters, checksum)
+            remote_entries, remote_keys = await _remote_entries(
+                dg, remote, filters, checksum, settings.page_size
+            )
             plan = plan_sync(
                 local_entries if upload else remote_entries,
                 remote_entries if upload else local_entries,
@@ -147,7 +149,12 @@ def sync(
                     out, sum(p.stat().st_size for p, _ in items), len(items)
                 ) as bars:
                     results = await dg.upload_many(
-                        items, max_ratio=max_ratio, no_delta=no_delta, progress=bars
+                        items,
+                        max_ratio=max_ratio,
+                        no_delta=no_delta,
+                        extra_args=settings.put_args,
+                        guess_content_type=settings.guess_mime_type,
+                        progress=bars,
                     )
                 _report_results(out, summary, "upload", results)
                 if plan.delete:
@@ -202,11 +209,15 @@ def _sha256_file(path: Path) -> str:
 
 
 async def _remote_entries(
-    dg: AsyncDeltaGliderClient, remote: S3Url, filters: list[PathFilter], checksum: bool
+    dg: AsyncDeltaGliderClient,
+    remote: S3Url,
+    filters: list[PathFilter],
+    checksum: bool,
+    page_size: int | None,
 ) -> tuple[dict[str, SyncEntry], dict[str, str]]:
     entries: dict[str, SyncEntry] = {}
     keys: dict[str, str] = {}
-    for rel, entry in await _s3_objects(dg, remote, filters, metadata=True):
+    for rel, entry in await _s3_objects(dg, remote, filters, metadata=True, page_size=page_size):
         keys[rel] = entry["Key"]
         entries[rel] = SyncEntry(entry["Size"], entry["LastModified"].timestamp())
     if checksum:

@@ -11,11 +11,12 @@ won).  A failure is recorded for its file and the others go on.
 
 from __future__ import annotations
 
+import mimetypes
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -59,6 +60,16 @@ class TransferResult:
         return self.error is None
 
 
+def _with_content_type(
+    path: Path, attributes: Mapping[str, Any] | None, guess: bool
+) -> Mapping[str, Any]:
+    attributes = attributes or {}
+    if not guess or "ContentType" in attributes:
+        return attributes
+    guessed, _ = mimetypes.guess_type(path.name)
+    return {**attributes, "ContentType": guessed} if guessed else attributes
+
+
 def _emit(progress: ProgressCallback | None, event: ProgressEvent) -> None:
     if progress is not None:
         progress(event)
@@ -71,8 +82,13 @@ async def upload_many(
     max_ratio: float | None = None,
     no_delta: bool = False,
     progress: ProgressCallback | None = None,
+    metadata: Mapping[str, str] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    guess_content_type: bool = False,
 ) -> list[TransferResult]:
-    """Upload ``(local path, s3 url)`` pairs; results come back in the order given."""
+    """Upload ``(local path, s3 url)`` pairs, each with ``metadata`` and the PutObject
+    ``attributes`` (plus, with ``guess_content_type``, the ``ContentType`` its name suggests,
+    as aws-cli guesses it); results come back in the order given."""
     pairs = [(Path(p), url) for p, url in items]
     results = [TransferResult(str(p), url) for p, url in pairs]
     limiter = anyio.CapacityLimiter(put.transfer.max_files)
@@ -107,8 +123,8 @@ async def upload_many(
                     target.bucket,
                     key,
                     local,
-                    user_metadata=None,
-                    attributes={},
+                    user_metadata=metadata,
+                    attributes=_with_content_type(path, attributes, guess_content_type),
                     max_ratio=max_ratio,
                     no_delta=no_delta,
                     progress=lambda n: _emit(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from deltaglider_async._core.metadata import user_metadata
 from tests.artifacts import release_zip
 from tests.awscli import ensure_awscli
 from tests.conftest import boto
@@ -220,3 +221,36 @@ def test_exit_codes(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
     assert mine.returncode == theirs.returncode == 2, mine.stderr
     assert "dangling.zip" in mine.stderr
     assert ours.lines(mine) == aws.lines(theirs)
+
+
+def test_upload_options_set_what_is_stored(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
+    aws, ours = sides
+    options = (
+        "--cache-control",
+        "max-age=60",
+        "--content-disposition",
+        "attachment",
+        "--metadata",
+        '{"build":"42","note":"kept"}',
+    )
+    same(aws, ours, "cp", "--recursive", "dist", "s3://BUCKET/o/", *options)
+    same(aws, ours, "cp", "dist/app-1.zip", "s3://BUCKET/typed/", "--content-type", "x/y")
+    same(aws, ours, "cp", "dist/app-2.zip", "s3://BUCKET/meta/", "--metadata", "a=1,b=2")
+    raw = boto(seaweed)
+
+    def stored_head(side: Side, key: str) -> dict[str, object]:
+        for stored in (key, key + ".delta"):
+            try:
+                head = raw.head_object(Bucket=side.bucket, Key=stored)
+            except raw.exceptions.ClientError:
+                continue
+            return {
+                "ContentType": head.get("ContentType"),
+                "CacheControl": head.get("CacheControl"),
+                "ContentDisposition": head.get("ContentDisposition"),
+                "user": user_metadata(head["Metadata"]),  # ours stores "note" escaped
+            }
+        raise AssertionError(f"{key} not stored")
+
+    for key in ("o/app-1.zip", "o/app-3.zip", "o/notes.txt", "typed/app-1.zip", "meta/app-2.zip"):
+        assert stored_head(ours, key) == stored_head(aws, key), key
