@@ -34,7 +34,14 @@ from deltaglider_async import (
     TransferConfig,
     TransferResult,
 )
-from deltaglider_async.aws import PathFilter, S3Url, is_included, is_s3_url, safe_local_relpath
+from deltaglider_async.aws import (
+    PathFilter,
+    S3Url,
+    is_included,
+    is_s3_url,
+    parse_s3_url,
+    safe_local_relpath,
+)
 from deltaglider_async.dask import ClientSpec
 
 from ._render import ItemProgress, Output, Summary, human
@@ -266,7 +273,7 @@ def _own_parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     return [
         p.replace(annotation=hints.get(p.name, p.annotation))
         for p in inspect.signature(func).parameters.values()
-        if p.name != "settings"
+        if p.name not in ("settings", "move")  # ``move``: cp's flag, set by mv
     ]
 
 
@@ -544,21 +551,59 @@ def show_dryrun(out: Output, verb: str, pairs: list[tuple[str, str]]) -> int:
 
 
 async def copy_in_s3(
-    dg: AsyncDeltaGliderClient, out: Output, verb: str, pairs: list[tuple[str, str]], dryrun: bool
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    verb: str,
+    pairs: list[tuple[str, str]],
+    dryrun: bool,
+    *,
+    move: bool = False,
 ) -> int:
-    """``cp`` within S3: the SDK's bulk copy, one line per object."""
+    """``cp`` (or ``mv``) within S3: the SDK's bulk copy, one line per object."""
     if dryrun:
         return show_dryrun(out, verb, pairs)
     with ItemProgress(out, len(pairs)) as bar:
         results = await dg.copy_many(pairs, progress=bar.event)
-    return report_copies(out, verb, results)
+    summary = Summary(verb)
+    report_copies(out, summary, verb, results)
+    if move:
+        await remove_moved(dg, out, summary, results)
+    summary.render(out)
+    return summary.exit_code()
+
+
+async def remove_moved(
+    dg: AsyncDeltaGliderClient, out: Output, summary: Summary, results: list[TransferResult]
+) -> None:
+    """``mv``: delete the S3 sources whose copy was stored (batched, per bucket)."""
+    by_bucket: dict[str, list[str]] = {}
+    for result in results:
+        if result.error is None:
+            source = parse_s3_url(result.source)
+            by_bucket.setdefault(source.bucket, []).append(source.key)
+    for bucket, keys in by_bucket.items():
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": key} for key in keys[start : start + 1000]]
+            resp = await dg.delete_objects(
+                Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+            for item in resp.get("Errors", []):
+                summary.failed += 1
+                out.error(
+                    f"delete failed: s3://{bucket}/{item['Key']}: {item['Message']}",
+                    {"op": "delete", "key": item["Key"], "error": item["Message"]},
+                )
 
 
 def report_copies(
-    out: Output, verb: str, results: list[TransferResult], *, show_stored: bool = False
-) -> int:
-    """One line per copy (``show_stored``: with how it is stored), the summary, the exit code."""
-    summary = Summary(verb)
+    out: Output,
+    summary: Summary,
+    verb: str,
+    results: list[TransferResult],
+    *,
+    show_stored: bool = False,
+) -> None:
+    """One line per copy (``show_stored``: with how it is stored), counted in ``summary``."""
     for result in results:
         record: dict[str, Any] = {
             "op": verb,
@@ -579,5 +624,3 @@ def report_copies(
             f"{verb}: {result.source} to {result.destination}{stored}",
             {**record, "ok": True, "stored_as": up.stored_as, "stored_size": up.stored_size},
         )
-    summary.render(out)
-    return summary.exit_code()

@@ -53,6 +53,7 @@ from .._common import (
     check_delta_format,
     command,
     copy_in_s3,
+    remove_moved,
 )
 from .._render import Output, Summary, TransferProgress
 
@@ -75,16 +76,18 @@ def cp(
     json_output: Json = False,
     *,
     settings: Settings,
+    move: bool = False,
 ) -> None:
     """Copy local files to S3, S3 objects to local files, or S3 to S3."""
     out = _output(json_output, quiet, only_show_errors, no_progress)
+    verb = "mv" if move else "cp"
     check_delta_format(out, delta_format)
     filters = settings.filters
     src_s3, dst_s3 = is_s3_url(source), is_s3_url(destination)
-    if "-" in (source, destination) and not (src_s3 or dst_s3):
-        _usage(out, "cp - needs an s3:// URL on the other side")
+    if "-" in (source, destination) and (move or not (src_s3 or dst_s3)):
+        _usage(out, f"{verb} - needs an s3:// URL on the other side (cp only)")
     if not (src_s3 or dst_s3):
-        _usage(out, "cp needs at least one s3:// URL (use your shell to copy local files)")
+        _usage(out, f"{verb} needs at least one s3:// URL (use your shell for local files)")
 
     async def work() -> int:
         async with settings.client(
@@ -105,13 +108,21 @@ def cp(
                     dryrun,
                     max_ratio,
                     no_delta,
+                    move,
                 )
             if not dst_s3:
                 return await _download(
-                    dg, out, parse_s3_url(source), destination, recursive, filters, dryrun
+                    dg, out, parse_s3_url(source), destination, recursive, filters, dryrun, move
                 )
             return await _copy(
-                dg, out, parse_s3_url(source), parse_s3_url(destination), recursive, filters, dryrun
+                dg,
+                out,
+                parse_s3_url(source),
+                parse_s3_url(destination),
+                recursive,
+                filters,
+                dryrun,
+                move,
             )
 
     settings.execute(work, out)
@@ -179,10 +190,12 @@ async def _upload(
     dryrun: bool,
     max_ratio: float | None,
     no_delta: bool,
+    move: bool,
 ) -> int:
+    verb = "move" if move else "upload"
     if source.is_dir() and not recursive:  # aws-cli reports it as a failed transfer (exit 1)
         out.error(
-            f"upload failed: {_display(str(source))}/ to {target}: "
+            f"{verb} failed: {_display(str(source))}/ to {target}: "
             "is a directory (use --recursive)",
             {"op": "upload", "source": str(source), "error": "is a directory"},
         )
@@ -199,8 +212,8 @@ async def _upload(
     if dryrun:
         for path, url in items:
             out.result(
-                f"(dryrun) upload: {_display(str(path))} to {url}",
-                {"op": "upload", "dryrun": True, "source": str(path), "destination": url},
+                f"(dryrun) {verb}: {_display(str(path))} to {url}",
+                {"op": verb, "dryrun": True, "source": str(path), "destination": url},
             )
         summary.render(out)
         return summary.exit_code()
@@ -214,7 +227,11 @@ async def _upload(
             guess_content_type=settings.guess_mime_type,
             progress=bars,
         )
-    _report_results(out, summary, "upload", results)
+    _report_results(out, summary, verb, results)
+    if move:
+        for result in results:
+            if result.error is None:
+                Path(result.source).unlink(missing_ok=True)
     summary.render(out)
     return summary.exit_code()
 
@@ -227,7 +244,9 @@ async def _download(
     recursive: bool,
     filters: list[PathFilter],
     dryrun: bool,
+    move: bool,
 ) -> int:
+    verb = "move" if move else "download"
     target = Path(destination)
     summary = Summary("download")
     if recursive:
@@ -245,14 +264,16 @@ async def _download(
     if dryrun:
         for url, path in items:
             out.result(
-                f"(dryrun) download: {url} to {_display(str(path))}",
-                {"op": "download", "dryrun": True, "source": url, "destination": str(path)},
+                f"(dryrun) {verb}: {url} to {_display(str(path))}",
+                {"op": verb, "dryrun": True, "source": url, "destination": str(path)},
             )
         summary.render(out)
         return summary.exit_code()
     with TransferProgress(out, 0, len(items)) as bars:
         results = await dg.download_many(items, progress=bars)
-    _report_results(out, summary, "download", results)
+    _report_results(out, summary, verb, results)
+    if move:
+        await remove_moved(dg, out, summary, results)
     summary.render(out)
     return summary.exit_code()
 
@@ -265,6 +286,7 @@ async def _copy(
     recursive: bool,
     filters: list[PathFilter],
     dryrun: bool,
+    move: bool,
 ) -> int:
     if recursive:
         base = _prefix_of(target) if target.key else ""
@@ -272,4 +294,16 @@ async def _copy(
     else:
         pairs = [(source.key, upload_key(target, source.key.rsplit("/", 1)[-1]))]
     urls = [(f"s3://{source.bucket}/{a}", f"s3://{target.bucket}/{b}") for a, b in pairs]
-    return await copy_in_s3(dg, out, "copy", urls, dryrun)
+    return await copy_in_s3(dg, out, "move" if move else "copy", urls, dryrun, move=move)
+
+
+def _mv(**options: Any) -> None:
+    """Move local files to S3, S3 objects to local files, or S3 to S3 (each source is deleted
+    once its copy is stored and verified)."""
+    cp(**options, move=True)
+
+
+_mv.__wrapped__ = cp  # type: ignore[attr-defined]  # the same options as cp
+_mv.__annotations__ = cp.__annotations__
+_mv.__name__ = "mv"
+command(app, uploads=True)(_mv)

@@ -30,7 +30,7 @@ from .._common import (
     report_copies,
     show_dryrun,
 )
-from .._render import ItemProgress
+from .._render import ItemProgress, Summary
 
 
 @command(app)
@@ -70,6 +70,9 @@ def migrate(
                 else:
                     async with connect(dask, spec) as cluster:
                         results = await cluster.migrate(steps, on_result=bar.item)
-            return report_copies(out, "migrate", results, show_stored=True)
+            summary = Summary("migrate")
+            report_copies(out, summary, "migrate", results, show_stored=True)
+            summary.render(out)
+            return summary.exit_code()
 
     settings.execute(work, out)

@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aioboto3
 import aiohttp
@@ -122,6 +123,17 @@ def map_error(exc: BaseException, what: str) -> DeltaGliderError:
     return StorageError(f"{what}: {exc!r}", code=type(exc).__name__)
 
 
+def _addressing(client: Any) -> str:
+    return str((client.meta.config.s3 or {}).get("addressing_style") or "auto")
+
+
+def _wants_path_style(client: Any) -> bool:
+    """Not AWS, and no addressing style chosen (by us or the profile's ``s3`` settings)."""
+    host = urlsplit(str(client.meta.endpoint_url)).hostname or ""
+    on_aws = host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    return not on_aws and _addressing(client) == "auto"
+
+
 def not_s3(what: str, missing: str) -> StorageError:
     """An answer without what every S3 answer carries: a web page, a proxy, a wrong port."""
     return StorageError(
@@ -209,6 +221,15 @@ class S3Storage:
             self._client = await stack.enter_async_context(
                 self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
             )
+            if _wants_path_style(self._client):
+                # An endpoint botocore resolved itself (AWS_ENDPOINT_URL*, a profile's
+                # endpoint_url) is as custom as one we were given: no bucket.host names.
+                await stack.aclose()
+                stack = contextlib.AsyncExitStack()
+                config = self._config.merge(AioConfig(s3={"addressing_style": "path"}))
+                self._client = await stack.enter_async_context(
+                    self._session.client("s3", endpoint_url=self._endpoint_url, config=config)
+                )
             self._client.meta.events.register_first("needs-retry.s3", limit_stall_retries)
         except Exception as exc:
             await stack.aclose()
@@ -334,7 +355,7 @@ class S3Storage:
                 endpoint_url=self.client.meta.endpoint_url,
                 region=self.client.meta.region_name or "us-east-1",
                 credentials=current,
-                path_style=self._endpoint_url is not None,
+                path_style=_addressing(self.client) == "path",
                 concurrency=self.transfer.max_heads,
                 timeout=self.transfer.read_timeout,
             )

@@ -384,3 +384,29 @@ def test_shared_options_before_or_after_the_command_and_filters_in_process(
         "app-1.zip",
         "app-3.zip",
     ]
+
+
+def test_endpoint_from_a_profile_is_addressed_path_style(
+    seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    """botocore resolves the endpoint from the profile: still no ``bucket.127.0.0.1`` names."""
+    config = tmp_path / "aws-config"
+    config.write_text(
+        "[profile dgtest]\n"
+        f"endpoint_url = {seaweed.endpoint_url}\n"
+        f"aws_access_key_id = {seaweed.access_key}\n"
+        f"aws_secret_access_key = {seaweed.secret_key}\n"
+        "region = us-east-1\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("DG_")
+    }
+    env.update(AWS_CONFIG_FILE=str(config), DG_CACHE_DIR=str(tmp_path / "cache"))
+    (tmp_path / "a.zip").write_bytes(release_zip(1))
+    for args in (
+        ("--profile", "dgtest", "cp", str(tmp_path / "a.zip"), f"s3://{s3bucket}/p/"),
+        ("ls", f"s3://{s3bucket}/p/", "--profile", "dgtest"),
+    ):
+        result = run(env, *args)
+        assert result.returncode == 0, (args, result.stderr)
+    assert "a.zip" in result.stdout

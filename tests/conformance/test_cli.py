@@ -254,3 +254,16 @@ def test_upload_options_set_what_is_stored(sides: tuple[Side, Side], seaweed: Lo
 
     for key in ("o/app-1.zip", "o/app-3.zip", "o/notes.txt", "typed/app-1.zip", "meta/app-2.zip"):
         assert stored_head(ours, key) == stored_head(aws, key), key
+
+
+def test_mv_moves(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
+    aws, ours = sides
+    same(aws, ours, "mv", "dist/app-1.zip", "s3://BUCKET/m/", "--dryrun")
+    same(aws, ours, "mv", "dist/app-1.zip", "s3://BUCKET/m/")
+    same(aws, ours, "mv", "--recursive", "dist/sub", "s3://BUCKET/m/sub/")
+    same(aws, ours, "mv", "s3://BUCKET/m/app-1.zip", "s3://BUCKET/n/app-1.zip")
+    same(aws, ours, "mv", "--recursive", "s3://BUCKET/m/", "back/")
+    same(aws, ours, "mv", "s3://BUCKET/n/app-1.zip", "back/one.zip")
+    assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed) == {}
+    assert ours.local_tree("back") == aws.local_tree("back")
+    assert ours.local_tree("dist") == aws.local_tree("dist")
