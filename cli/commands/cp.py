@@ -18,6 +18,7 @@ from deltaglider_async import (
 from deltaglider_async.aws import (
     PathFilter,
     S3Url,
+    is_included,
     is_s3_url,
     parse_s3_url,
     upload_key,
@@ -205,8 +206,9 @@ async def _upload(
         base = _prefix_of(target) if target.key else ""
         files = _local_files(source, settings.filters, out, summary)
         items = [(p, f"s3://{target.bucket}/{base}{rel}") for p, rel in files]
-    elif source.is_file():
-        items = [(source, f"s3://{target.bucket}/{upload_key(target, source.name)}")]
+    elif source.is_file():  # filters apply to a single file too, by its name (as aws's)
+        url = f"s3://{target.bucket}/{upload_key(target, source.name)}"
+        items = [(source, url)] if is_included(source.name, settings.filters) else []
     else:
         raise DeltaGliderError(f"{source}: no such file or directory", code="NoSuchFile")
     if dryrun:
@@ -260,7 +262,7 @@ async def _download(
         name = source.key.rsplit("/", 1)[-1]
         into_dir = target.is_dir() or destination.endswith(("/", os.sep))
         dest = target / name if into_dir else target
-        items = [(str(source), dest)]
+        items = [(str(source), dest)] if is_included(name, filters) else []
     if dryrun:
         for url, path in items:
             out.result(

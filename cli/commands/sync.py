@@ -26,6 +26,8 @@ from deltaglider_async.aws import (
 from .._app import app
 from .._common import (
     DEFAULT_TRANSFERS,
+    EXIT_FAILED,
+    EXIT_OK,
     Checkers,
     DeltaFormatOpt,
     DryRun,
@@ -49,6 +51,7 @@ from .._common import (
     _usage,
     check_delta_format,
     command,
+    copy_in_s3,
     show_dryrun,
 )
 from .._render import Output, Summary, TransferProgress
@@ -83,8 +86,10 @@ def sync(
     out = _output(json_output, quiet, only_show_errors, no_progress)
     check_delta_format(out, delta_format)
     filters = settings.filters
-    if is_s3_url(source) == is_s3_url(destination):
-        _usage(out, "sync needs one local directory and one s3:// URL")
+    if not (is_s3_url(source) or is_s3_url(destination)):
+        _usage(out, "sync needs an s3:// URL on at least one side")
+
+    how = {"delete": delete, "size_only": size_only, "dryrun": dryrun, "checksum": checksum}
 
     async def work() -> int:
         async with settings.client(
@@ -93,6 +98,10 @@ def sync(
             checkers=checkers,
             delta_format=delta_format,
         ) as dg:
+            if is_s3_url(source) and is_s3_url(destination):
+                return await _sync_within_s3(
+                    dg, out, parse_s3_url(source), parse_s3_url(destination), settings, **how
+                )
             upload = not is_s3_url(source)
             local = Path(destination if upload is False else source)
             remote = parse_s3_url(destination if upload else source)
@@ -236,3 +245,44 @@ async def _remote_entries(
             for rel in list(entries):
                 tg.start_soon(fill, rel)
     return entries, keys
+
+
+async def _sync_within_s3(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    source: S3Url,
+    target: S3Url,
+    settings: Settings,
+    *,
+    delete: bool,
+    size_only: bool,
+    dryrun: bool,
+    checksum: bool,
+) -> int:
+    """``sync s3://a/ s3://b/``: what is missing or changed at the target is copied (stored in
+    delta form against the target space's reference); ``--delete`` removes the extras."""
+    ours, their_keys = await _remote_entries(dg, source, settings.filters, checksum, None)
+    theirs, target_keys = await _remote_entries(dg, target, settings.filters, checksum, None)
+    # aws-cli compares an S3 copy's times as an upload's
+    plan = plan_sync(ours, theirs, "upload", delete=delete, size_only=size_only, checksum=checksum)
+    base = _prefix_of(target) if target.key else ""
+    pairs = [
+        (f"s3://{source.bucket}/{their_keys[rel]}", f"s3://{target.bucket}/{base}{rel}")
+        for rel in plan.transfer
+    ]
+    gone = [target_keys[rel] for rel in plan.delete]
+    if dryrun:
+        show_dryrun(out, "copy", pairs)
+        for key in gone:
+            out.result(f"(dryrun) delete: s3://{target.bucket}/{key}", {"op": "delete"})
+        return EXIT_OK
+    code = await copy_in_s3(dg, out, "copy", pairs, False)
+    if gone:
+        resp = await dg.delete_objects(
+            Bucket=target.bucket, Delete={"Objects": [{"Key": k} for k in gone]}
+        )
+        for item in resp.get("Deleted", []):
+            out.result(f"delete: s3://{target.bucket}/{item['Key']}", {"op": "delete", "ok": True})
+        if resp.get("Errors"):
+            return EXIT_FAILED
+    return code

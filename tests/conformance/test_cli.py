@@ -122,6 +122,7 @@ def same(aws: Side, ours: Side, *args: str) -> list[str]:
 def test_uploads_listings_and_downloads(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
     aws, ours = sides
     same(aws, ours, "cp", "dist/app-1.zip", "s3://BUCKET/one/")
+    same(aws, ours, "cp", "dist/app-3.zip", "s3://BUCKET/one/", "--exclude", "*.zip")
     same(aws, ours, "cp", "./dist/app-2.zip", "s3://BUCKET/one/renamed.zip")
     same(aws, ours, "cp", "--recursive", "dist", "s3://BUCKET/rel/", "--dryrun")
     lines = same(aws, ours, "cp", "--recursive", "dist", "s3://BUCKET/rel/")
@@ -181,6 +182,12 @@ def test_sync_both_ways(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
     assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed)
     same(aws, ours, "sync", "s3://BUCKET/s/", "back")
     same(aws, ours, "sync", "s3://BUCKET/s/", "back")
+    same(aws, ours, "sync", "s3://BUCKET/s/", "s3://BUCKET/t/")
+    same(aws, ours, "sync", "s3://BUCKET/s/", "s3://BUCKET/t/")
+    same(aws, ours, "rm", "s3://BUCKET/s/notes.txt")
+    same(aws, ours, "sync", "s3://BUCKET/s/", "s3://BUCKET/t/", "--delete", "--dryrun")
+    same(aws, ours, "sync", "s3://BUCKET/s/", "s3://BUCKET/t/", "--delete")
+    assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed)
     # Same size: a local copy newer than its object is replaced, an older one kept (aws's rule).
     for side in sides:
         newer, older = side.cwd / "back" / "app-2.zip", side.cwd / "back" / "app-3.zip"
