@@ -44,7 +44,7 @@ from deltaglider_async.aws import (
 )
 from deltaglider_async.dask import ClientSpec
 
-from ._render import ItemProgress, Output, Summary, human
+from ._render import ItemProgress, Output, Summary, TransferProgress, human
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FATAL = 0, 1, 2, 130, 255
 #: 128 + SIGTERM, what a shell reports for a process SIGTERM ended.
@@ -548,6 +548,27 @@ def show_dryrun(out: Output, verb: str, pairs: list[tuple[str, str]]) -> int:
             {"op": verb, "dryrun": True, "source": source, "destination": destination},
         )
     return EXIT_OK
+
+
+async def upload_items(
+    dg: AsyncDeltaGliderClient,
+    out: Output,
+    items: list[tuple[Path, str]],
+    settings: Settings,
+    max_ratio: float | None,
+    no_delta: bool,
+) -> list[TransferResult]:
+    """Upload ``(file, url)`` pairs with progress bars and the upload options given."""
+    total = sum(path.stat().st_size for path, _ in items)
+    with TransferProgress(out, total, len(items)) as bars:
+        return await dg.upload_many(
+            items,
+            max_ratio=max_ratio,
+            no_delta=no_delta,
+            extra_args=settings.put_args,
+            guess_content_type=settings.guess_mime_type,
+            progress=bars,
+        )
 
 
 async def copy_in_s3(

@@ -55,6 +55,7 @@ from .._common import (
     command,
     copy_in_s3,
     remove_moved,
+    upload_items,
 )
 from .._render import Output, Summary, TransferProgress
 
@@ -219,16 +220,7 @@ async def _upload(
             )
         summary.render(out)
         return summary.exit_code()
-    total = sum(p.stat().st_size for p, _ in items)
-    with TransferProgress(out, total, len(items)) as bars:
-        results = await dg.upload_many(
-            items,
-            max_ratio=max_ratio,
-            no_delta=no_delta,
-            extra_args=settings.put_args,
-            guess_content_type=settings.guess_mime_type,
-            progress=bars,
-        )
+    results = await upload_items(dg, out, items, settings, max_ratio, no_delta)
     _report_results(out, summary, verb, results)
     if move:
         for result in results:

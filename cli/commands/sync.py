@@ -53,6 +53,7 @@ from .._common import (
     command,
     copy_in_s3,
     show_dryrun,
+    upload_items,
 )
 from .._render import Output, Summary, TransferProgress
 
@@ -154,17 +155,7 @@ def sync(
                     )
                 return summary.exit_code()
             if upload:
-                with TransferProgress(
-                    out, sum(p.stat().st_size for p, _ in items), len(items)
-                ) as bars:
-                    results = await dg.upload_many(
-                        items,
-                        max_ratio=max_ratio,
-                        no_delta=no_delta,
-                        extra_args=settings.put_args,
-                        guess_content_type=settings.guess_mime_type,
-                        progress=bars,
-                    )
+                results = await upload_items(dg, out, items, settings, max_ratio, no_delta)
                 _report_results(out, summary, "upload", results)
                 if plan.delete:
                     resp = await dg.delete_objects(
