@@ -169,9 +169,10 @@ async def _stream_cp(
             info["Reason"],
             info["ReferenceCreated"],
         )
-        out.result(
-            f"upload: - to {target}{out.savings(saved)}", {"op": "upload", "ok": True, **info}
-        )
+        if out.show_savings or out.json_mode:  # aws-cli prints nothing for a stdin upload
+            out.result(
+                f"upload: - to {target}{out.savings(saved)}", {"op": "upload", "ok": True, **info}
+            )
         return EXIT_OK
     src = parse_s3_url(source)
     resp = await dg.get_object(Bucket=src.bucket, Key=src.key)

@@ -36,12 +36,13 @@ class Side:
     cwd: Path
     env: dict[str, str]
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         argv = [a.replace("BUCKET", self.bucket) for a in args]
         return subprocess.run(
             [*self.command, *argv],
             cwd=self.cwd,
             env=self.env,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
@@ -161,6 +162,10 @@ def test_uploads_listings_and_downloads(sides: tuple[Side, Side], seaweed: Local
     assert ours.local_tree("tree") == aws.local_tree("tree")
     assert ours.local_tree("out") == aws.local_tree("out")
     same(aws, ours, "cp", "s3://BUCKET/rel/app-1.zip", "s3://BUCKET/copy/app-1.zip")
+    piped = [
+        side.run("cp", "-", "s3://BUCKET/piped/notes.txt", stdin="from a pipe\n") for side in sides
+    ]
+    assert [r.returncode for r in piped] == [0, 0] and [r.stdout for r in piped] == ["", ""]
     same(aws, ours, "rm", "s3://BUCKET/one/app-1.zip")
     same(aws, ours, "rm", "--recursive", "s3://BUCKET/f/", "--dryrun")
     same(aws, ours, "rm", "--recursive", "s3://BUCKET/f/")
