@@ -8,7 +8,7 @@ import functools
 import hashlib
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -204,8 +204,8 @@ def check_conditions(
     with S3's answers: 412 ``PreconditionFailed``, 304 ``NotModified``."""
     match = params.pop(f"{prefix}IfMatch", None)
     none_match = params.pop(f"{prefix}IfNoneMatch", None)
-    since = params.pop(f"{prefix}IfModifiedSince", None)
-    until = params.pop(f"{prefix}IfUnmodifiedSince", None)
+    since = _aware(params.pop(f"{prefix}IfModifiedSince", None))
+    until = _aware(params.pop(f"{prefix}IfUnmodifiedSince", None))
 
     def failed(code: str, status: int, why: str) -> ConflictError:
         return ConflictError(why, code=code, status=status)
@@ -232,6 +232,20 @@ def check_write_conditions(params: dict[str, Any], etag: str | None) -> None:
         raise NoSuchKey("IfMatch: no such object")
     if match is not None and etag is not None and not _etag_in(match, etag):
         raise ConflictError(f"IfMatch {match} does not match", code="PreconditionFailed")
+
+
+def _aware(when: Any) -> datetime | None:
+    """A condition's date as boto3 takes it (a datetime, naive meaning UTC, or ISO 8601 text)."""
+    if when is None:
+        return None
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when)
+        except ValueError:
+            raise InvalidArgumentError(f"not an ISO 8601 date: {when!r}") from None
+    if not isinstance(when, datetime):
+        raise InvalidArgumentError(f"a date is needed, not {type(when).__name__}")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _etag_in(condition: str, etag: str) -> bool:
