@@ -128,9 +128,14 @@ _REFUSED = {
 
 
 @functools.cache
+def _s3_model() -> Any:
+    """botocore's S3 service model, loaded once (a few hundred KB of JSON)."""
+    return botocore.session.get_session().get_service_model("s3")
+
+
+@functools.cache
 def _members(operation: str) -> frozenset[str]:
-    model = botocore.session.get_session().get_service_model("s3")
-    shape = model.operation_model(operation).input_shape
+    shape = _s3_model().operation_model(operation).input_shape
     return frozenset(shape.members) if shape is not None else frozenset()
 
 
