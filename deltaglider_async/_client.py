@@ -30,15 +30,12 @@ from ._boto import (
     stored_attributes,
 )
 from ._core.filters import PathFilter
-from ._core.metadata import MetaKind, logical_etag, parse_metadata
+from ._core.metadata import MetaKind, parse_metadata
 from ._core.policy import delta_ratio, parse_max_ratio
 from ._core.spaces import (
     DEFAULT_DELTA_EXTENSIONS,
-    INTERNAL_PREFIX,
-    StoredKind,
     check_bucket,
     check_writable_key,
-    classify,
     delta_key,
     parse_s3_url,
     reference_key,
@@ -76,17 +73,13 @@ from ._pipeline.bulk import (
 from ._pipeline.context import Context, Resolved
 from ._pipeline.delete import DeletePipeline
 from ._pipeline.get import GetPipeline
+from ._pipeline.listing import ListPipeline
 from ._pipeline.put import PutPipeline, local_to_key
 from ._storage.port import Progress, Storage
 from ._storage.s3 import S3Storage
-from ._tasks import task_group
 from ._transfer import TransferConfig
 
 log = logging.getLogger("deltaglider_async")
-#: a listed delta's (stored ETag, logical size, SHA-256, format, format note), from its HEAD
-_DeltaHead = tuple[str, int | None, str | None, str, str | None]
-#: deltas whose HEAD a client remembers for listings (about 300 bytes each)
-_DELTA_HEADS_KEPT = 200_000
 Body = bytes | bytearray | memoryview | os.PathLike[str] | AsyncIterator[bytes] | Any
 
 
@@ -125,8 +118,8 @@ class AsyncDeltaGliderClient:
         self._get = GetPipeline(self._ctx)
         self._put = PutPipeline(self._ctx, self._get)
         self._delete = DeletePipeline(self._ctx, self._get, self._put)
+        self._list = ListPipeline(self._ctx)
         self._opened = False
-        self._delta_heads: dict[tuple[str, str], _DeltaHead] = {}
 
     # ---------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> AsyncDeltaGliderClient:
@@ -405,38 +398,24 @@ class AsyncDeltaGliderClient:
         **params: Any,
     ) -> dict[str, Any]:
         """One page of logical objects, with their logical ``Size`` and ``ETag``: deltas are
-        HEADed for them once per client (``FetchMetadata=False``: stored sizes, no HEAD).
+        HEADed for them once per client, listings and stats alike (``FetchMetadata=False``:
+        stored sizes, no HEAD).
         Pages hold ``MaxKeys`` entries like S3's although references are hidden: the page is
         topped up from further listing requests."""
-        check_bucket(Bucket)
         _refuse_rest(accept("ListObjectsV2", params))
         if EncodingType not in (None, "url"):
             raise InvalidArgumentError(f"EncodingType must be 'url', not {EncodingType!r}")
-        contents: list[dict[str, Any]] = []
-        prefixes: list[dict[str, str]] = []
-        seen: set[str] = set()
-        token = ContinuationToken
-        while True:
-            page = await self._storage.list_page(
-                Bucket,
-                prefix=Prefix,
-                delimiter=Delimiter,
-                token=token,
-                start_after=StartAfter if token is None else None,
-                max_keys=max(0, MaxKeys - len(contents) - len(prefixes)),
-            )
-            for obj in page.objects:
-                kind, logical = classify(obj["Key"])
-                if kind in (StoredKind.REFERENCE, StoredKind.INTERNAL) or logical in seen:
-                    continue
-                seen.add(logical)
-                contents.append(_listed(obj, logical, kind))
-            prefixes += [{"Prefix": p} for p in page.prefixes if not p.startswith(INTERNAL_PREFIX)]
-            token = page.next_token if page.truncated else None
-            if token is None or len(contents) + len(prefixes) >= MaxKeys:
-                break
-        if FetchMetadata:
-            await self._fill_logical_sizes(Bucket, contents)
+        page = await self._list.page(
+            Bucket,
+            prefix=Prefix,
+            delimiter=Delimiter,
+            max_keys=MaxKeys,
+            token=ContinuationToken,
+            start_after=StartAfter,
+            logical_sizes=FetchMetadata,
+        )
+        contents, token = page.contents, page.next_token
+        prefixes = [{"Prefix": p} for p in page.prefixes]
         response: dict[str, Any] = {"IsTruncated": token is not None}
         if contents:
             response["Contents"] = contents
@@ -461,48 +440,6 @@ class AsyncDeltaGliderClient:
             response["StartAfter"] = StartAfter
         response["ResponseMetadata"] = response_metadata()
         return response
-
-    async def _fill_logical_sizes(self, bucket: str, contents: list[dict[str, Any]]) -> None:
-        """Logical size and ETag of each delta, from its HEAD; remembered per stored ETag
-        (a delta never changes in place), so a client lists a bucket it listed at the cost
-        of the listing alone."""
-        limiter = anyio.CapacityLimiter(self._ctx.transfer.max_heads)
-
-        async def fill(entry: dict[str, Any]) -> None:
-            info = entry["DeltaGliderInfo"]
-            stored, stored_etag = info["StoredKey"], entry["ETag"]
-            known = self._delta_heads.get((bucket, stored))
-            if known is None or known[0] != stored_etag:
-                async with limiter:
-                    head = await self._storage.head_fast(bucket, stored)
-                if head is None:
-                    return
-                meta = parse_metadata(head.metadata, stored)
-                known = (
-                    head.etag,
-                    meta.file_size,
-                    meta.file_sha256,
-                    meta.delta_format or DEFAULT_FORMAT,
-                    meta.format_note,
-                )
-                self._remember_delta(bucket, stored, known)
-            _, size, sha256, delta_format, note = known
-            info.update(OriginalSize=size, Sha256=sha256, DeltaFormat=delta_format)
-            info["FormatNote"] = note
-            if size is not None:
-                entry["Size"] = size
-            if sha256:
-                entry["ETag"] = logical_etag(sha256)
-
-        async with task_group() as tg:
-            for entry in contents:
-                if entry["DeltaGliderInfo"]["StoredAs"] == "delta":
-                    tg.start_soon(fill, entry)
-
-    def _remember_delta(self, bucket: str, stored: str, known: _DeltaHead) -> None:
-        if len(self._delta_heads) >= _DELTA_HEADS_KEPT:
-            del self._delta_heads[next(iter(self._delta_heads))]
-        self._delta_heads[(bucket, stored)] = known
 
     def get_paginator(self, operation: str) -> ListObjectsPaginator:
         if operation != "list_objects_v2":
@@ -812,27 +749,6 @@ def _span(header: str | None, size: int, what: str) -> tuple[int, int] | None:
     if size < 0:
         raise InvalidArgumentError(f"{what}: its size is unknown; ranges are not available")
     return parse_range(header, size)
-
-
-def _listed(obj: Mapping[str, Any], logical: str, kind: StoredKind) -> dict[str, Any]:
-    """A listing entry of a stored object, under its logical key (sizes filled in later)."""
-    size = obj.get("Size", 0)
-    entry = {
-        "Key": logical,
-        "LastModified": obj.get("LastModified"),
-        "ETag": obj.get("ETag", ""),
-        "Size": size,
-        "StorageClass": obj.get("StorageClass", "STANDARD"),
-    }
-    if "Owner" in obj:
-        entry["Owner"] = obj["Owner"]
-    entry["DeltaGliderInfo"] = {
-        "StoredAs": "delta" if kind is StoredKind.DELTA else "direct",
-        "StoredKey": obj["Key"],
-        "StoredSize": size,
-        "OriginalSize": None if kind is StoredKind.DELTA else size,
-    }
-    return entry
 
 
 async def _slice(chunks: AsyncIterator[bytes], start: int, end: int) -> AsyncIterator[bytes]:

@@ -3,8 +3,9 @@
 Three layers keep repeated calls cheap:
 1. a per-client session cache (a detailed result also answers quick and sampled calls; any write
    through the client invalidates its bucket);
-2. per-key original sizes remembered with the listing's ETag, so a re-run HEADs only new or
-   changed deltas (incremental);
+2. what each delta's HEAD said, remembered with its stored ETag in the client's
+   :class:`~.heads.DeltaHeads` (which listings share), so a re-run HEADs only new or changed
+   deltas (incremental);
 3. the in-bucket document ``.deltaglider/stats_<mode>.json``, reused while the listing's object
    count and stored bytes still match, and carrying the per-key sizes for other processes.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from .._core.metadata import parse_metadata, timestamp
+from .._core.metadata import timestamp
 from .._core.spaces import StoredKind, classify
 from .._core.stats import (
     MODES,
@@ -42,6 +43,7 @@ from .._exceptions import (
 )
 from .._storage.port import Storage
 from .._tasks import RatePace, task_group
+from .heads import DeltaHead, DeltaHeads
 
 DOCUMENT_VERSION = "1.0"
 #: S3's documented request rate per prefix for GET/HEAD (3,500 for writes).
@@ -52,11 +54,13 @@ RemoteHeads = Callable[[str, list[StoredObject]], Awaitable[tuple[dict[str, int]
 
 
 class StatsEngine:
-    def __init__(self, storage: Storage, *, concurrency: int = 64) -> None:
+    def __init__(
+        self, storage: Storage, *, concurrency: int = 64, heads: DeltaHeads | None = None
+    ) -> None:
         self._storage = storage
         self.concurrency = concurrency
+        self.heads = heads or DeltaHeads()
         self._session: dict[tuple[str, str], dict[Mode, BucketStats]] = {}
-        self._originals: dict[str, dict[str, tuple[str, int]]] = {}
 
     def invalidate(self, bucket: str) -> None:
         for key in [k for k in self._session if k[0] == bucket]:
@@ -64,7 +68,7 @@ class StatsEngine:
 
     def clear(self) -> None:
         self._session.clear()
-        self._originals.clear()
+        self.heads.clear()
 
     def cached(self, bucket: str) -> BucketStats | None:
         """The best cached whole-bucket result (for list_buckets)."""
@@ -96,30 +100,21 @@ class StatsEngine:
             for better in MODES[MODES.index(mode) :][::-1]:
                 if better in session:
                     return session[better]
-        listing, heads, failed = await self._crawl(
+        listing, originals, heads, failed = await self._crawl(
             bucket, prefix or "", mode, refresh, use_document, remote
         )
-        known = self._originals.get(bucket, {})
-        originals = {
-            o.key: known[o.key][1]
-            for objs in listing.deltas.values()
-            for o in objs
-            if o.key in known and known[o.key][0] == o.etag
-        }
-        if mode == "quick":
-            originals = {}
         result = compute_stats(
             bucket,
             mode,
             listing,
-            originals,
+            {} if mode == "quick" else originals,
             failed_heads=failed,
             heads_issued=heads,
             computed_at=timestamp(datetime.now(UTC)),
         )
         self._session.setdefault(scope, {})[mode] = result
         if save_document and not prefix and not result.partial:
-            await self._save_document(bucket, mode, listing, result)
+            await self._save_document(bucket, mode, listing, originals, result)
         return result
 
     async def original_sizes(
@@ -133,9 +128,10 @@ class StatsEngine:
 
         async def head(obj: StoredObject) -> None:
             async with limiter:
-                size = await heads.original_size(obj)
-            if size is not None:
-                sizes[obj.key] = size
+                found = await heads.read(obj)
+            if found is not None and found.size is not None:
+                self.heads.remember(bucket, obj.key, found)
+                sizes[obj.key] = found.size
 
         async with task_group() as tg:
             for obj in objects:
@@ -150,12 +146,13 @@ class StatsEngine:
         refresh: bool,
         use_document: bool,
         remote: RemoteHeads | None,
-    ) -> tuple[Listing, int, int]:
-        known = self._originals.setdefault(bucket, {})
+    ) -> tuple[Listing, dict[str, int], int, int]:
+        """The listing, the original sizes of its deltas known or read, HEADs sent, HEADs failed."""
         boundaries: list[str] = []
         if use_document and not refresh and not prefix:
-            boundaries = await self._load_document(bucket, known)
+            boundaries = await self._load_document(bucket)
         listing = Listing()
+        sizes: dict[str, int] = {}
         heads = _Heads(self._storage, bucket)
         later: list[StoredObject] = []
         send, receive = anyio.create_memory_object_stream[StoredObject](max_buffer_size=4096)
@@ -163,13 +160,10 @@ class StatsEngine:
         async def worker() -> None:
             async with receive.clone() as stream:
                 async for obj in stream:
-                    size = await heads.original_size(obj)
-                    if size is not None:
-                        known[obj.key] = (obj.etag, size)
-
-        def needs_head(obj: StoredObject) -> bool:
-            cached = known.get(obj.key)
-            return cached is None or cached[0] != obj.etag
+                    found = await heads.read(obj)
+                    if found is not None and found.size is not None:
+                        self.heads.remember(bucket, obj.key, found)
+                        sizes[obj.key] = found.size
 
         async def to_head(obj: StoredObject) -> None:
             if remote is None:
@@ -191,9 +185,13 @@ class StatsEngine:
                 ):
                     obj = StoredObject(item["Key"], int(item.get("Size", 0)), item.get("ETag", ""))
                     listing.add(obj)
-                    # detailed: HEAD while listing continues (never hold every key first)
-                    delta = classify(obj.key)[0] is StoredKind.DELTA
-                    if mode == "detailed" and delta and needs_head(obj):
+                    if classify(obj.key)[0] is not StoredKind.DELTA:
+                        continue
+                    known = self.heads.get(bucket, obj.key, obj.etag)
+                    if known is not None and known.size is not None:
+                        sizes[obj.key] = known.size
+                    elif mode == "detailed":
+                        # HEAD while listing continues (never hold every key first)
                         await to_head(obj)
 
             async with send:
@@ -205,17 +203,19 @@ class StatsEngine:
                         listers.start_soon(list_range, start, stop)
                 if mode == "sampled":
                     for obj in listing.keys_to_head("sampled"):
-                        if needs_head(obj):
+                        if obj.key not in sizes:
                             await to_head(obj)
             receive.close()
         if remote is None or not later:
-            return listing, heads.issued, heads.failed
-        sizes, failed = await remote(bucket, later)
-        etags = {obj.key: obj.etag for obj in later}
-        known.update({key: (etags[key], size) for key, size in sizes.items()})
-        return listing, len(later), failed
+            return listing, sizes, heads.issued, heads.failed
+        found, failed = await remote(bucket, later)
+        for obj in later:
+            if obj.key in found:
+                sizes[obj.key] = found[obj.key]
+                self.heads.remember_size(bucket, obj.key, obj.etag, found[obj.key])
+        return listing, sizes, len(later), failed
 
-    async def _load_document(self, bucket: str, known: dict[str, tuple[str, int]]) -> list[str]:
+    async def _load_document(self, bucket: str) -> list[str]:
         """Seed per-key sizes from the in-bucket documents; return listing range boundaries."""
         documents: dict[str, Any] = {}
 
@@ -238,23 +238,32 @@ class StatsEngine:
             document = documents.get(mode)
             try:
                 for stored_key, (etag, size) in document.get("originals", {}).items():  # type: ignore[union-attr]
-                    known.setdefault(stored_key, (str(etag), int(size)))
+                    self.heads.remember_size(bucket, stored_key, str(etag), int(size))
                 boundaries = boundaries or sorted(str(b) for b in document.get("boundaries", []))  # type: ignore[union-attr]
             except (AttributeError, ValueError, TypeError):
                 continue
         return boundaries
 
     async def _save_document(
-        self, bucket: str, mode: Mode, listing: Listing, result: BucketStats
+        self,
+        bucket: str,
+        mode: Mode,
+        listing: Listing,
+        originals: dict[str, int],
+        result: BucketStats,
     ) -> None:
-        known = self._originals.get(bucket, {})
         document: dict[str, Any] = {
             "version": DOCUMENT_VERSION,
             "mode": mode,
             "computed_at": result.computed_at,
             "validation": fingerprint(listing),
             "stats": result.as_dict(),
-            "originals": {k: list(v) for k, v in known.items()},
+            "originals": {
+                obj.key: [obj.etag, originals[obj.key]]
+                for objs in listing.deltas.values()
+                for obj in objs
+                if obj.key in originals
+            },
             "boundaries": listing_boundaries(listing),
         }
         # With read-only credentials stats still work; only the shortcut is lost.
@@ -278,8 +287,8 @@ class _Heads:
         self.issued = 0
         self.failed = 0
 
-    async def original_size(self, obj: StoredObject) -> int | None:
-        """``dg-file-size`` of a delta; None when it is gone, has none, or the HEAD failed."""
+    async def read(self, obj: StoredObject) -> DeltaHead | None:
+        """What the delta's HEAD says; None when it is gone or the HEAD failed."""
         self.issued += 1
         await self._pace.wait()
         try:
@@ -287,4 +296,4 @@ class _Heads:
         except DeltaGliderError:
             self.failed += 1
             return None
-        return None if found is None else parse_metadata(found.metadata, obj.key).file_size
+        return None if found is None else DeltaHead.read(found)

@@ -143,3 +143,43 @@ async def test_estimate_against_a_foreign_reference_says_direct(fake: Any, tmp_p
     path.write_bytes(release_zip(1))
     estimate = await dg.estimate_compression(path, "s3://bkt/f/")
     assert estimate.would_store_as == "direct" and "not a deltaglider reference" in estimate.reason
+
+
+async def test_listing_and_stats_share_what_the_deltas_heads_said(fake: Any) -> None:
+    dg, storage = fake
+    for version in (1, 2, 3):
+        await dg.put_object(Bucket="bkt", Key=f"app/v{version}.zip", Body=release_zip(version))
+    deltas = {f"app/v{version}.zip.delta" for version in (1, 2, 3)}
+
+    def delta_heads() -> list[str]:
+        return [key for op, key in storage.calls if op == "head" and key in deltas]
+
+    storage.calls.clear()
+    listed = await dg.list_objects_v2(Bucket="bkt", Prefix="app/")
+    assert sorted(delta_heads()) == sorted(deltas)
+    assert [entry["Size"] for entry in listed["Contents"]] == [
+        len(release_zip(v)) for v in (1, 2, 3)
+    ]
+    stats = await dg.bucket_stats("bkt", "detailed")
+    assert stats.total_size == sum(len(release_zip(v)) for v in (1, 2, 3))
+    assert len(delta_heads()) == 3  # stats reused the listing's HEADs
+
+    dg.clear_cache()
+    storage.calls.clear()
+    await dg.bucket_stats("bkt", "detailed", refresh=True)
+    assert sorted(delta_heads()) == sorted(deltas)
+    again = await dg.list_objects_v2(Bucket="bkt", Prefix="app/")
+    assert len(delta_heads()) == 3  # and the listing reused stats' HEADs
+    assert again["Contents"] == listed["Contents"]
+
+
+async def test_a_replaced_delta_is_headed_again(fake: Any) -> None:
+    dg, _ = fake
+    await dg.put_object(Bucket="bkt", Key="app/v1.zip", Body=release_zip(1))
+    await dg.put_object(Bucket="bkt", Key="app/v2.zip", Body=release_zip(2))
+    await dg.list_objects_v2(Bucket="bkt", Prefix="app/")
+    replacement = release_zip(2, files=44)
+    await dg.put_object(Bucket="bkt", Key="app/v2.zip", Body=replacement)
+    listed = await dg.list_objects_v2(Bucket="bkt", Prefix="app/")
+    sizes = {entry["Key"]: entry["Size"] for entry in listed["Contents"]}
+    assert sizes["app/v2.zip"] == len(replacement) != len(release_zip(2))
