@@ -148,6 +148,14 @@ UPLOAD_OPTIONS: dict[str, tuple[str, tuple[Any, Any]]] = {
         _text("--website-redirect", "WebsiteRedirectLocation of every file"),
     ),
     "metadata": ("Metadata", _text("--metadata", "user metadata: JSON or key=value,key=value")),
+    "metadata_directive": (
+        "MetadataDirective",
+        _text(
+            "--metadata-directive",
+            "COPY or REPLACE: whether a copy within S3 keeps its source's metadata and content"
+            " headers (REPLACE when --metadata is given)",
+        ),
+    ),
     "no_guess_mime_type": (
         "",
         (
@@ -168,6 +176,8 @@ def _put_args(given: dict[str, Any]) -> dict[str, Any]:
         value = given.get(name)
         if parameter and value is not None:
             args[parameter] = _metadata(value) if parameter == "Metadata" else value
+    if args.get("MetadataDirective", "COPY") not in ("COPY", "REPLACE"):
+        raise InvalidArgumentError("--metadata-directive must be COPY or REPLACE")
     return args
 
 
@@ -207,6 +217,14 @@ class Settings:
     put_args: dict[str, Any] = field(default_factory=dict)
     #: aws-cli guesses each uploaded file's Content-Type from its name unless told not to
     guess_mime_type: bool = True
+    metadata_directive: str | None = None
+
+    @property
+    def copy_args(self) -> dict[str, Any]:
+        """CopyObject parameters for copies within S3: the upload options, with aws-cli's
+        metadata directive (REPLACE when ``--metadata`` is given and no directive)."""
+        directive = self.metadata_directive or ("REPLACE" if "Metadata" in self.put_args else None)
+        return {**self.put_args, "MetadataDirective": directive} if directive else self.put_args
 
     def spec(
         self,
@@ -310,6 +328,7 @@ def command(app: typer.Typer, *, uploads: bool = False) -> Callable[[F], F]:
             upload = {name: kwargs.pop(name) for name in UPLOAD_OPTIONS if name in kwargs}
             try:
                 put_args = _put_args(upload)
+                directive = put_args.pop("MetadataDirective", None)
             except InvalidArgumentError as exc:
                 typer.echo(f"usage error: {exc}", err=True)
                 raise typer.Exit(EXIT_USAGE) from None
@@ -318,6 +337,7 @@ def command(app: typer.Typer, *, uploads: bool = False) -> Callable[[F], F]:
                 filters=ctx.meta.get("dg.filters", []),
                 put_args=put_args,
                 guess_mime_type=not upload.get("no_guess_mime_type", False),
+                metadata_directive=directive,
             )
             return func(**kwargs, settings=settings)
 
@@ -577,6 +597,7 @@ async def copy_in_s3(
     verb: str,
     pairs: list[tuple[str, str]],
     dryrun: bool,
+    settings: Settings,
     *,
     move: bool = False,
 ) -> int:
@@ -584,7 +605,7 @@ async def copy_in_s3(
     if dryrun:
         return show_dryrun(out, verb, pairs)
     with ItemProgress(out, len(pairs)) as bar:
-        results = await dg.copy_many(pairs, progress=bar.event)
+        results = await dg.copy_many(pairs, progress=bar.event, extra_args=settings.copy_args)
     summary = Summary(verb)
     report_copies(out, summary, verb, results)
     if move:

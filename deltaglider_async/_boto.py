@@ -82,6 +82,12 @@ STORED_ATTRIBUTES = frozenset(
 )
 #: of those, what a space's ``reference.bin`` takes from the put that creates it: the data at
 #: rest is encrypted and tiered as asked; content headers, tags and ACLs stay the key's own
+#: what S3 types an object stored without a ContentType
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+#: what a copy takes from its source unless the metadata directive is REPLACE (with ContentType)
+CONTENT_HEADERS = frozenset(
+    {"CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage", "Expires"}
+)
 REFERENCE_ATTRIBUTES = frozenset(
     {"BucketKeyEnabled", "SSEKMSEncryptionContext", "SSEKMSKeyId", "ServerSideEncryption"}
 )
@@ -161,6 +167,23 @@ def accept(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
 def stored_attributes(params: dict[str, Any]) -> dict[str, Any]:
     """Pop the parameters S3 applies to a stored object out of ``params``."""
     return {name: params.pop(name) for name in list(params) if name in STORED_ATTRIBUTES}
+
+
+def copy_directives(params: dict[str, Any]) -> tuple[dict[str, str] | None, dict[str, Any]]:
+    """Pop what CopyObject applies to the copy out of ``params``: the user metadata (None for
+    ``MetadataDirective="COPY"``, the default: the source's, with its content headers) and the
+    attributes given (storage class, SSE, tags and ACLs apply either way, as in S3)."""
+    directive = params.pop("MetadataDirective", None) or "COPY"
+    if directive not in ("COPY", "REPLACE"):
+        raise InvalidArgumentError(f"MetadataDirective must be COPY or REPLACE, not {directive!r}")
+    metadata = params.pop("Metadata", None)
+    params.pop("TaggingDirective", None)  # tags given apply; a source's are not read
+    attributes = stored_attributes(params)
+    if directive == "COPY":
+        return None, {
+            k: v for k, v in attributes.items() if k not in CONTENT_HEADERS | {"ContentType"}
+        }
+    return dict(metadata or {}), attributes
 
 
 def check_digests(params: dict[str, Any], path: Path, size: int) -> None:

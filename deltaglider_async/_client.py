@@ -24,6 +24,7 @@ from ._boto import (
     check_conditions,
     check_digests,
     check_write_conditions,
+    copy_directives,
     operation,
     parse_range,
     response_metadata,
@@ -489,8 +490,6 @@ class AsyncDeltaGliderClient:
         Bucket: str,
         Key: str,
         CopySource: Mapping[str, str] | str,
-        Metadata: Mapping[str, str] | None = None,
-        MetadataDirective: str = "COPY",
         **params: Any,
     ) -> dict[str, Any]:
         """Copy a logical object; re-encoded against the destination space's reference.
@@ -503,28 +502,16 @@ class AsyncDeltaGliderClient:
             src_bucket, _, src_key = CopySource.lstrip("/").partition("/")
         else:
             src_bucket, src_key = CopySource["Bucket"], CopySource["Key"]
-        if MetadataDirective not in ("COPY", "REPLACE"):
-            raise InvalidArgumentError(
-                f"MetadataDirective must be COPY or REPLACE, not {MetadataDirective!r}"
-            )
         check_bucket(Bucket)
         check_writable_key(Key)
         extra = accept("CopyObject", params)
-        extra.pop("TaggingDirective", None)  # tags given apply; a source's are not read
-        attributes = stored_attributes(extra)
+        metadata, attributes = copy_directives(extra)
         obj = await self._get.resolve(src_bucket, src_key)
         check_conditions(extra, obj.etag, obj.head.last_modified, prefix="CopySource")
         if "IfMatch" in extra or "IfNoneMatch" in extra:
             check_write_conditions(extra, await self._current_etag(Bucket, Key))
         _refuse_rest(extra)
-        replace = MetadataDirective == "REPLACE"
-        summary = await self._put.copy(
-            obj,
-            Bucket,
-            Key,
-            metadata=(Metadata or {}) if replace else None,
-            attributes=attributes,
-        )
+        summary = await self._put.copy(obj, Bucket, Key, metadata=metadata, attributes=attributes)
         return {
             "CopyObjectResult": {"ETag": summary.etag, "LastModified": datetime.now(UTC)},
             "DeltaGliderInfo": {"StoredAs": summary.stored_as, "StoredSize": summary.stored_size},
@@ -635,10 +622,18 @@ class AsyncDeltaGliderClient:
         items: Iterable[tuple[str, str]],
         *,
         progress: ProgressCallback | None = None,
+        extra_args: Mapping[str, Any] | None = None,
     ) -> list[TransferResult]:
         """Copy many ``(s3 url, s3 url)`` pairs (``migrate``, ``cp -r`` within S3); each is
-        stored in delta form against its destination space's reference."""
-        return await copy_many(self._put, self._get, items, progress=progress)
+        stored in delta form against its destination space's reference. ``extra_args`` are
+        CopyObject's parameters for every copy, as boto3's ``ExtraArgs`` (``MetadataDirective``,
+        ``Metadata``, content headers, ``StorageClass``, SSE, ``Tagging``, ACLs)."""
+        extra = accept("CopyObject", extra_args or {})
+        metadata, attributes = copy_directives(extra)
+        _refuse_rest(extra)
+        return await copy_many(
+            self._put, self._get, items, progress=progress, metadata=metadata, attributes=attributes
+        )
 
     async def plan_migration(
         self,

@@ -122,7 +122,7 @@ def cp(
                 parse_s3_url(source),
                 parse_s3_url(destination),
                 recursive,
-                filters,
+                settings,
                 dryrun,
                 move,
             )
@@ -279,17 +279,18 @@ async def _copy(
     source: S3Url,
     target: S3Url,
     recursive: bool,
-    filters: list[PathFilter],
+    settings: Settings,
     dryrun: bool,
     move: bool,
 ) -> int:
     if recursive:
         base = _prefix_of(target) if target.key else ""
-        pairs = [(e["Key"], base + rel) for rel, e in await _s3_objects(dg, source, filters)]
+        found = await _s3_objects(dg, source, settings.filters)
+        pairs = [(e["Key"], base + rel) for rel, e in found]
     else:
         pairs = [(source.key, upload_key(target, source.key.rsplit("/", 1)[-1]))]
     urls = [(f"s3://{source.bucket}/{a}", f"s3://{target.bucket}/{b}") for a, b in pairs]
-    return await copy_in_s3(dg, out, "move" if move else "copy", urls, dryrun, move=move)
+    return await copy_in_s3(dg, out, "move" if move else "copy", urls, dryrun, settings, move=move)
 
 
 def _mv(**options: Any) -> None:

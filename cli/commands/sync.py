@@ -267,7 +267,7 @@ async def _sync_within_s3(
         for key in gone:
             out.result(f"(dryrun) delete: s3://{target.bucket}/{key}", {"op": "delete"})
         return EXIT_OK
-    code = await copy_in_s3(dg, out, "copy", pairs, False)
+    code = await copy_in_s3(dg, out, "copy", pairs, False, settings)
     if gone:
         resp = await dg.delete_objects(
             Bucket=target.bucket, Delete={"Objects": [{"Key": k} for k in gone]}

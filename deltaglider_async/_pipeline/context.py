@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from .._boto import response_metadata
+from .._boto import DEFAULT_CONTENT_TYPE, response_metadata
 from .._core.metadata import MetaKind, ObjectMeta, logical_etag, parse_metadata, user_metadata
 from .._core.twins import newer_copy
 from .._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource
@@ -178,7 +178,7 @@ class Resolved:
             "AcceptRanges": "bytes",
             "ETag": self.etag,
             "LastModified": self.head.last_modified,
-            "ContentType": self.head.content_type or "binary/octet-stream",
+            "ContentType": self.head.content_type or DEFAULT_CONTENT_TYPE,
             **self.head.attributes,
             "Metadata": user_metadata(self.head.metadata),
             "DeltaGliderInfo": self.info().as_dict(),

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from .._boto import REFERENCE_ATTRIBUTES
+from .._boto import CONTENT_HEADERS, DEFAULT_CONTENT_TYPE, REFERENCE_ATTRIBUTES
 from .._core.metadata import (
     delta_metadata,
     direct_metadata,
@@ -103,9 +103,14 @@ class PutPipeline(Stage):
         attributes: Mapping[str, Any] | None = None,
     ) -> UploadSummary:
         """Store the logical bytes of ``obj`` at ``key``, encoded for the destination's space
-        (a copy, a migration, or a delta rebuilt against a new reference), with the source's
-        metadata and content type unless ``metadata``/``attributes`` replace them."""
-        kept = {"ContentType": obj.head.content_type} if obj.head.content_type else {}
+        (a copy, a migration, or a delta rebuilt against a new reference), with ``attributes``.
+        ``metadata=None`` keeps the source's user metadata and content headers (S3's
+        ``MetadataDirective="COPY"``); a mapping replaces them all."""
+        kept: dict[str, Any] = {}
+        if metadata is None:
+            kept = {k: v for k, v in obj.head.attributes.items() if k in CONTENT_HEADERS}
+            if obj.head.content_type:
+                kept["ContentType"] = obj.head.content_type
         spool = self._temp_path(".copy")
         try:
             fd = os.open(spool, os.O_WRONLY | os.O_TRUNC)
@@ -147,6 +152,9 @@ class PutPipeline(Stage):
         await self._require_bucket(bucket)
         self._ctx.stats.invalidate(bucket)
         extra = escape_user_metadata(user_metadata or {})
+        # S3's type for an object stored without one, set explicitly: some servers guess one
+        # from the bytes or the stored name (``.delta``), which is not the logical object's
+        attributes = {"ContentType": DEFAULT_CONTENT_TYPE, **attributes}
         put = _Put(bucket, key, extra, attributes, ratio_limit, progress)
         if no_delta:
             return await self._put_direct(put, path, "delta disabled")

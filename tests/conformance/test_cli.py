@@ -266,6 +266,29 @@ def test_upload_options_set_what_is_stored(sides: tuple[Side, Side], seaweed: Lo
 
     for key in ("o/app-1.zip", "o/app-3.zip", "o/notes.txt", "typed/app-1.zip", "meta/app-2.zip"):
         assert stored_head(ours, key) == stored_head(aws, key), key
+    # copies within S3: COPY keeps the source's metadata and content headers, REPLACE (also
+    # implied by --metadata) takes the command's
+    same(aws, ours, "cp", "s3://BUCKET/o/app-1.zip", "s3://BUCKET/c1/")
+    same(aws, ours, "cp", "s3://BUCKET/o/app-3.zip", "s3://BUCKET/c2/", "--metadata", "c=3")
+    same(
+        aws,
+        ours,
+        "cp",
+        "--recursive",
+        "s3://BUCKET/o/",
+        "s3://BUCKET/c3/",
+        "--metadata-directive",
+        "REPLACE",
+        "--content-type",
+        "a/b",
+        "--cache-control",
+        "no-cache",
+    )
+    same(aws, ours, "mv", "s3://BUCKET/c1/app-1.zip", "s3://BUCKET/c4/", "--content-type", "a/b")
+    copies = ("c2/app-3.zip", "c3/app-1.zip", "c3/notes.txt", "c4/app-1.zip")
+    for key in copies:
+        assert stored_head(ours, key) == stored_head(aws, key), key
+    assert stored_head(ours, "c4/app-1.zip") == stored_head(ours, "o/app-1.zip")
 
 
 def test_mv_moves(sides: tuple[Side, Side], seaweed: LocalS3) -> None:

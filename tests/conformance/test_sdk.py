@@ -275,6 +275,25 @@ async def test_put_parameters_apply_to_the_stored_object(
     for name in ("ContentType", "CacheControl", "ContentDisposition", "ContentLanguage"):
         assert mine.get(name) == theirs.get(name) == params[name], name
     assert mine["Metadata"] == theirs["Metadata"]
+    # copies: COPY keeps the source's metadata and content headers, REPLACE takes the call's
+    shown = ("ContentType", "CacheControl", "ContentDisposition", "ContentLanguage", "Metadata")
+    for directive, given in (
+        ("COPY", {}),
+        ("REPLACE", {"ContentType": "text/x-copy", "Metadata": {"b": "2"}}),
+        ("REPLACE", {}),
+    ):
+        copied = []
+        for client, bucket in ((boto3_client, buckets[0]), (ours, buckets[1])):
+            await client.copy_object(
+                Bucket=bucket,
+                Key=key + ".copy",
+                CopySource={"Bucket": bucket, "Key": key},
+                MetadataDirective=directive,
+                **given,
+            )
+            head = await client.head_object(Bucket=bucket, Key=key + ".copy")
+            copied.append({name: head.get(name) for name in shown})
+        assert copied[1] == copied[0], (directive, given)
     # conditions, as S3 answers them
     for client, bucket in ((boto3_client, buckets[0]), (ours, buckets[1])):
         etag = (await client.head_object(Bucket=bucket, Key=key))["ETag"]
