@@ -84,10 +84,14 @@ class Side:
 
 @pytest.fixture
 def sides(seaweed: LocalS3, tmp_path: Path) -> tuple[Side, Side]:
+    return _sides(seaweed, tmp_path)
+
+
+def _sides(server: LocalS3, tmp_path: Path) -> tuple[Side, Side]:
     aws = str(ensure_awscli())
     env = {
         **os.environ,
-        **seaweed.env(),
+        **server.env(),
         "TZ": "Asia/Kolkata",  # local time is not UTC: ls must print local time
         "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
@@ -96,7 +100,7 @@ def sides(seaweed: LocalS3, tmp_path: Path) -> tuple[Side, Side]:
     made = []
     for name, command in (("aws", [aws, "s3"]), ("ours", [OURS])):
         bucket = f"cf-{name}-{uuid.uuid4().hex[:8]}"
-        boto(seaweed).create_bucket(Bucket=bucket)
+        boto(server).create_bucket(Bucket=bucket)
         cwd = tmp_path / name
         dist = cwd / "dist"
         (dist / "sub").mkdir(parents=True)
@@ -289,6 +293,33 @@ def test_upload_options_set_what_is_stored(sides: tuple[Side, Side], seaweed: Lo
     for key in copies:
         assert stored_head(ours, key) == stored_head(aws, key), key
     assert stored_head(ours, "c4/app-1.zip") == stored_head(ours, "o/app-1.zip")
+
+
+def test_storage_class_sse_and_acl_apply_to_every_stored_form(
+    moto: LocalS3, tmp_path: Path
+) -> None:
+    """On moto, which applies all three (SeaweedFS ignores ACLs and needs a KMS for SSE)."""
+    aws, ours = _sides(moto, tmp_path)
+    options = ("--storage-class", "STANDARD_IA", "--sse", "AES256", "--acl", "public-read")
+    same(aws, ours, "cp", "--recursive", "dist", "s3://BUCKET/x/", *options)
+    same(aws, ours, "cp", "s3://BUCKET/x/app-2.zip", "s3://BUCKET/y/", *options)
+    raw = boto(moto)
+
+    def applied(side: Side, stored: str) -> tuple[object, ...]:
+        head = raw.head_object(Bucket=side.bucket, Key=stored)
+        grants = raw.get_object_acl(Bucket=side.bucket, Key=stored)["Grants"]
+        public = any(g["Grantee"].get("URI", "").endswith("/AllUsers") for g in grants)
+        return head.get("StorageClass"), head.get("ServerSideEncryption"), public
+
+    expected = applied(aws, "x/app-1.zip")
+    assert expected == ("STANDARD_IA", "AES256", True)
+    for stored in ("x/app-1.zip.delta", "x/app-3.zip.delta", "x/notes.txt", "y/app-2.zip.delta"):
+        assert applied(ours, stored) == expected, stored
+    for logical in ("x/notes.txt", "y/app-2.zip"):
+        assert applied(aws, logical) == expected, logical
+    # the reference serves every key of its space: it takes the SSE only
+    reference = raw.head_object(Bucket=ours.bucket, Key="x/reference.bin")
+    assert reference.get("ServerSideEncryption") == "AES256"
 
 
 def test_mv_moves(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
