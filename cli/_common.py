@@ -201,6 +201,15 @@ class CommandFailed(Exception):
     """Some operations failed; their errors were already printed."""
 
 
+class LocalPathError(DeltaGliderError):
+    """A local path the command names does not exist: the command cannot start (aws: 255)."""
+
+    code = "NoSuchFile"
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(f"The user-provided path {path} does not exist.")
+
+
 @dataclass
 class Settings:
     """The shared options in force for one command, and its filters in command-line order."""
@@ -256,9 +265,13 @@ class Settings:
             max_ratio=max_ratio, transfers=transfers, checkers=checkers, delta_format=delta_format
         ).build()
 
-    def execute(self, work: Callable[[], Awaitable[int | None]], out: Output) -> None:
+    def execute(
+        self, work: Callable[[], Awaitable[int | None]], out: Output, *, transfers: bool = False
+    ) -> None:
+        """Run ``work`` to its exit code. ``transfers`` (cp, mv, rm, sync): an error that stops
+        the command once it started is aws-cli's "fatal error", exit 1, not 255."""
         out.show_savings = self.show_savings
-        _execute(work, out, self.debug)
+        _execute(work, out, self.debug, EXIT_FAILED if transfers else EXIT_FATAL)
 
 
 class DGCommand(TyperCommand):
@@ -385,8 +398,11 @@ async def _until_sigterm(work: Callable[[], Awaitable[int | None]]) -> int | Non
     return None
 
 
-def _execute(work: Callable[[], Awaitable[int | None]], out: Output, debug: bool) -> None:
-    """Run one command's coroutine and turn every outcome into its exit code."""
+def _execute(
+    work: Callable[[], Awaitable[int | None]], out: Output, debug: bool, fatal: int
+) -> None:
+    """Run one command's coroutine and turn every outcome into its exit code (``fatal``: an
+    error that stopped it)."""
     try:
         code = anyio.run(_until_sigterm, work, backend="asyncio") or EXIT_OK
     except KeyboardInterrupt:
@@ -397,14 +413,17 @@ def _execute(work: Callable[[], Awaitable[int | None]], out: Output, debug: bool
         raise typer.Exit(EXIT_TERMINATED) from None
     except CommandFailed:
         raise typer.Exit(EXIT_FAILED) from None
-    except InvalidArgumentError as exc:
-        _report(out, exc, debug)
-        raise typer.Exit(EXIT_USAGE) from None
-    except (DeltaGliderError, OSError) as exc:
-        # aws-cli: 1 is for transfers that failed one by one (reported as they happen); an
-        # error that stops the whole command (no bucket, no such path, bad URL) exits 255.
+    except LocalPathError as exc:
         _report(out, exc, debug)
         raise typer.Exit(EXIT_FATAL) from None
+    except InvalidArgumentError as exc:
+        _report(out, exc, debug)
+        raise typer.Exit(EXIT_USAGE if fatal == EXIT_FATAL else fatal) from None
+    except (DeltaGliderError, OSError) as exc:
+        # aws-cli: a transfer command that stops on an error exits 1 ("fatal error"), other
+        # commands 255; 1 is also for transfers that failed one by one.
+        _report(out, exc, debug)
+        raise typer.Exit(fatal) from None
     except Exception as exc:
         out.err.print(f"internal error: {exc!r}", markup=False)
         if debug:
@@ -620,7 +639,7 @@ async def remove_moved(
     """``mv``: delete the S3 sources whose copy was stored (batched, per bucket)."""
     by_bucket: dict[str, list[str]] = {}
     for result in results:
-        if result.error is None:
+        if result.error is None and result.source != result.destination:
             source = parse_s3_url(result.source)
             by_bucket.setdefault(source.bucket, []).append(source.key)
     for bucket, keys in by_bucket.items():

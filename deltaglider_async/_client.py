@@ -455,7 +455,7 @@ class AsyncDeltaGliderClient:
         """Delete a logical object; the last delta of a space takes its reference with it.
 
         ``Key`` naming a ``reference.bin`` deletes that reference only when no delta uses it
-        (or with ``Force=True``).
+        (or with ``Force=True``); a key ending in ``/`` (a folder marker) is deleted as it is.
         """
         _refuse_rest(accept("DeleteObject", params))
         obj = await self._delete.delete_one(Bucket, Key, force=Force)
@@ -664,9 +664,8 @@ class AsyncDeltaGliderClient:
         steps = list(steps)
         if recheck:
             steps = await still_to_do(self, steps)
-        return await self.copy_many(
-            [(step.source, step.destination) for step in steps], progress=progress
-        )
+        pairs = [(step.source, step.destination) for step in steps]
+        return await copy_many(self._put, self._get, pairs, progress=progress, reencode=True)
 
     async def iter_objects(
         self,

@@ -12,7 +12,6 @@ import typer
 
 from deltaglider_async import (
     AsyncDeltaGliderClient,
-    DeltaGliderError,
     InvalidArgumentError,
 )
 from deltaglider_async.aws import (
@@ -28,12 +27,14 @@ from .._app import app
 from .._common import (
     DEFAULT_TRANSFERS,
     EXIT_FAILED,
+    EXIT_FATAL,
     EXIT_OK,
     DeltaFormatOpt,
     DryRun,
     Excludes,
     Includes,
     Json,
+    LocalPathError,
     MaxRatio,
     NoDelta,
     NoProgress,
@@ -89,7 +90,13 @@ def cp(
     if "-" in (source, destination) and (move or not (src_s3 or dst_s3)):
         _usage(out, f"{verb} - needs an s3:// URL on the other side (cp only)")
     if not (src_s3 or dst_s3):
-        _usage(out, f"{verb} needs at least one s3:// URL (use your shell for local files)")
+        out.err.print(
+            f"{verb} needs at least one s3:// URL (use your shell for local files)", markup=False
+        )
+        raise typer.Exit(EXIT_FATAL)  # aws-cli's "Invalid argument type"
+    if move and src_s3 and dst_s3 and _same_path(source, destination):
+        out.err.print(f"Cannot mv a file onto itself: {source} - {destination}", markup=False)
+        raise typer.Exit(EXIT_FATAL)
 
     async def work() -> int:
         async with settings.client(
@@ -127,7 +134,7 @@ def cp(
                 move,
             )
 
-    settings.execute(work, out)
+    settings.execute(work, out, transfers=True)
 
 
 async def _stream_cp(
@@ -212,7 +219,7 @@ async def _upload(
         url = f"s3://{target.bucket}/{upload_key(target, source.name)}"
         items = [(source, url)] if is_included(source.name, settings.filters) else []
     else:
-        raise DeltaGliderError(f"{source}: no such file or directory", code="NoSuchFile")
+        raise LocalPathError(source)
     if dryrun:
         for path, url in items:
             out.result(
@@ -291,6 +298,13 @@ async def _copy(
         pairs = [(source.key, upload_key(target, source.key.rsplit("/", 1)[-1]))]
     urls = [(f"s3://{source.bucket}/{a}", f"s3://{target.bucket}/{b}") for a, b in pairs]
     return await copy_in_s3(dg, out, "move" if move else "copy", urls, dryrun, settings, move=move)
+
+
+def _same_path(source: str, destination: str) -> bool:
+    """aws-cli's test for a move onto itself (into a "directory" of itself included)."""
+    if source == destination:
+        return True
+    return destination.endswith("/") and source == destination + source.rsplit("/", 1)[-1]
 
 
 def _mv(**options: Any) -> None:

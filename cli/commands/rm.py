@@ -6,9 +6,6 @@ from typing import Annotated
 
 import typer
 
-from deltaglider_async import (
-    InvalidArgumentError,
-)
 from deltaglider_async.aws import (
     parse_s3_url,
 )
@@ -54,9 +51,7 @@ def rm(
             if recursive:
                 keys = [e["Key"] for _, e in await _s3_objects(dg, target, filters)]
             else:
-                if target.is_prefix:
-                    raise InvalidArgumentError(f"{url} is a prefix: use --recursive")
-                keys = [target.key]
+                keys = [target.key]  # ``p/``: the folder marker, as aws-cli deletes it
             summary = Summary("delete")
             if dryrun:
                 for key in keys:
@@ -88,4 +83,4 @@ def rm(
                 summary.render(out)
             return summary.exit_code()
 
-    settings.execute(work, out)
+    settings.execute(work, out, transfers=True)

@@ -28,12 +28,14 @@ from .._common import (
     DEFAULT_TRANSFERS,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     Checkers,
     DeltaFormatOpt,
     DryRun,
     Excludes,
     Includes,
     Json,
+    LocalPathError,
     MaxRatio,
     NoDelta,
     NoProgress,
@@ -106,9 +108,15 @@ def sync(
             upload = not is_s3_url(source)
             local = Path(destination if upload is False else source)
             remote = parse_s3_url(destination if upload else source)
-            if upload and not local.is_dir():
-                raise DeltaGliderError(f"{local}: no such directory", code="NoSuchFile")
             summary = Summary("upload" if upload else "download")
+            if upload and not local.is_dir():
+                if not local.exists():
+                    raise LocalPathError(local)
+                out.error(  # aws-cli's words for a file where a directory belongs
+                    f"warning: Skipping file {local.absolute()}/. File does not exist.",
+                    {"op": "skip", "source": str(local), "error": "not a directory"},
+                )
+                return EXIT_USAGE
             local_entries = (
                 await _local_entries(local, filters, checksum, out, summary)
                 if local.is_dir()
@@ -186,7 +194,7 @@ def sync(
             summary.render(out)
             return summary.exit_code()
 
-    settings.execute(work, out)
+    settings.execute(work, out, transfers=True)
 
 
 async def _local_entries(

@@ -211,9 +211,11 @@ async def copy_many(
     progress: ProgressCallback | None = None,
     metadata: Mapping[str, str] | None = None,
     attributes: Mapping[str, Any] | None = None,
+    reencode: bool = False,
 ) -> list[TransferResult]:
     """Copy ``(s3 url, s3 url)`` pairs of logical objects into delta form at the destination,
-    each with ``metadata`` and ``attributes`` as :meth:`PutPipeline.copy` takes them.
+    each with ``metadata``, ``attributes`` and ``reencode`` as :meth:`PutPipeline.copy` takes
+    them.
 
     The first copy into each destination space goes before the others of that space (it may
     become the reference: one upload of it instead of a race); spaces proceed concurrently.
@@ -234,7 +236,12 @@ async def copy_many(
                 _emit(progress, ProgressEvent("start", str(src), str(dst)))
                 obj = await get.resolve(src.bucket, src.key)
                 result.upload = await put.copy(
-                    obj, dst.bucket, dst.key, metadata=metadata, attributes=attributes
+                    obj,
+                    dst.bucket,
+                    dst.key,
+                    metadata=metadata,
+                    attributes=attributes,
+                    reencode=reencode,
                 )
                 size = result.upload.original_size
                 _emit(

@@ -55,6 +55,11 @@ class DeletePipeline(Stage):
         ``force``)."""
         check_bucket(bucket)
         self._ctx.stats.invalidate(bucket)
+        if key.endswith("/") and key.strip("/"):
+            # a folder marker (as consoles create them): only ever stored as it is
+            check_writable_key(key[:-1])
+            await self._storage.delete(bucket, key)
+            return None
         if name_of(key) == REFERENCE_NAME:
             check_writable_key(space_of(key) + "x")
             await self._delete_reference(bucket, space_of(key), force=force)

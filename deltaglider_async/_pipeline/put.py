@@ -47,7 +47,7 @@ from .._core.spaces import (
 )
 from .._core.twins import newer_copy
 from .._engine.codec import unlink_quietly
-from .._exceptions import InvalidArgumentError
+from .._exceptions import InvalidArgumentError, InvalidRequest
 from .._formats import DEFAULT_FORMAT, FORMATS
 from .._localfs import FileChangedError, FileDigest, read_snapshot
 from .._models import CompressionEstimate, UploadSummary
@@ -101,11 +101,19 @@ class PutPipeline(Stage):
         *,
         metadata: Mapping[str, str] | None = None,
         attributes: Mapping[str, Any] | None = None,
+        reencode: bool = False,
     ) -> UploadSummary:
         """Store the logical bytes of ``obj`` at ``key``, encoded for the destination's space
         (a copy, a migration, or a delta rebuilt against a new reference), with ``attributes``.
         ``metadata=None`` keeps the source's user metadata and content headers (S3's
-        ``MetadataDirective="COPY"``); a mapping replaces them all."""
+        ``MetadataDirective="COPY"``); a mapping replaces them all. A copy onto itself that
+        changes nothing is refused as S3 refuses it, unless it is to ``reencode`` (migrate)."""
+        unchanged = metadata is None and not attributes
+        if (obj.bucket, obj.key) == (bucket, key) and unchanged and not reencode:
+            raise InvalidRequest(
+                f"s3://{bucket}/{key}: a copy onto itself must change its metadata, storage"
+                " class or encryption (S3's rule)"
+            )
         kept: dict[str, Any] = {}
         if metadata is None:
             kept = {k: v for k, v in obj.head.attributes.items() if k in CONTENT_HEADERS}

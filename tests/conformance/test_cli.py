@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -112,9 +113,18 @@ def _sides(server: LocalS3, tmp_path: Path) -> tuple[Side, Side]:
     return made[0], made[1]
 
 
+def both(
+    aws: Side, ours: Side, *args: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """Run ``args`` with both tools side by side (each on its own bucket and tree)."""
+    with ThreadPoolExecutor(2) as pool:
+        theirs = pool.submit(aws.run, *args)
+        return theirs.result(), ours.run(*args)
+
+
 def same(aws: Side, ours: Side, *args: str) -> list[str]:
     """Run ``args`` with both tools: same exit code, same stdout lines."""
-    theirs, mine = aws.run(*args), ours.run(*args)
+    theirs, mine = both(aws, ours, *args)
     what = " ".join(args)
     assert mine.returncode == theirs.returncode, (
         f"{what}: exit {mine.returncode} vs aws {theirs.returncode}\n"
@@ -221,7 +231,7 @@ def test_exit_codes(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
         ("cp", "dist", "s3://BUCKET/x/"),  # a directory without --recursive
         ("cp", "--no-such-option", "dist/app-1.zip", "s3://BUCKET/x/"),
     ):
-        theirs, mine = aws.run(*args), ours.run(*args)
+        theirs, mine = both(aws, ours, *args)
         if mine.returncode != theirs.returncode:
             wrong.append(
                 f"{' '.join(args)}: exit {mine.returncode} vs aws {theirs.returncode}\n"
@@ -333,3 +343,71 @@ def test_mv_moves(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
     assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed) == {}
     assert ours.local_tree("back") == aws.local_tree("back")
     assert ours.local_tree("dist") == aws.local_tree("dist")
+
+
+#: a sweep of everyday invocations, run in this order (later ones see what earlier ones left)
+SWEEP = [
+    ("ls", "s3://BUCKET"),
+    ("ls", "s3://BUCKET/rel/app"),
+    ("ls", "s3://BUCKET/rel/", "--recursive", "--human-readable"),
+    ("ls", "--summarize", "s3://BUCKET/"),
+    ("ls", "s3://BUCKET/nonexistent-key"),
+    ("ls", "s3://BUCKET/rel/", "--page-size", "2"),
+    ("cp", "dist/app-1.zip", "s3://BUCKET"),
+    ("cp", "dist/app-1.zip", "s3://BUCKET/dir"),
+    ("cp", "s3://BUCKET/rel/app-1.zip", "."),
+    ("cp", "s3://BUCKET/rel/notes.txt", "-"),
+    ("cp", "--recursive", "s3://BUCKET/rel", "s3://BUCKET/rel2"),
+    ("cp", "--quiet", "dist/app-2.zip", "s3://BUCKET/q/"),
+    ("cp", "--only-show-errors", "dist/app-2.zip", "s3://BUCKET/q/"),
+    ("cp", "--recursive", "dist", "s3://BUCKET/q/", "--exclude", "sub/*"),
+    ("cp", "s3://BUCKET/rel/", "out/"),  # a prefix without --recursive
+    ("cp", "s3://BUCKET/rel/app-1.zip", "s3://BUCKET/rel/app-1.zip"),  # onto itself
+    ("cp", "dist/app-1.zip"),
+    ("cp", "dist/app-1.zip", "dist/x.zip"),  # no S3 side
+    ("cp", "s3://BUCKET/rel/nope.zip", "s3://BUCKET/x.zip"),
+    ("cp", "s3://", "out/"),
+    ("cp", "--recursive", "s3://BUCKET/rel/sub/", "deep/"),
+    ("cp", "s3://BUCKET/rel/app-1.zip", "newdir/nested/"),
+    ("rm", "s3://BUCKET/rel2/", "--recursive", "--exclude", "*.zip"),
+    ("rm", "s3://BUCKET/rel/notes.txt", "--dryrun"),
+    ("rm", "s3://BUCKET/rel2/"),  # a folder marker, as aws deletes it
+    ("rm", "s3://BUCKET/q/", "--recursive", "--quiet"),
+    ("sync", "dist", "s3://BUCKET/s", "--exclude", "*.txt"),
+    ("sync", "dist", "s3://BUCKET/s", "--size-only"),
+    ("sync", "nonexistent", "s3://BUCKET/s3/"),
+    ("sync", "s3://BUCKET/nothing/", "outs"),
+    ("sync", "s3://BUCKET/s/", "outs", "--exclude", "*.zip"),
+    ("sync", "dist", "s3://BUCKET/s", "--delete", "--exclude", "sub/*"),
+    ("sync", "dist/app-1.zip", "s3://BUCKET/s/"),  # a file where a directory belongs
+    ("mv", "s3://BUCKET/s/app-1.zip", "s3://BUCKET/s/app-1.zip"),
+    ("mv", "s3://BUCKET/s/app-2.zip", "s3://BUCKET/s/"),
+    ("mv", "s3://BUCKET/nope.zip", "s3://BUCKET/n2.zip"),
+    ("frob",),
+    ("ls", "--no-such-flag"),
+    ("rm", "s3://NOBUCKET/x"),
+    ("sync", "dist", "s3://NOBUCKET/"),
+    ("ls", "s3://BUCKET/", "--recursive", "--summarize", "--human-readable"),
+]
+
+
+def test_sweep_of_everyday_invocations(sides: tuple[Side, Side], seaweed: LocalS3) -> None:
+    aws, ours = sides
+    missing = f"nobucket-{uuid.uuid4().hex[:8]}"
+    for side in sides:
+        for path in (side.cwd / "dist").rglob("*"):
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+        assert side.run("cp", "--recursive", "dist", "s3://BUCKET/rel/").returncode == 0
+    wrong: list[str] = []
+    for case in SWEEP:
+        args = [a.replace("NOBUCKET", missing) for a in case]
+        theirs, mine = both(aws, ours, *args)
+        if mine.returncode != theirs.returncode or ours.lines(mine) != aws.lines(theirs):
+            wrong.append(
+                f"{' '.join(args)}: exit {mine.returncode} vs aws {theirs.returncode}\n"
+                f"  ours: {ours.lines(mine)} {mine.stderr.strip()}\n"
+                f"  aws:  {aws.lines(theirs)} {theirs.stderr.strip()}"
+            )
+    assert not wrong, "\n".join(wrong)
+    assert ours.s3_tree(seaweed) == aws.s3_tree(seaweed)
+    assert ours.local_tree(".") == aws.local_tree(".")

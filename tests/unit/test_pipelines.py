@@ -183,3 +183,32 @@ async def test_a_replaced_delta_is_headed_again(fake: Any) -> None:
     listed = await dg.list_objects_v2(Bucket="bkt", Prefix="app/")
     sizes = {entry["Key"]: entry["Size"] for entry in listed["Contents"]}
     assert sizes["app/v2.zip"] == len(replacement) != len(release_zip(2))
+
+
+async def test_a_copy_onto_itself_must_change_something(fake: Any) -> None:
+    dg, _ = fake
+    await dg.put_object(Bucket="bkt", Key="app/v1.zip", Body=release_zip(1))
+    source = {"Bucket": "bkt", "Key": "app/v1.zip"}
+    with pytest.raises(dg.exceptions.ClientError) as refused:
+        await dg.copy_object(Bucket="bkt", Key="app/v1.zip", CopySource=source)
+    assert refused.value.response["Error"]["Code"] == "InvalidRequest"
+    [result] = await dg.copy_many([("s3://bkt/app/v1.zip", "s3://bkt/app/v1.zip")])
+    assert result.error is not None and result.error.code == "InvalidRequest"
+    await dg.copy_object(
+        Bucket="bkt",
+        Key="app/v1.zip",
+        CopySource=source,
+        MetadataDirective="REPLACE",
+        Metadata={"build": "2"},
+    )
+    head = await dg.head_object(Bucket="bkt", Key="app/v1.zip")
+    assert head["Metadata"] == {"build": "2"}
+    assert await read(dg, "app/v1.zip") == release_zip(1)
+
+
+async def test_a_folder_marker_is_deleted_as_it_is(fake: Any) -> None:
+    dg, storage = fake
+    await storage.put_bytes("bkt", "docs/", b"", metadata={})
+    await dg.put_object(Bucket="bkt", Key="docs/a.txt", Body=b"a")
+    await dg.delete_object(Bucket="bkt", Key="docs/")
+    assert sorted(storage.buckets["bkt"]) == ["docs/a.txt"]
