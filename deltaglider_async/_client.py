@@ -309,14 +309,8 @@ class AsyncDeltaGliderClient:
             response.update(Body=body, ContentLength=size)
             return response
         start, end = span
-        if obj.meta.kind is MetaKind.DELTA:
-            stream = _slice(self._get.verified(obj, what), start, end)
-        else:
-            stream = self._storage.iter_object(
-                Bucket, obj.stored_key, start=start, end=end, etag=obj.head.etag or None
-            )
         body = StreamingBody(
-            stream,
+            self._get.open_range(obj, start, end),
             what=what,
             expected_sha256=None,
             expected_size=end - start,
@@ -743,15 +737,6 @@ def _span(header: str | None, size: int, what: str) -> tuple[int, int] | None:
     if size < 0:
         raise InvalidArgumentError(f"{what}: its size is unknown; ranges are not available")
     return parse_range(header, size)
-
-
-async def _slice(chunks: AsyncIterator[bytes], start: int, end: int) -> AsyncIterator[bytes]:
-    position = 0
-    async for chunk in chunks:
-        lo, hi = max(start - position, 0), min(end - position, len(chunk))
-        if lo < hi:
-            yield chunk[lo:hi]
-        position += len(chunk)
 
 
 def _megabytes(environ: Mapping[str, str], name: str, default: int) -> int:

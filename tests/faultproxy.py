@@ -34,6 +34,8 @@ class FaultProxy:
     max_fault_offset: int = 256 * 1024
     injected: Counter[str] = field(default_factory=Counter)
     connections: int = 0
+    #: every request line forwarded or answered (``GET /bucket/key?x=1 HTTP/1.1``), in order
+    requests: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -156,6 +158,8 @@ class FaultProxy:
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                     return
                 length = _content_length(head)
+                with self._lock:
+                    self.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
                 fault, offset = self._decide()
                 if fault in ("http503", "http500"):
                     with contextlib.suppress(Exception):
