@@ -1,8 +1,10 @@
 """Listing benchmark: 10,000 delta objects listed with logical sizes and ETags (our default)
 beside aioboto3's raw listing of the same bucket, on loopback and behind 20 ms RTT.
 
-Each run is a fresh process: ours lists cold (every delta HEADed once), then warm (the client
-remembers each delta's HEAD by its stored ETag), then without metadata (``FetchMetadata=False``).
+Each run is a fresh process with a fresh cache directory: ours lists cold (every delta HEADed
+once), then warm (the client remembers each delta's HEAD by its stored ETag), then without
+metadata (``FetchMetadata=False``); then a next process lists once with the same cache directory
+(the first client wrote the HEADs there when it closed), as a second ``ls`` would.
 Run: ``python -m benchmarks.listing``.
 """
 
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,8 @@ def _raw(task: dict[str, Any]) -> dict[str, Any]:
 def _ours(task: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
+    from deltaglider_async import ReferenceCache
+
     async def listing(dg: Any, fetch: bool) -> tuple[float, int, int]:
         start = time.perf_counter()
         keys = total = 0
@@ -64,8 +70,11 @@ def _ours(task: dict[str, Any]) -> dict[str, Any]:
         return time.perf_counter() - start, keys, total
 
     async def run() -> dict[str, Any]:
-        async with bench_client(task) as dg:
+        cache = ReferenceCache(directory=Path(task["cache_dir"]))
+        async with bench_client(task, cache) as dg:
             cold, keys, total = await listing(dg, True)
+            if task["kind"] == "next":
+                return {"next": cold, "keys": keys, "total": total}
             warm = [(await listing(dg, True))[0] for _ in range(WARM_ROUNDS)]
             stored = [(await listing(dg, False))[0] for _ in range(WARM_ROUNDS)]
         return {
@@ -79,7 +88,7 @@ def _ours(task: dict[str, Any]) -> dict[str, Any]:
     return anyio.run(run)
 
 
-WORKERS = {"raw": _raw, "ours": _ours}
+WORKERS = {"raw": _raw, "ours": _ours, "next": _ours}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,22 +116,29 @@ def main(argv: list[str] | None = None) -> int:
         with FaultProxy(port, delay=args.rtt_ms / 2000) as proxy:
             for where, endpoint in (("loopback", server.endpoint_url), ("rtt", proxy.endpoint_url)):
                 base = {"endpoint": endpoint, "env": env}
-                raw, ours = [], []
+                raw, ours, later = [], [], []
                 for _ in range(repeats):
+                    cache_dir = tempfile.mkdtemp(prefix="dg-bench-listing-")
+                    mine = {**base, "cache_dir": cache_dir}
                     raw.append(run_worker("benchmarks.listing", {**base, "kind": "raw"}))
-                    ours.append(run_worker("benchmarks.listing", {**base, "kind": "ours"}))
+                    ours.append(run_worker("benchmarks.listing", {**mine, "kind": "ours"}))
+                    later.append(run_worker("benchmarks.listing", {**mine, "kind": "next"}))
+                    shutil.rmtree(cache_dir, ignore_errors=True)
                 # the raw listing also shows each space's reference.bin
                 assert all(r["keys"] == count + SPACES for r in raw), "a raw listing lost keys"
-                assert all(r["keys"] == count for r in ours), "our listing lost keys"
+                assert all(r["keys"] == count for r in ours + later), "our listing lost keys"
+                assert [r["total"] for r in later] == [r["total"] for r in ours]
                 row = {
                     "raw_s": summarize([r["again"] for r in raw]),
                     "ours_warm_s": summarize([r["warm"] for r in ours]),
                     "ours_cold_s": summarize([r["cold"] for r in ours]),
                     "ours_stored_sizes_s": summarize([r["stored_sizes"] for r in ours]),
+                    "ours_next_process_s": summarize([r["next"] for r in later]),
                 }
                 raw_median = row["raw_s"]["median"]
                 row["warm_ratio"] = row["ours_warm_s"]["median"] / raw_median
                 row["cold_ratio"] = row["ours_cold_s"]["median"] / raw_median
+                row["next_ratio"] = row["ours_next_process_s"]["median"] / raw_median
                 results[where] = row
     md = write_results("listing", results, render(results))
     print(md.read_text())
@@ -136,23 +152,32 @@ def render(r: dict[str, Any]) -> str:
         f"Medians of {r['repeats']} runs, each in a fresh process (warm: median of "
         f"{WARM_ROUNDS} listings by one client). Target: warm ≤ 1.5× aioboto3's raw listing.",
         "",
-        "| where | aioboto3 raw listing | ours, warm | ours, cold | ours, stored sizes "
-        "| warm / raw | cold / raw |",
-        "|---|---|---|---|---|---|---|",
+        "| where | aioboto3 raw listing | ours, warm | ours, cold | ours, next process "
+        "| ours, stored sizes | warm / raw | cold / raw | next process / raw |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for where, name in (("loopback", "loopback"), ("rtt", f"{r['rtt_ms']:.0f} ms RTT")):
         row = r[where]
         seconds = " | ".join(
             f"{row[k]['median']:.2f} s"
-            for k in ("raw_s", "ours_warm_s", "ours_cold_s", "ours_stored_sizes_s")
+            for k in (
+                "raw_s",
+                "ours_warm_s",
+                "ours_cold_s",
+                "ours_next_process_s",
+                "ours_stored_sizes_s",
+            )
         )
         lines.append(
-            f"| {name} | {seconds} | **{row['warm_ratio']:.2f}×** | {row['cold_ratio']:.1f}× |"
+            f"| {name} | {seconds} | **{row['warm_ratio']:.2f}×** | {row['cold_ratio']:.1f}× "
+            f"| {row['next_ratio']:.2f}× |"
         )
     lines += [
         "",
         "Cold, a client HEADs every delta once (64 at a time): S3 listings do not carry user "
-        "metadata, and a delta's logical size and SHA-256 are in its metadata only.",
+        "metadata, and a delta's logical size and SHA-256 are in its metadata only. A next "
+        "process with the same cache directory reads those HEADs from the encrypted note the "
+        "first client left there, and HEADs only deltas it does not know.",
         "",
     ]
     return "\n".join(lines)

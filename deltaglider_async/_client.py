@@ -125,6 +125,7 @@ class AsyncDeltaGliderClient:
     # ---------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> AsyncDeltaGliderClient:
         await self._storage.open()
+        self._stats.heads.persist(self._ctx.cache, self._storage.endpoint)
         self._ctx.tmp = private_temp_dir()
         ask_limit(self._memory_limit)
         self._opened = True
@@ -137,6 +138,7 @@ class AsyncDeltaGliderClient:
         if self._opened:
             self._opened = False
             with anyio.CancelScope(shield=True):
+                await self._stats.heads.save()
                 await self._storage.close()
             drop_limit(self._memory_limit)
             if self._ctx.tmp is not None:

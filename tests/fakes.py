@@ -35,6 +35,7 @@ class MemoryStorage:
     buckets: dict[str, dict[str, _Stored]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     clock: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    endpoint: str = "memory://"
 
     async def open(self) -> None:
         pass

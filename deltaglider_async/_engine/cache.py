@@ -12,6 +12,9 @@ directory, so every process of one user shares entries without configuration.  T
 bounded (``DG_CACHE_MAX_SIZE_MB``): least recently used entries go first, and entries no current
 key can read are removed once they are a day old.  Concurrent requests for one reference fetch it
 once.
+
+Beside the references, ``notes/`` keeps small documents under the same key (what the deltas of a
+bucket said in their HEADs, so that a new process lists them without HEADing them again).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ _ENTRY = re.compile(r"[0-9a-f]{64}\.[0-9a-f]{16}\.dgc")
 #: Entries of another key (a lost key file, an earlier version's per-process keys, another
 #: DG_CACHE_ENCRYPTION_KEY) stay this long after their last use, then go.
 FOREIGN_ENTRY_TTL = 24 * 3600.0
+_NOTES = "notes"
+_NOTE_NAME = re.compile(r"[0-9a-z-]{1,80}")
 #: A fill that has not been renamed into place for this long was left by a killed process.
 STALE_FILL_SECONDS = 3600.0
 DEFAULT_MAX_BYTES = 2048 << 20
@@ -511,7 +516,44 @@ class ReferenceCache:
             if _ENTRY.fullmatch(path.name):
                 path.unlink(missing_ok=True)
                 count += 1
+        shutil.rmtree(self.directory / _NOTES, ignore_errors=True)
         return count
+
+    def read_note(self, name: str) -> bytes | None:
+        """The note ``name`` (see the module's doc); None when there is none this key can read.
+        Blocking file I/O: call it from a worker thread."""
+        if self.backend == "memory":
+            return None
+        try:
+            aead, key_id = self._key()
+            blob = (self.directory / _NOTES / f"{name}.{key_id}").read_bytes()
+            return aead.decrypt(blob[:12], blob[12:], name.encode())
+        except (OSError, ValueError, InvalidTag, CacheError):
+            return None
+
+    def write_note(self, name: str, data: bytes) -> None:
+        """Store the note ``name`` (temporary file renamed into place, so concurrent writers
+        leave one whole note); a cache that cannot be written only loses it.  Blocking."""
+        if self.backend == "memory" or not _NOTE_NAME.fullmatch(name):
+            return
+        try:
+            aead, key_id = self._key()
+            folder = self.directory / _NOTES
+            folder.mkdir(mode=0o700, exist_ok=True)
+            nonce = os.urandom(12)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fill-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(nonce + aead.encrypt(nonce, data, name.encode()))
+                os.replace(tmp, folder / f"{name}.{key_id}")
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            for other in folder.glob(f"{name}.*"):
+                if other.name != f"{name}.{key_id}":
+                    other.unlink(missing_ok=True)  # another key's copy: unreadable now
+        except (OSError, CacheError) as exc:
+            log.debug("cache note %s not written: %s", name, exc)
 
     def disk_usage(self) -> int:
         """Bytes the entries take on disk (0 for the memory backend)."""

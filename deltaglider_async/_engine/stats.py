@@ -148,6 +148,7 @@ class StatsEngine:
         remote: RemoteHeads | None,
     ) -> tuple[Listing, dict[str, int], int, int]:
         """The listing, the original sizes of its deltas known or read, HEADs sent, HEADs failed."""
+        await self.heads.load(bucket)
         boundaries: list[str] = []
         if use_document and not refresh and not prefix:
             boundaries = await self._load_document(bucket)

@@ -75,6 +75,8 @@ class ListPipeline(Stage):
 
     async def _fill_logical(self, bucket: str, contents: list[dict[str, Any]]) -> None:
         heads = self._ctx.stats.heads
+        if any(entry["DeltaGliderInfo"]["StoredAs"] == "delta" for entry in contents):
+            await heads.load(bucket)
         limiter = anyio.CapacityLimiter(self._transfer.max_heads)
 
         async def fill(entry: dict[str, Any]) -> None:

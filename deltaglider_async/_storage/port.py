@@ -44,6 +44,11 @@ class ListPage:
 class Storage(Protocol):
     transfer: TransferConfig
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint requests go to (known once open)."""
+        ...
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 

@@ -212,3 +212,47 @@ async def test_a_folder_marker_is_deleted_as_it_is(fake: Any) -> None:
     await dg.put_object(Bucket="bkt", Key="docs/a.txt", Body=b"a")
     await dg.delete_object(Bucket="bkt", Key="docs/")
     assert sorted(storage.buckets["bkt"]) == ["docs/a.txt"]
+
+
+async def test_a_new_client_lists_without_heading_what_an_earlier_one_read(
+    tmp_path: Path,
+) -> None:
+    storage = MemoryStorage()
+    await storage.create_bucket("bkt")
+
+    def client() -> AsyncDeltaGliderClient:
+        cache = ReferenceCache(directory=tmp_path / "cache", key=b"k" * 32)
+        return AsyncDeltaGliderClient(storage, cache, max_ratio=0.5, transfer=TransferConfig())  # type: ignore[arg-type]
+
+    def delta_heads() -> list[str]:
+        return [key for op, key in storage.calls if op == "head" and key.endswith(".delta")]
+
+    async with client() as first:
+        for version in (1, 2, 3):
+            await first.put_object(
+                Bucket="bkt", Key=f"app/v{version}.zip", Body=release_zip(version)
+            )
+        storage.calls.clear()
+        listed = await first.list_objects_v2(Bucket="bkt", Prefix="app/")
+        assert len(delta_heads()) == 3
+    storage.calls.clear()
+    async with client() as second:
+        assert (await second.list_objects_v2(Bucket="bkt", Prefix="app/"))["Contents"] == (
+            listed["Contents"]
+        )
+        assert delta_heads() == []
+        replacement = release_zip(2, files=44)
+        await second.put_object(Bucket="bkt", Key="app/v2.zip", Body=replacement)
+        storage.calls.clear()
+        again = await second.list_objects_v2(Bucket="bkt", Prefix="app/")
+        assert delta_heads() == ["app/v2.zip.delta"]  # only the one that changed
+        assert again["Contents"][1]["Size"] == len(replacement)
+    storage.calls.clear()
+    async with client() as third:
+        stats = await third.bucket_stats("bkt", "detailed")
+        assert delta_heads() == []  # stats read the note too
+        assert stats.total_size == sum(
+            len(b) for b in (release_zip(1), replacement, release_zip(3))
+        )
+        third.clear_cache()
+    assert list((tmp_path / "cache").glob("*/notes/*")) == []
