@@ -1,5 +1,5 @@
 # Everyday commands; each one installs what it needs first (scripts/setup.sh).
-.PHONY: setup test lint demo bench bench-quick clean
+.PHONY: setup test lint demo bench bench-quick bench-compare clean
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,10 @@ bench:
 
 bench-quick:
 	bash scripts/bench.sh --quick
+
+# make bench-compare OLD=<rev>: quick parts of OLD and HEAD side by side
+bench-compare:
+	bash scripts/bench_compare.sh $(OLD)
 
 clean:
 	rm -rf .venv build *.egg-info xdelta_ffi/*.so .work benchmarks/.cache
