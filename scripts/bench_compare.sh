@@ -5,6 +5,7 @@
 # benchmarks/results/compare.md.  Usage: scripts/bench_compare.sh OLD_REV [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 bash scripts/setup.sh >/dev/null
 old=$(git rev-parse --short "${1:?usage: scripts/bench_compare.sh OLD_REV [ROUNDS]}")
 new=$(git rev-parse --short HEAD)
@@ -13,18 +14,20 @@ work=$(mktemp -d)
 trap 'for r in "$old" "$new"; do git worktree remove --force "$work/$r" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 for rev in "$old" "$new"; do
   git worktree add -f "$work/$rev" "$rev" >/dev/null 2>&1
-  ln -sfn cli "$work/$rev/deltaglider_cli"
+  ln -sfn "$work/$rev/cli" "$work/$rev/deltaglider_cli"
   cp xdelta_ffi/*.so "$work/$rev/xdelta_ffi/"
-  mkdir -p "$work/$rev/benchmarks" && ln -sfn "$PWD/benchmarks/.cache" "$work/$rev/benchmarks/.cache"
+  mkdir -p benchmarks/.cache && ln -sfn "$root/benchmarks/.cache" "$work/$rev/benchmarks/.cache"
 done
-mkdir -p benchmarks/.cache
 log="$work/runs.log"
 for round in $(seq "$rounds"); do
   for rev in "$new" "$old"; do
     for part in sdk transfers cache; do
       echo "== $rev $part" >>"$log"
-      (cd "$work/$rev" && PYTHONPATH="$work/$rev" "$PWD/.venv/bin/python" -m "benchmarks.$part" --quick \
-        2>&1 | grep -E '^\| (64 MiB|20 ms) ' >>"$log") || echo "   (run failed)" >>"$log"
+      if ! (cd "$work/$rev" && PYTHONPATH="$work/$rev" "$root/.venv/bin/python" -m "benchmarks.$part" \
+        --quick 2>&1 | grep -E '^\| (64 MiB|20 ms) ' >>"$log"); then
+        echo "benchmarks.$part failed at $rev" >&2
+        exit 1
+      fi
     done
   done
 done
