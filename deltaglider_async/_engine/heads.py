@@ -94,6 +94,8 @@ class DeltaHeads:
         self._changed = set()
         if notes is None or not buckets:
             return
+        for bucket in buckets:
+            await self.load(bucket)  # learnt without a listing (a cluster's HEADs): keep the rest
         documents: dict[str, dict[str, list[object]]] = {bucket: {} for bucket in buckets}
         for (bucket, key), head in reversed(self._entries.items()):  # newest first
             kept = documents.get(bucket)
