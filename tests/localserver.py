@@ -88,7 +88,9 @@ def _wait_ready(server: LocalS3, proc: subprocess.Popen[bytes], timeout: float) 
         if proc.poll() is not None:
             raise RuntimeError(f"weed exited early with code {proc.returncode}")
         try:
-            client.create_bucket(Bucket="dg-ready-probe")
+            # An earlier attempt may have created the bucket before its put failed.
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket="dg-ready-probe")
             client.put_object(Bucket="dg-ready-probe", Key="probe", Body=b"ok")
             client.delete_object(Bucket="dg-ready-probe", Key="probe")
             client.delete_bucket(Bucket="dg-ready-probe")
