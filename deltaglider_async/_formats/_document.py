@@ -210,10 +210,27 @@ def span_digest(data: bytes | memoryview) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
+@dataclass(frozen=True)
+class KnownDeflate:
+    """A deflated member of a reference, at any depth, that the pinned zlib was proven to
+    reproduce: a target member with these contents and settings deflates to these very bytes,
+    so neither a put has to try settings on it nor a get to deflate it again."""
+
+    compressed: memoryview
+    contents_digest: bytes
+    level: int
+    mem_level: int
+
+
+#: (CRC-32, length) of the compressed bytes -> the member
+KnownDeflates = dict[tuple[int, int], KnownDeflate]
+
+
 @dataclass
 class ReferenceForm:
-    """What deltas against one reference need: its bytes, its source form, and where its
-    compressed members lie (by content), so that unchanged members become ``REF`` segments."""
+    """What deltas against one reference need: its bytes, its source form, where its compressed
+    members lie (by content), so that unchanged members become ``REF`` segments, and its
+    reproducible deflated members (:class:`KnownDeflate`)."""
 
     raw: bytes
     source: bytes
@@ -221,6 +238,7 @@ class ReferenceForm:
     is_archive: bool
     #: where the bytes after the last member (a zip's central directory) start
     tail: int
+    known: KnownDeflates = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -238,9 +256,10 @@ def reference_form(raw: bytes) -> ReferenceForm:
         for s in spans
         if s.method == DEFLATED or _looks_like_archive(view[s.offset : s.offset + 4])
     }
-    _, source = Expander(None).expand(raw)
+    expander = Expander(None, learn=True)
+    _, source = expander.expand(raw)
     tail = spans[-1].offset + spans[-1].length if spans else 0
-    return ReferenceForm(raw, source, members, bool(spans), tail)
+    return ReferenceForm(raw, source, members, bool(spans), tail, expander.learnt)
 
 
 @dataclass
@@ -399,11 +418,15 @@ class _Doc:
 class Expander:
     """Turns one archive into its document (``expand``), against a reference's members."""
 
-    def __init__(self, reference: ReferenceForm | None) -> None:
+    def __init__(self, reference: ReferenceForm | None, *, learn: bool = False) -> None:
         self._reference = reference
+        self._known: KnownDeflates = reference.known if reference is not None else {}
         self._producers: dict[tuple[int, bool], _Producer] = {}
         self._budget = SOURCE_LIMIT
         self.stats = ExpandStats()
+        self._learn = learn
+        #: with ``learn``, the reproducible deflated members this expansion found
+        self.learnt: KnownDeflates = {}
 
     def expand(self, data: bytes) -> tuple[bytes, bytes]:
         """``data`` as (head, payload): the head holds the rebuilder and the segment table, the
@@ -483,7 +506,10 @@ class Expander:
         contents = None
         if self._budget > 0:
             contents = _inflated(data, min(self._budget, max(NESTED_LIMIT, 64 * len(data))))
-        params = None if contents is None else producer.params_for(contents, data, hint)
+        crc = binascii.crc32(data)
+        params = None
+        if contents is not None:
+            params = self._known_params(data, crc) or producer.params_for(contents, data, hint)
         if contents is None or params is None:
             self.stats.not_reproduced += depth == 0
             doc.raw(data)
@@ -491,7 +517,10 @@ class Expander:
         self.stats.expanded += depth == 0
         self._budget -= len(contents)
         level, mem_level = params
-        crc = binascii.crc32(data)
+        if self._learn:
+            self.learnt[(crc, len(data))] = KnownDeflate(
+                data, span_digest(contents), level, mem_level
+            )
         inner = self._nested(memoryview(contents), depth)
         if inner is None:
             doc.segments.append(
@@ -506,6 +535,13 @@ class Expander:
                 )
             )
             doc.payload.append(body)
+
+    def _known_params(self, data: memoryview, crc: int) -> tuple[int, int] | None:
+        """The settings of a reference member with these very compressed bytes, if any."""
+        known = self._known.get((crc, len(data)))
+        if known is None or known.compressed != data:
+            return None
+        return known.level, known.mem_level
 
     def _nested(self, contents: memoryview, depth: int) -> _Doc | None:
         if depth + 1 >= MAX_DEPTH or len(contents) > NESTED_LIMIT:
@@ -586,13 +622,26 @@ def _check_member(seg: Segment, out: bytes, what: str) -> bytes:
     return out
 
 
-def _deflate_member(seg: Segment, contents: bytes | memoryview, what: str) -> bytes:
+def _deflate_member(
+    seg: Segment, contents: bytes | memoryview, known: KnownDeflates, what: str
+) -> bytes:
+    """The member's compressed bytes: the reference's own where it holds this very member
+    (deflate is deterministic, so they are what deflating would give), else deflated."""
+    found = known.get((seg.crc, seg.out_len))
+    if (
+        found is not None
+        and (found.level, found.mem_level) == (seg.level, seg.mem_level)
+        and found.contents_digest == span_digest(contents)
+    ):
+        return bytes(found.compressed)
     return _check_member(seg, deflate_raw(contents, seg.level, seg.mem_level), what)
 
 
-def rebuild_document(doc: bytes | memoryview, reference: bytes, what: str, depth: int = 0) -> bytes:
+def rebuild_document(
+    doc: bytes | memoryview, reference: bytes, known: KnownDeflates, what: str, depth: int = 0
+) -> bytes:
     """A whole (nested) document back to its bytes, in memory."""
-    rebuilder = Rebuilder(reference, what, None, depth=depth, parallel=False)
+    rebuilder = Rebuilder(reference, what, None, known=known, depth=depth, parallel=False)
     out = b"".join(bytes(piece) for piece in rebuilder.feed(doc))
     rebuilder.finish()
     return out
@@ -615,10 +664,12 @@ class Rebuilder:
         what: str,
         segments: list[Segment] | None,
         *,
+        known: KnownDeflates | None = None,
         depth: int = 0,
         parallel: bool = True,
     ) -> None:
         self._reference = reference
+        self._known: KnownDeflates = known or {}
         self._what = what
         self._depth = depth
         self._parallel = parallel
@@ -740,21 +791,21 @@ class Rebuilder:
             out.append(job())
 
     def _job(self, seg: Segment, payload: bytes) -> Callable[[], bytes]:
-        what, reference, depth = self._what, self._reference, self._depth
+        what, reference, known, depth = self._what, self._reference, self._known, self._depth
         if depth + 1 > MAX_DEPTH and seg.kind in (NESTED, DEFLATE_NESTED):
             raise IntegrityError(f"{what}: archive delta nests too deep")
 
         def run() -> bytes:
             if seg.kind == DEFLATE:
-                return _deflate_member(seg, payload, what)
-            inner = rebuild_document(payload, reference, what, depth + 1)
+                return _deflate_member(seg, payload, known, what)
+            inner = rebuild_document(payload, reference, known, what, depth + 1)
             if seg.kind == NESTED:
                 if len(inner) != seg.out_len:
                     raise IntegrityError(f"{what}: a nested archive rebuilds to the wrong size")
                 return inner
             if len(inner) != seg.inner_len:
                 raise IntegrityError(f"{what}: a nested archive rebuilds to the wrong size")
-            return _deflate_member(seg, inner, what)
+            return _deflate_member(seg, inner, known, what)
 
         return run
 

@@ -104,7 +104,7 @@ def _encode_sync(
     size = 0
     try:
         segments, body = _split(delta, str(target))
-        rebuilder = Rebuilder(form.raw, str(target), segments)
+        rebuilder = Rebuilder(form.raw, str(target), segments, known=form.known)
         for piece in _unvcdiff(form.source, body, len(payload)):
             for out in rebuilder.feed(piece):
                 rebuilt.update(out)
@@ -356,7 +356,7 @@ class Archive:
                     if found is None:
                         continue
                     segments, chunk = found
-                    rebuilder = Rebuilder(form.raw, what, segments)
+                    rebuilder = Rebuilder(form.raw, what, segments, known=form.known)
                     prefix = b""
                 if chunk:
                     for out in await anyio.to_thread.run_sync(
