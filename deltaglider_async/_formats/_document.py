@@ -19,7 +19,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
@@ -27,7 +27,7 @@ from typing import Final
 from xdelta_ffi import ZLIB_VERSION, Deflater, ZlibError, deflate_matches, deflate_raw, inflate_raw
 
 from .._exceptions import IntegrityError
-from ._containers import DEFLATED, STORED, find_spans, is_gzip
+from ._containers import DEFLATED, STORED, Span, find_spans, is_gzip
 
 RAW: Final = 0
 REF: Final = 1
@@ -245,7 +245,24 @@ class ReferenceForm:
         return len(self.raw) + len(self.source)
 
 
-def reference_form(raw: bytes) -> ReferenceForm:
+@dataclass(frozen=True)
+class ReferenceExpansion:
+    """A reference's own expansion (:func:`expand_reference`)."""
+
+    head: bytes
+    payload: bytes
+    known: KnownDeflates
+    #: top-level members kept as their contents
+    expanded: int
+
+
+def expand_reference(raw: bytes) -> ReferenceExpansion:
+    expander = Expander(None, learn=True)
+    head, payload = expander.expand(raw)
+    return ReferenceExpansion(head, payload, expander.learnt, expander.stats.expanded)
+
+
+def reference_form(raw: bytes, expansion: ReferenceExpansion | None = None) -> ReferenceForm:
     """The reference's source form is the payload of its own expansion: a member a target keeps
     compressed (no zlib setting reproduces it) is compressed in the source too, so similar
     members still match.  This is part of the format: version 1 of the stream fixes it."""
@@ -256,10 +273,10 @@ def reference_form(raw: bytes) -> ReferenceForm:
         for s in spans
         if s.method == DEFLATED or _looks_like_archive(view[s.offset : s.offset + 4])
     }
-    expander = Expander(None, learn=True)
-    _, source = expander.expand(raw)
+    if expansion is None:
+        expansion = expand_reference(raw)
     tail = spans[-1].offset + spans[-1].length if spans else 0
-    return ReferenceForm(raw, source, members, bool(spans), tail, expander.learnt)
+    return ReferenceForm(raw, expansion.payload, members, bool(spans), tail, expansion.known)
 
 
 @dataclass
@@ -415,13 +432,133 @@ class _Doc:
         return b"".join([varint(len(table)), table, *self.payload])
 
 
+@dataclass
+class _Found:
+    """What discovery (:func:`_discover`) found of one member: its contents, the zlib settings
+    that reproduce it (None: none tried did, or it is stored), and the same for the members of
+    the archive it holds (by span, None when it is not expanded as one)."""
+
+    contents: bytes | None
+    crc: int
+    params: tuple[int, int] | None
+    inner: _Inner | None
+    #: the settings tried, in order
+    tried: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Inner:
+    """The spans of an archive inside a member, and what discovery found of each."""
+
+    spans: list[Span]
+    found: list[_Found]
+
+
+Producers = dict[tuple[int, bool], "_Producer"]
+
+
+def _discover(
+    data: memoryview,
+    method: int,
+    hint: int | None,
+    depth: int,
+    producer: _Producer,
+    producers: Producers,
+    known: KnownDeflates,
+) -> _Found:
+    """Inflate one member and find the settings that deflate it back, and so on inside it.
+
+    Pure but for ``producers`` (what worked so far), so it runs on worker threads with copies of
+    them: the costly part of an expansion (a trial deflate per member) goes onto every core.
+    """
+    if method == STORED:
+        return _Found(None, 0, None, _discover_inner(data, depth, producers, known))
+    contents = _inflated(data, max(NESTED_LIMIT, 64 * len(data)))
+    crc = binascii.crc32(data)
+    if contents is None:
+        return _Found(None, crc, None, None)
+    reproduced = _known_params(known, data, crc) is not None
+    tried = [] if reproduced else list(producer.trials(len(contents), hint))
+    params = producer.first_match(tried, contents, data) if tried else None
+    inner = None
+    if reproduced or params is not None:
+        inner = _discover_inner(memoryview(contents), depth, producers, known)
+    return _Found(contents, crc, params, inner, tried)
+
+
+def _discover_inner(
+    contents: memoryview, depth: int, producers: Producers, known: KnownDeflates
+) -> _Inner | None:
+    if depth + 1 >= MAX_DEPTH or len(contents) > NESTED_LIMIT:
+        return None
+    if not _looks_like_archive(contents):
+        return None
+    producer = producers.setdefault((depth + 1, is_gzip(contents)), _Producer())
+    spans = find_spans(contents)
+    found = [
+        _discover(
+            contents[s.offset : s.offset + s.length],
+            s.method,
+            s.hint,
+            depth + 1,
+            producer,
+            producers,
+            known,
+        )
+        for s in spans
+    ]
+    return _Inner(spans, found)
+
+
+def _known_params(known: KnownDeflates, data: memoryview, crc: int) -> tuple[int, int] | None:
+    """The settings of a reference member with these very compressed bytes, if any."""
+    found = known.get((crc, len(data)))
+    if found is None or found.compressed != data:
+        return None
+    return found.level, found.mem_level
+
+
+class _Lookahead:
+    """Discovery of a top-level document's members on the worker pool, a window ahead of the
+    walk that assembles them.  Each job gets copies of the producers as they are when it is
+    submitted, and jobs are submitted at fixed points of the walk, so what is found (and
+    stored) does not depend on the threads' timing."""
+
+    def __init__(
+        self, view: memoryview, spans: list[Span], todo: list[bool], expander: Expander
+    ) -> None:
+        self._view, self._spans, self._todo, self._expander = view, spans, todo, expander
+        self._window = 4 * _WORKERS
+        self._jobs: dict[int, Future[_Found]] = {}
+        self._next = 0
+
+    def __getitem__(self, index: int) -> _Found:
+        while self._next < len(self._spans) and self._next <= index + self._window:
+            if self._todo[self._next]:
+                self._jobs[self._next] = self._submit(self._spans[self._next])
+            self._next += 1
+        return self._jobs.pop(index).result()
+
+    def _submit(self, span: Span) -> Future[_Found]:
+        expander = self._expander
+        producers = {key: p.copy() for key, p in expander.producers.items()}
+        producer = producers.setdefault((0, is_gzip(self._view)), _Producer())
+        data = self._view[span.offset : span.offset + span.length]
+        return worker_pool().submit(
+            _discover, data, span.method, span.hint, 0, producer, producers, expander.known
+        )
+
+
 class Expander:
-    """Turns one archive into its document (``expand``), against a reference's members."""
+    """Turns one archive into its document (``expand``), against a reference's members.
+
+    Discovery (inflating, finding settings) runs on the worker pool; assembly (the segments,
+    the budget, what is learnt) follows in order on the calling thread."""
 
     def __init__(self, reference: ReferenceForm | None, *, learn: bool = False) -> None:
         self._reference = reference
-        self._known: KnownDeflates = reference.known if reference is not None else {}
-        self._producers: dict[tuple[int, bool], _Producer] = {}
+        self.known: KnownDeflates = reference.known if reference is not None else {}
+        self.producers: Producers = {}
         self._budget = SOURCE_LIMIT
         self.stats = ExpandStats()
         self._learn = learn
@@ -432,7 +569,8 @@ class Expander:
         """``data`` as (head, payload): the head holds the rebuilder and the segment table, the
         payload what the segments take, in order.  They are kept apart because the payload is
         what gets delta-encoded: a table in front of it spoils xdelta3's source matching."""
-        doc = self._document(memoryview(data), 0)
+        view = memoryview(data)
+        doc = self._document(view, 0, find_spans(view), None)
         doc.merge_runs()
         rebuilder = REBUILDER.encode()
         table = doc.table()
@@ -448,16 +586,28 @@ class Expander:
         )
         return head, b"".join(doc.payload)
 
-    def _document(self, view: memoryview, depth: int) -> _Doc:
+    def _document(
+        self,
+        view: memoryview,
+        depth: int,
+        spans: list[Span],
+        found: Sequence[_Found] | _Lookahead | None,
+    ) -> _Doc:
         reference = self._reference.raw if depth == 0 and self._reference is not None else None
         doc = _Doc(reference)
         pos = 0
-        producer = self._producers.setdefault((depth, is_gzip(view)), _Producer())
-        for span in find_spans(view):
+        producer = self.producers.setdefault((depth, is_gzip(view)), _Producer())
+        same_at = [
+            self._unchanged(view[s.offset : s.offset + s.length]) if reference is not None else None
+            for s in spans
+        ]
+        if found is None:
+            found = _Lookahead(view, spans, [same is None for same in same_at], self)
+        for index, span in enumerate(spans):
             gap = view[pos : span.offset]
             pos = span.offset + span.length
             data = view[span.offset : pos]
-            same = self._unchanged(data) if reference is not None else None
+            same = same_at[index]
             if reference is None:
                 doc.raw(gap)
             else:  # the gap before a member found in the reference ends where that member starts
@@ -467,7 +617,7 @@ class Expander:
                 self.stats.members += 1
                 self.stats.unchanged += 1
                 continue
-            self._member(doc, data, span.method, span.hint, depth, producer)
+            self._member(doc, data, span, depth, producer, found[index])
         tail = view[pos:]
         if reference is None or self._reference is None:
             doc.raw(tail)
@@ -487,15 +637,15 @@ class Expander:
         self,
         doc: _Doc,
         data: memoryview,
-        method: int,
-        hint: int | None,
+        span: Span,
         depth: int,
         producer: _Producer,
+        found: _Found,
     ) -> None:
         if depth == 0:
             self.stats.members += 1
-        if method == STORED:
-            inner = self._nested(data, depth)
+        if span.method == STORED:
+            inner = self._inner(found.inner, data, depth)
             if inner is None:
                 doc.raw(data)
             else:
@@ -503,13 +653,22 @@ class Expander:
                 doc.segments.append(Segment(NESTED, len(data), len(body)))
                 doc.payload.append(body)
             return
-        contents = None
-        if self._budget > 0:
-            contents = _inflated(data, min(self._budget, max(NESTED_LIMIT, 64 * len(data))))
-        crc = binascii.crc32(data)
+        contents = found.contents
+        if contents is not None and len(contents) > self._budget:
+            contents = None
         params = None
         if contents is not None:
-            params = self._known_params(data, crc) or producer.params_for(contents, data, hint)
+            params = _known_params(self.known, data, found.crc)
+            if params is None and found.params is not None:
+                params = producer.worked(found.params)
+            elif params is None:
+                trials = producer.trials(len(contents), span.hint)
+                if trials == found.tried:
+                    producer.missed()
+                else:  # the job's copy of the producer knew less than this one
+                    params = producer.first_match(trials, contents, data)
+                    if params is not None:
+                        found = _Found(contents, found.crc, params, None)
         if contents is None or params is None:
             self.stats.not_reproduced += depth == 0
             doc.raw(data)
@@ -518,37 +677,40 @@ class Expander:
         self._budget -= len(contents)
         level, mem_level = params
         if self._learn:
-            self.learnt[(crc, len(data))] = KnownDeflate(
+            self.learnt[(found.crc, len(data))] = KnownDeflate(
                 data, span_digest(contents), level, mem_level
             )
-        inner = self._nested(memoryview(contents), depth)
+        inner = self._inner(found.inner, memoryview(contents), depth)
         if inner is None:
             doc.segments.append(
-                Segment(DEFLATE, len(data), len(contents), 0, level, mem_level, crc, len(contents))
+                Segment(
+                    DEFLATE, len(data), len(contents), 0, level, mem_level, found.crc, len(contents)
+                )
             )
             doc.payload.append(contents)
         else:
             body = inner.serialize()
             doc.segments.append(
                 Segment(
-                    DEFLATE_NESTED, len(data), len(body), 0, level, mem_level, crc, len(contents)
+                    DEFLATE_NESTED,
+                    len(data),
+                    len(body),
+                    0,
+                    level,
+                    mem_level,
+                    found.crc,
+                    len(contents),
                 )
             )
             doc.payload.append(body)
 
-    def _known_params(self, data: memoryview, crc: int) -> tuple[int, int] | None:
-        """The settings of a reference member with these very compressed bytes, if any."""
-        known = self._known.get((crc, len(data)))
-        if known is None or known.compressed != data:
-            return None
-        return known.level, known.mem_level
-
-    def _nested(self, contents: memoryview, depth: int) -> _Doc | None:
-        if depth + 1 >= MAX_DEPTH or len(contents) > NESTED_LIMIT:
-            return None
-        if not _looks_like_archive(contents):
-            return None
-        inner = self._document(contents, depth + 1)
+    def _inner(self, found: _Inner | None, contents: memoryview, depth: int) -> _Doc | None:
+        """The document of a member that is an archive itself, if expanding it is worth it."""
+        if found is None:
+            found = _discover_inner(contents, depth, self.producers, self.known)
+            if found is None:
+                return None
+        inner = self._document(contents, depth + 1, found.spans, found.found)
         return inner if inner.useful else None
 
 
@@ -567,23 +729,41 @@ class _Producer:
         self._worked: list[tuple[int, int]] = []
         self._misses = 0
 
-    def params_for(
-        self, contents: bytes, compressed: memoryview, hint: int | None
-    ) -> tuple[int, int] | None:
+    def copy(self) -> _Producer:
+        twin = _Producer()
+        twin._order, twin._worked, twin._misses = (
+            list(self._order),
+            list(self._worked),
+            self._misses,
+        )
+        return twin
+
+    def trials(self, size: int, hint: int | None) -> list[tuple[int, int]]:
+        """The settings to try, in order, on a member of ``size`` bytes of contents."""
         if not self._worked and self._misses >= _GIVE_UP_AFTER:
-            return None
-        order = self._order
-        if self._worked and len(contents) > _CHEAP_TRIAL:
-            order = self._worked
-        elif hint is not None:
-            order = [p for p in order if p[0] == hint] + [p for p in order if p[0] != hint]
-        for params in order:
+            return []
+        if self._worked and size > _CHEAP_TRIAL:
+            return self._worked
+        if hint is None:
+            return self._order
+        return [p for p in self._order if p[0] == hint] + [p for p in self._order if p[0] != hint]
+
+    def first_match(
+        self, trials: list[tuple[int, int]], contents: bytes, compressed: memoryview
+    ) -> tuple[int, int] | None:
+        for params in trials:
             if deflate_matches(contents, compressed, params[0], params[1]):
-                self._order = [params] + [p for p in self._order if p != params]
-                self._worked = [params] + [p for p in self._worked if p != params]
-                return params
-        self._misses += 1
+                return self.worked(params)
+        self.missed()
         return None
+
+    def missed(self) -> None:
+        self._misses += 1
+
+    def worked(self, params: tuple[int, int]) -> tuple[int, int]:
+        self._order = [params] + [p for p in self._order if p != params]
+        self._worked = [params] + [p for p in self._worked if p != params]
+        return params
 
 
 def parse_head(head: bytes) -> tuple[str, list[Segment]]:
@@ -600,16 +780,16 @@ def parse_head(head: bytes) -> tuple[str, list[Segment]]:
 
 # --- rebuilding ---------------------------------------------------------------------------------
 
+_WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _pool() -> ThreadPoolExecutor:
-    """Members are independent: deflate them on every core (zlib runs without the GIL)."""
+def worker_pool() -> ThreadPoolExecutor:
+    """Members are independent: inflate, deflate and try them on every core (zlib and xz run
+    without the GIL)."""
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(
-            max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="dg-rebuild"
-        )
+        _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="dg-worker")
     return _POOL
 
 
@@ -786,7 +966,7 @@ class Rebuilder:
         self._pending.clear()
         job = self._job(seg, payload)
         if self._parallel:  # nested documents rebuild without the pool: no waiting on itself
-            out.append(_pool().submit(job))
+            out.append(worker_pool().submit(job))
         else:
             out.append(job())
 

@@ -35,13 +35,16 @@ from .._exceptions import DeltaGliderError, IntegrityError
 from ._document import (
     REBUILDER,
     Expander,
+    KnownDeflates,
     Rebuilder,
     ReferenceForm,
     Segment,
+    expand_reference,
     parse_head,
     read_varint,
     reference_form,
     varint,
+    worker_pool,
 )
 
 log = logging.getLogger("deltaglider_async")
@@ -90,7 +93,7 @@ def _encode_sync(
         return _Encoded(None, f"larger than {MAX_ARCHIVE >> 20} MiB")
     data = target.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    expander = Expander(form)
+    expander = Expander(form, learn=True)
     head, payload = expander.expand(data)
     stats = expander.stats
     if stats.members == 0:
@@ -104,7 +107,9 @@ def _encode_sync(
     size = 0
     try:
         segments, body = _split(delta, str(target))
-        rebuilder = Rebuilder(form.raw, str(target), segments, known=form.known)
+        # Members whose settings the expansion just proved are not deflated a second time.
+        known = {**form.known, **expander.learnt}
+        rebuilder = Rebuilder(form.raw, str(target), segments, known=known)
         for piece in _unvcdiff(form.source, body, len(payload)):
             for out in rebuilder.feed(piece):
                 rebuilt.update(out)
@@ -158,40 +163,72 @@ REFERENCE_MAGIC: Final = b"DGAREF1\n"
 #: preset 6 would take 7 s for 1.5 MiB)
 _REFERENCE_PRESET: Final = 1
 _CHUNK: Final = 4 << 20
+#: input bytes of each xz stream of a compact reference
+_XZ_PIECE: Final = 8 << 20
 
 
-def encode_reference_sync(path: Path, out: Path) -> bool:
+def encode_reference_sync(path: Path, out: Path) -> ReferenceForm | None:
     """Write the compact form of a space's first archive to ``out``: its expanded document
     (members' contents instead of their deflate streams) xz-compressed, proven to rebuild to the
-    very bytes.  False when that would not be smaller (not an archive, nothing expands)."""
+    very bytes.  None when that would not be smaller (not an archive, nothing expands); else
+    the form deltas against it need, from the same expansion."""
     if path.stat().st_size > MAX_ARCHIVE:
-        return False
+        return None
     data = path.read_bytes()
-    expander = Expander(None)
-    head, payload = expander.expand(data)
-    if expander.stats.expanded == 0:
-        return False
-    body = REFERENCE_MAGIC + lzma.compress(
-        varint(len(head)) + head + payload, preset=_REFERENCE_PRESET
-    )
-    if len(body) >= len(data):
-        return False
+    expansion = expand_reference(data)
+    if expansion.expanded == 0:
+        return None
+    expanded = varint(len(expansion.head)) + expansion.head + expansion.payload
+    pieces = _xz_pieces(expanded)
+    if len(REFERENCE_MAGIC) + sum(map(len, pieces)) >= len(data):
+        return None
+    # The proof: the pieces decompress to the expansion (a reader decompresses their
+    # concatenation as one stream), which rebuilds to the very bytes.  The members' settings
+    # were proven as they were found, so their deflate output is taken as known.
     try:
-        rebuilt = decode_reference_sync(body, str(path))
+        if not _unpacks_to(pieces, expanded):
+            return None
+        if _rebuild_compact(expanded, str(path), expansion.known) != data:
+            return None
     except (IntegrityError, lzma.LZMAError):
-        return False
-    if rebuilt != data:
-        return False
-    out.write_bytes(body)
-    return True
+        return None
+    with out.open("wb") as sink:
+        sink.write(REFERENCE_MAGIC)
+        sink.writelines(pieces)
+    return reference_form(data, expansion)
+
+
+def _xz_pieces(data: bytes) -> list[bytes]:
+    """xz streams of fixed-size pieces (the same bytes on every machine), compressed on the
+    cores; preset 1's 1 MiB dictionary loses next to nothing at the seams."""
+    view = memoryview(data)
+    pieces = [view[start : start + _XZ_PIECE] for start in range(0, len(view), _XZ_PIECE)]
+    return list(
+        worker_pool().map(lambda piece: lzma.compress(piece, preset=_REFERENCE_PRESET), pieces)
+    )
+
+
+def _unpacks_to(pieces: list[bytes], expanded: bytes) -> bool:
+    view = memoryview(expanded)
+    pos = 0
+    for unpacked in worker_pool().map(lzma.decompress, pieces):
+        if view[pos : pos + len(unpacked)] != unpacked:
+            return False
+        pos += len(unpacked)
+    return pos == len(expanded)
 
 
 def decode_reference_sync(body: bytes, what: str) -> bytes:
     """The reference's own bytes from its compact form."""
-    expanded = lzma.decompress(body[len(REFERENCE_MAGIC) :], memlimit=4 << 30)
+    return _rebuild_compact(
+        lzma.decompress(body[len(REFERENCE_MAGIC) :], memlimit=4 << 30), what, None
+    )
+
+
+def _rebuild_compact(expanded: bytes, what: str, known: KnownDeflates | None) -> bytes:
     length, pos = read_varint(expanded, 0)
     _, segments = parse_head(expanded[pos : pos + length])
-    rebuilder = Rebuilder(b"", what, segments)
+    rebuilder = Rebuilder(b"", what, segments, known=known)
     out = b"".join(bytes(p) for p in rebuilder.feed(memoryview(expanded)[pos + length :]))
     rebuilder.finish()
     return out
@@ -251,17 +288,20 @@ def _read_reference(reference: ReferenceSource | Path) -> bytes:
 class Archive:
     name = "archive"
 
+    def __init__(self) -> None:
+        self._forms: OrderedDict[str, ReferenceForm] = OrderedDict()
+
     async def reference_body(
         self, codec: CodecRunner, path: Path, out: Path
     ) -> Mapping[str, str] | None:
         """Store the space's reference in compact form (see :func:`encode_reference_sync`)."""
-        made = await anyio.to_thread.run_sync(
+        form = await anyio.to_thread.run_sync(
             encode_reference_sync, path, out, limiter=codec.limiter
         )
-        return {"dg-reference-form": self.name} if made else None
-
-    def __init__(self) -> None:
-        self._forms: OrderedDict[str, ReferenceForm] = OrderedDict()
+        if form is None:
+            return None
+        self._keep(hashlib.sha256(form.raw).hexdigest(), form)
+        return {"dg-reference-form": self.name}
 
     def metadata(self, original_name: str) -> Mapping[str, str]:
         return {"dg-delta-format": self.name, "dg-archive-rebuilder": REBUILDER}
@@ -274,15 +314,21 @@ class Archive:
 
         def build() -> tuple[str, ReferenceForm]:
             raw = _read_reference(reference)
-            return sha or hashlib.sha256(raw).hexdigest(), reference_form(raw)
+            key = sha or hashlib.sha256(raw).hexdigest()
+            found = self._forms.get(key)
+            return key, found if found is not None else reference_form(raw)
 
         key, form = await anyio.to_thread.run_sync(build, limiter=codec.limiter)
-        self._forms[key] = form
+        self._keep(key, form)
+        return form
+
+    def _keep(self, sha256: str, form: ReferenceForm) -> None:
+        self._forms[sha256] = form
+        self._forms.move_to_end(sha256)
         total = sum(f.size for f in self._forms.values())
         while total > _FORMS_BYTES and len(self._forms) > 1:
             _, dropped = self._forms.popitem(last=False)
             total -= dropped.size
-        return form
 
     async def encode(
         self,

@@ -23,7 +23,13 @@ from hypothesis import strategies as st
 import xdelta_ffi
 from deltaglider_async._formats import _document as document
 from deltaglider_async._formats._document import Rebuilder, reference_form
-from deltaglider_async._formats.archive import ARCHIVE_MAGIC, _encode_sync, _split
+from deltaglider_async._formats.archive import (
+    ARCHIVE_MAGIC,
+    _encode_sync,
+    _split,
+    decode_reference_sync,
+    encode_reference_sync,
+)
 
 from ..artifacts import deflated_zip, release_tarball, source_tree
 
@@ -251,6 +257,49 @@ def test_nested_archives(tmp_path: Path) -> None:
     head, _ = expander.expand(deflated_zip(2, nested=True))
     kinds = {s.kind for s in document.parse_head(head)[1]}
     assert document.DEFLATE_NESTED in kinds and document.NESTED in kinds
+
+
+def test_compact_reference_of_several_xz_streams(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    members = [
+        (f"m{i}.txt", "".join(f"{n} {rng.random():.6f}\n" for n in range(450_000)).encode())
+        for i in range(2)
+    ]
+    data = _zip([(name, body, zipfile.ZIP_DEFLATED) for name, body in members])
+    src, out = tmp_path / "ref.zip", tmp_path / "ref.bin"
+    src.write_bytes(data)
+    form = encode_reference_sync(src, out)
+    assert form is not None
+    body = out.read_bytes()
+    assert body.count(b"\xfd7zXZ\x00") >= 2  # more than 8 MiB expanded: one stream per piece
+    assert decode_reference_sync(body, "ref") == data
+    fresh = reference_form(data)
+    assert (form.source, form.members, form.known.keys()) == (
+        fresh.source,
+        fresh.members,
+        fresh.known.keys(),
+    )
+
+
+def test_known_members_are_copied_only_when_their_contents_match() -> None:
+    data = deflated_zip(1)
+    form = reference_form(data)
+    assert form.known
+    # The archive's own expansion without a reference: every member is a DEFLATE segment
+    # under the very key of a known entry.
+    head, payload = document.Expander(None).expand(data)
+    _, segments = document.parse_head(head)
+    lying = {
+        key: document.KnownDeflate(
+            memoryview(b"x" * key[1]), b"0" * 16, known.level, known.mem_level
+        )
+        for key, known in form.known.items()
+    }
+    for known in (form.known, lying):
+        rebuilder = Rebuilder(b"", "t", segments, known=known)
+        rebuilt = b"".join(bytes(p) for p in rebuilder.feed(payload))
+        rebuilder.finish()
+        assert rebuilt == data
 
 
 def test_non_archives_fall_back_with_a_reason(tmp_path: Path) -> None:
