@@ -80,12 +80,12 @@ def private_temp_dir() -> Path:
     for leftover in base.glob("dg-async-*-*"):
         pid = leftover.name.split("-")[2]
         with contextlib.suppress(OSError, ValueError):
-            if leftover.lstat().st_uid == os.getuid() and not _running(int(pid)):
+            if leftover.lstat().st_uid == os.getuid() and not process_running(int(pid)):
                 shutil.rmtree(leftover, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"dg-async-{os.getpid()}-"))
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

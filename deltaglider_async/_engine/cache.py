@@ -188,7 +188,7 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "deltaglider-async"
 
 
-def _private_dir(base: Path) -> Path:
+def private_dir(base: Path) -> Path:
     """``base/user-<uid>``, created 0700; ``base`` itself is created if missing, never chmodded
     (it may be a shared directory such as /tmp)."""
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -319,7 +319,7 @@ class ReferenceCache:
         if self._directory is None:
             base = self._base if self._base is not None else default_cache_dir()
             fresh = not (base / f"user-{os.getuid()}").exists()
-            directory = _private_dir(base)
+            directory = private_dir(base)
             if fresh:
                 _sweep_legacy_entries(base)
             self._directory = directory

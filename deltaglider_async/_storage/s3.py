@@ -47,6 +47,7 @@ from .._exceptions import (
 from .._localfs import FileChangedError, FileDigest, pwrite_all
 from .._tasks import task_group
 from .._transfer import TransferConfig
+from .journal import UploadJournal
 from .lean import LeanS3
 from .port import ListPage, ObjectHead, Progress
 from .retry import (
@@ -88,6 +89,8 @@ _HEAD_ATTRIBUTES = frozenset(
         "WebsiteRedirectLocation",
     }
 )
+
+log = logging.getLogger("deltaglider_async")
 
 
 def map_error(exc: BaseException, what: str) -> DeltaGliderError:
@@ -214,6 +217,7 @@ class S3Storage:
         self._lean_ready = False
         self._lean_lock = anyio.Lock()
         self._lean_parts = True
+        self._journal = UploadJournal()
 
     async def open(self) -> None:
         stack = contextlib.AsyncExitStack()
@@ -235,6 +239,35 @@ class S3Storage:
             await stack.aclose()
             raise map_error(exc, "S3 client") from exc
         self._stack = stack
+        await self._abort_abandoned_uploads()
+
+    async def _abort_abandoned_uploads(self) -> None:
+        """Abort the multipart uploads that dead processes of this user left open here; within
+        ``abort_timeout`` altogether (what is left is tried again by the next client)."""
+        stale = await anyio.to_thread.run_sync(self._journal.stale, self.endpoint)
+        with anyio.move_on_after(self.transfer.abort_timeout):
+            for upload in stale:
+                try:
+                    await self._call(
+                        f"s3://{upload.bucket}/{upload.key}",
+                        "abort_multipart_upload",
+                        Bucket=upload.bucket,
+                        Key=upload.key,
+                        UploadId=upload.upload_id,
+                    )
+                except NotFoundError:
+                    pass  # completed after all, or aborted by someone else
+                except DeltaGliderError as exc:
+                    log.debug("abandoned upload %s not aborted yet: %s", upload.upload_id, exc)
+                    continue
+                log.info(
+                    "aborted multipart upload %s of s3://%s/%s, left open by a process that "
+                    "is gone",
+                    upload.upload_id,
+                    upload.bucket,
+                    upload.key,
+                )
+                self._journal.closed(upload.path)
 
     async def close(self) -> None:
         if self._lean_client is not None:
@@ -508,11 +541,15 @@ class S3Storage:
         }
         created = await self._call(what, "create_multipart_upload", **params)
         upload_id = created["UploadId"]
+        entry: Path | None = None
         count = (size + part_size - 1) // part_size
         etags: dict[int, str] = {}
         limiter = anyio.CapacityLimiter(self.transfer.max_concurrency)
         completed = False
         try:
+            entry = await anyio.to_thread.run_sync(
+                self._journal.opened, self.endpoint, bucket, key, upload_id
+            )
             fd = os.open(path, os.O_RDONLY)
             try:
 
@@ -558,9 +595,12 @@ class S3Storage:
             completed = True
             return str(resp["ETag"])
         finally:
-            if not completed:
+            if completed:
+                self._journal.closed(entry)
+            else:
                 with anyio.CancelScope(shield=True):
-                    await self.abort_multipart(bucket, key, upload_id)
+                    if await self.abort_multipart(bucket, key, upload_id):
+                        self._journal.closed(entry)
 
     async def _upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, data: bytes
@@ -579,9 +619,7 @@ class S3Storage:
                 return etag
             except Fallback as answer:
                 self._lean_parts = False  # this server wants botocore's way: use it from now on
-                logging.getLogger("deltaglider_async").info(
-                    "lean UploadPart answered %s: using botocore for parts", answer
-                )
+                log.info("lean UploadPart answered %s: using botocore for parts", answer)
             except TimeoutError as exc:
                 raise self._timed_out(what, exc) from exc
             except Exception as exc:
@@ -599,9 +637,10 @@ class S3Storage:
         )
         return str(resp["ETag"])
 
-    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
         """Abort, patiently but within ``abort_timeout``: a server that is briefly down must not
-        keep the upload open, and one that stopped answering must not hold the caller."""
+        keep the upload open, and one that stopped answering must not hold the caller.  False
+        when the upload may still be open."""
         attempt = 0
         with anyio.move_on_after(self.transfer.abort_timeout):
             while True:
@@ -614,19 +653,20 @@ class S3Storage:
                         Key=key,
                         UploadId=upload_id,
                     )
-                    return
+                    return True
                 except NotFoundError:
-                    return  # already gone
+                    return True  # already gone
                 except DeltaGliderError:
                     await anyio.sleep(backoff(attempt, base=0.25, cap=4.0))
-        logging.getLogger("deltaglider_async").warning(
-            "s3://%s/%s: could not abort multipart upload %s within %gs; "
-            "the bucket's lifecycle rule for incomplete uploads will have to",
+        log.warning(
+            "s3://%s/%s: could not abort multipart upload %s within %gs; the next client on "
+            "this machine tries again (elsewhere, a lifecycle rule for incomplete uploads)",
             bucket,
             key,
             upload_id,
             self.transfer.abort_timeout,
         )
+        return False
 
     async def list_multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
         resp = await self._call(f"s3://{bucket}", "list_multipart_uploads", Bucket=bucket)

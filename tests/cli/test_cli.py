@@ -225,6 +225,38 @@ def test_interrupt_or_terminate_during_upload_leaves_nothing(
     assert _own_temp_dirs(proc.pid) == []
 
 
+def test_upload_a_killed_process_left_open_is_aborted_by_the_next_run(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    big = tmp_path / "huge.img"
+    with big.open("wb") as fh:
+        for _ in range(24):
+            fh.write(os.urandom(8 << 20))
+    client = boto(seaweed)
+    client.create_multipart_upload(Bucket=s3bucket, Key="big/not-ours.img")  # another tool's
+    proc = subprocess.Popen(
+        [SCRIPT, "cp", str(big), f"s3://{s3bucket}/big/"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        keys = [u["Key"] for u in client.list_multipart_uploads(Bucket=s3bucket)["Uploads"]]
+        if len(keys) > 1:  # ours, whichever stored form it takes (a new reference here)
+            break
+        time.sleep(0.05)
+    proc.kill()
+    _, stderr = proc.communicate(timeout=30)
+    assert len(keys) > 1, stderr
+    result = run(env, "ls", f"s3://{s3bucket}/")  # any later run of this user on this machine
+    assert result.returncode == 1, result.stderr  # nothing was stored: aws-cli's empty listing
+    left = [u["Key"] for u in client.list_multipart_uploads(Bucket=s3bucket).get("Uploads", [])]
+    assert left == ["big/not-ours.img"]
+    assert list((tmp_path / "cache" / f"user-{os.getuid()}" / "uploads").glob("*.json")) == []
+
+
 def test_terminate_during_download_leaves_no_partial_file(
     env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
 ) -> None:
