@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,14 +196,15 @@ def _own_temp_dirs(pid: int) -> list[Path]:
     return list(Path(tempfile.gettempdir()).glob(f"dg-async-{pid}-*"))
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_or_terminate_during_upload_leaves_nothing(
-    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path, sig: int, code: int
-) -> None:
+def _upload_in_progress(
+    env: dict[str, str], client: Any, s3bucket: str, tmp_path: Path
+) -> subprocess.Popen[str]:
+    """A ``cp`` of 384 MiB (several seconds of multipart upload), once its upload has started."""
+    before = len(client.list_multipart_uploads(Bucket=s3bucket).get("Uploads", []))
     big = tmp_path / "huge.img"
     with big.open("wb") as fh:
         for _ in range(48):
-            fh.write(os.urandom(8 << 20))  # 384 MiB: several seconds of multipart upload
+            fh.write(os.urandom(8 << 20))
     proc = subprocess.Popen(
         [SCRIPT, "cp", str(big), f"s3://{s3bucket}/big/"],
         env=env,
@@ -210,12 +212,21 @@ def test_interrupt_or_terminate_during_upload_leaves_nothing(
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = boto(seaweed)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the multipart upload really started
-        if client.list_multipart_uploads(Bucket=s3bucket).get("Uploads"):
-            break
+    while time.monotonic() < deadline:
+        if len(client.list_multipart_uploads(Bucket=s3bucket).get("Uploads", [])) > before:
+            return proc
         time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no multipart upload started: {proc.communicate()[1]}")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_or_terminate_during_upload_leaves_nothing(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path, sig: int, code: int
+) -> None:
+    client = boto(seaweed)
+    proc = _upload_in_progress(env, client, s3bucket, tmp_path)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
@@ -228,28 +239,11 @@ def test_interrupt_or_terminate_during_upload_leaves_nothing(
 def test_upload_a_killed_process_left_open_is_aborted_by_the_next_run(
     env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
 ) -> None:
-    big = tmp_path / "huge.img"
-    with big.open("wb") as fh:
-        for _ in range(24):
-            fh.write(os.urandom(8 << 20))
     client = boto(seaweed)
     client.create_multipart_upload(Bucket=s3bucket, Key="big/not-ours.img")  # another tool's
-    proc = subprocess.Popen(
-        [SCRIPT, "cp", str(big), f"s3://{s3bucket}/big/"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        keys = [u["Key"] for u in client.list_multipart_uploads(Bucket=s3bucket)["Uploads"]]
-        if len(keys) > 1:  # ours, whichever stored form it takes (a new reference here)
-            break
-        time.sleep(0.05)
+    proc = _upload_in_progress(env, client, s3bucket, tmp_path)
     proc.kill()
-    _, stderr = proc.communicate(timeout=30)
-    assert len(keys) > 1, stderr
+    proc.communicate(timeout=30)
     result = run(env, "ls", f"s3://{s3bucket}/")  # any later run of this user on this machine
     assert result.returncode == 1, result.stderr  # nothing was stored: aws-cli's empty listing
     left = [u["Key"] for u in client.list_multipart_uploads(Bucket=s3bucket).get("Uploads", [])]
