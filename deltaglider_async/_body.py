@@ -72,14 +72,41 @@ class StreamingBody:
             self._buffer.clear()
             return data
         while len(self._buffer) < amt and (chunk := await self._next()) is not None:
+            if not self._buffer and len(chunk) == amt:
+                return chunk
             self._buffer += chunk
-        data = bytes(self._buffer[:amt])
+        with memoryview(self._buffer) as view:
+            data = bytes(view[:amt])
         del self._buffer[:amt]
         return data
 
     async def iter_chunks(self, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         while data := await self.read(chunk_size):
             yield data
+
+    async def pieces(self, at_least: int = 1) -> AsyncIterator[bytes]:
+        """The rest of the body in the stream's own pieces (a decoder's are windows of MiBs),
+        small ones joined until ``at_least``, checked as every read is: unlike
+        :meth:`iter_chunks`, a big piece is never cut up, so it is never copied."""
+        pending: list[bytes] = []
+        size = len(self._buffer)
+        if size >= at_least:
+            yield bytes(self._buffer)
+            size = 0
+        elif size:
+            pending.append(bytes(self._buffer))
+        self._buffer.clear()
+        while (chunk := await self._next()) is not None:
+            if not pending and len(chunk) >= at_least:
+                yield chunk
+                continue
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= at_least:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
 
     async def iter_lines(
         self, chunk_size: int = 1 << 20, keepends: bool = False

@@ -14,7 +14,7 @@ import contextlib
 import ctypes
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import anyio
@@ -87,6 +87,10 @@ class MemoryBudget:
             yield
         finally:
             self.in_use -= need
+            if self._waiting and need >= _TRIM_AFTER and _malloc_trim is not None:
+                # Others wait for room: give back what glibc keeps of the freed buffers
+                # (unused, yet resident), without which they would not really have it.
+                _malloc_trim(0)
             self._wake()
 
     def _wake(self) -> None:
@@ -98,6 +102,10 @@ class MemoryBudget:
 
 _process_budget: MemoryBudget | None = None
 _asked: dict[int, int] = {}
+#: glibc's malloc_trim, once the allocator is tuned; None elsewhere
+_malloc_trim: Callable[[int], int] | None = None
+#: a released reservation this large trims the heap when others wait
+_TRIM_AFTER: Final = 64 * MiB
 _M_ARENA_MAX: Final = -8  # glibc's mallopt parameter
 #: malloc arenas the process may use (glibc's default: 8 per core)
 ARENAS: Final = 2
@@ -122,6 +130,11 @@ def _tune_malloc() -> None:
         return  # not glibc (musl, macOS): nothing to tune
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt(_M_ARENA_MAX, ARENAS)
+    global _malloc_trim
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        _malloc_trim = trim
 
 
 def process_budget() -> MemoryBudget:

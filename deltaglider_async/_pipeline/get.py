@@ -131,7 +131,7 @@ class GetPipeline(Stage):
             expected_size=obj.meta.file_size,
             content_length=None,
         )
-        async for chunk in body.iter_chunks():
+        async for chunk in body.pieces():
             yield chunk
 
     async def download(
@@ -200,7 +200,7 @@ class GetPipeline(Stage):
             expected_size=obj.logical_size if obj.logical_size >= 0 else None,
             content_length=None,
         )
-        async for chunk in body.iter_chunks(4 << 20):
+        async for chunk in body.pieces(4 << 20):
             await anyio.to_thread.run_sync(write_all, fd, chunk)
             if progress:
                 progress(len(chunk))
@@ -221,7 +221,7 @@ class GetPipeline(Stage):
         size = 0
         message = ""
         try:
-            async for chunk in body.iter_chunks(4 << 20):
+            async for chunk in body.pieces():
                 digest.update(chunk)
                 size += len(chunk)
         except IntegrityError as exc:
