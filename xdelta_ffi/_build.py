@@ -158,6 +158,8 @@ int dg_z_run(dg_z *z, const uint8_t *in, size_t in_len, uint8_t *out, size_t out
              size_t *used, size_t *made);
 int dg_deflate_matches(int level, int window_bits, int mem_level, int strategy, const uint8_t *in,
                        size_t in_len, const uint8_t *expect, size_t expect_len);
+void dg_bytes_combine(uint8_t *out, const uint8_t *a, size_t na, const uint8_t *b, size_t nb,
+                      int subtract);
 
 #define XD3_SEC_DJW ...
 #define XD3_SEC_FGK ...

@@ -87,3 +87,15 @@ int dg_deflate_matches(int level, int window_bits, int mem_level, int strategy, 
   deflateEnd(&s);
   return result;
 }
+
+/* out[i] = a[i] + b[i], or a[i] - b[i] when subtracting (mod 256, b zero-padded to na): the
+ * archive format's byte deltas of headers and tables. */
+void dg_bytes_combine(uint8_t *out, const uint8_t *a, size_t na, const uint8_t *b, size_t nb,
+                      int subtract) {
+  size_t i;
+  if (subtract)
+    for (i = 0; i < nb; i++) out[i] = (uint8_t)(a[i] - b[i]);
+  else
+    for (i = 0; i < nb; i++) out[i] = (uint8_t)(a[i] + b[i]);
+  if (na > nb) memcpy(out + nb, a + nb, na - nb);
+}

@@ -140,3 +140,30 @@ def inflate_raw(data: Buffer, limit: int | None = None) -> tuple[bytes, int]:
     if not inflater.finished:
         raise ZlibError("the deflate stream is incomplete")
     return out, memoryview(data).nbytes - inflater.unused
+
+
+def _combine(a: Buffer, b: Buffer, subtract: int) -> bytes:
+    left, right = memoryview(a).cast("B"), memoryview(b).cast("B")
+    if right.nbytes > left.nbytes:
+        raise ValueError("the second operand is longer than the first")
+    out = bytearray(left.nbytes)
+    if out:
+        lib.dg_bytes_combine(
+            ffi.from_buffer(out),
+            ffi.from_buffer(left),
+            left.nbytes,
+            ffi.from_buffer(right),
+            right.nbytes,
+            subtract,
+        )
+    return bytes(out)
+
+
+def byte_sum(a: Buffer, b: Buffer) -> bytes:
+    """``a[i] + b[i]`` mod 256 for each byte (``b`` may be shorter: zeros beyond it)."""
+    return _combine(a, b, 0)
+
+
+def byte_difference(a: Buffer, b: Buffer) -> bytes:
+    """``a[i] - b[i]`` mod 256 for each byte (``b`` may be shorter: zeros beyond it)."""
+    return _combine(a, b, 1)

@@ -24,7 +24,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
-from xdelta_ffi import ZLIB_VERSION, Deflater, ZlibError, deflate_matches, deflate_raw, inflate_raw
+from xdelta_ffi import (
+    ZLIB_VERSION,
+    Deflater,
+    ZlibError,
+    byte_difference,
+    byte_sum,
+    deflate_matches,
+    deflate_raw,
+    inflate_raw,
+)
 
 from .._exceptions import IntegrityError
 from ._containers import DEFLATED, STORED, Span, find_spans, is_gzip
@@ -174,36 +183,14 @@ def _inflated(data: memoryview, limit: int) -> bytes | None:
     return out if used == len(data) else None
 
 
-def _lanes(data: bytes | memoryview | bytearray) -> int:
-    """``data`` as an integer with each byte in a 16-bit lane (so lanes never carry)."""
-    wide = bytearray(2 * len(data))
-    wide[0::2] = data
-    return int.from_bytes(wide, "little")
-
-
-_ONES: dict[int, int] = {}
-
-
-def _hundreds(n: int) -> int:
-    found = _ONES.get(n)
-    if found is None:
-        found = int.from_bytes(b"\x00\x01" * n, "little")
-        if n <= 1 << 16:
-            _ONES[n] = found
-    return found
-
-
 def byte_delta(target: bytes | memoryview, base: bytes | memoryview) -> bytes:
     """Bytewise ``target - base`` (mod 256): zero where they agree, and a field that moved by a
     constant (an offset, a timestamp) differs by the same bytes in every entry."""
-    n = len(target)
-    lanes = _lanes(target) + _hundreds(n) - _lanes(base)
-    return lanes.to_bytes(2 * n, "little")[0::2]
+    return byte_difference(target, base)
 
 
 def byte_undelta(delta: bytes | memoryview | bytearray, base: bytes | memoryview) -> bytes:
-    n = len(delta)
-    return (_lanes(delta) + _lanes(base)).to_bytes(2 * n, "little")[0::2]
+    return byte_sum(delta, base)
 
 
 def span_digest(data: bytes | memoryview) -> bytes:
