@@ -243,7 +243,9 @@ class S3Storage:
 
     async def _abort_abandoned_uploads(self) -> None:
         """Abort the multipart uploads that dead processes of this user left open here; within
-        ``abort_timeout`` altogether (what is left is tried again by the next client)."""
+        ``abort_timeout`` altogether, one attempt each (unlike :meth:`abort_multipart`, which
+        insists: an upload these credentials may not abort must not hold every client's start);
+        what is left is tried again by the next client."""
         stale = await anyio.to_thread.run_sync(self._journal.stale, self.endpoint)
         with anyio.move_on_after(self.transfer.abort_timeout):
             for upload in stale:
