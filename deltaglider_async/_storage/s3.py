@@ -257,18 +257,18 @@ class S3Storage:
                         Key=upload.key,
                         UploadId=upload.upload_id,
                     )
+                    log.info(
+                        "aborted multipart upload %s of s3://%s/%s, left open by a process "
+                        "that is gone",
+                        upload.upload_id,
+                        upload.bucket,
+                        upload.key,
+                    )
                 except NotFoundError:
                     pass  # completed after all, or aborted by someone else
                 except DeltaGliderError as exc:
                     log.debug("abandoned upload %s not aborted yet: %s", upload.upload_id, exc)
                     continue
-                log.info(
-                    "aborted multipart upload %s of s3://%s/%s, left open by a process that "
-                    "is gone",
-                    upload.upload_id,
-                    upload.bucket,
-                    upload.key,
-                )
                 self._journal.closed(upload.path)
 
     async def close(self) -> None:
