@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   quietly .venv/bin/python -m pip install -q --upgrade pip
 fi
-stamp=.venv/.installed-$(cat pyproject.toml setup.py xdelta_ffi/_build.py xdelta_ffi/_glue.c xdelta_ffi/_zglue.c | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml setup.py xdelta_ffi/_build.py xdelta_ffi/_glue.c xdelta_ffi/_zglue.c xdelta_ffi/_gzglue.c | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || ! .venv/bin/python -c 'import xdelta_ffi._xdelta3_cffi' >/dev/null 2>&1; then
   echo "setup: pip install -e '.[dev]'" >&2
   quietly .venv/bin/python -m pip install -q -e '.[dev]'

@@ -27,6 +27,7 @@ from ._stream import (
     set_pool_limit,
 )
 from ._zlib import (
+    GNU_GZIP,
     ZLIB_VERSION,
     Deflater,
     ZlibError,
@@ -42,6 +43,7 @@ XDELTA3_VERSION = "3.1.1"
 
 __all__ = [
     "DEFAULT_LEVEL",
+    "GNU_GZIP",
     "XDELTA3_VERSION",
     "ZLIB_VERSION",
     "CodecStateError",

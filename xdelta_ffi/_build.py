@@ -161,6 +161,15 @@ int dg_deflate_matches(int level, int window_bits, int mem_level, int strategy, 
 void dg_bytes_combine(uint8_t *out, const uint8_t *a, size_t na, const uint8_t *b, size_t nb,
                       int subtract);
 
+typedef struct dg_gz dg_gz;
+dg_gz *dg_gz_new(int level);
+void dg_gz_free(dg_gz *g);
+int dg_gz_feed(dg_gz *g, const uint8_t *in, size_t in_len, int final);
+size_t dg_gz_take(dg_gz *g, uint8_t *out, size_t cap);
+size_t dg_gz_pending(const dg_gz *g);
+int dg_gzip_matches(int level, const uint8_t *in, size_t in_len, const uint8_t *expect,
+                    size_t expect_len);
+
 #define XD3_SEC_DJW ...
 #define XD3_SEC_FGK ...
 #define XD3_SEC_LZMA ...
@@ -200,7 +209,8 @@ ffibuilder.set_source(
     "xdelta_ffi._xdelta3_cffi",
     '#include "xdelta3.h"\n#include "xdelta3.c"\n'
     + (HERE / "_glue.c").read_text()
-    + (HERE / "_zglue.c").read_text(),
+    + (HERE / "_zglue.c").read_text()
+    + (HERE / "_gzglue.c").read_text(),
     sources=[str(ZLIB / name) for name in ZLIB_SOURCES],
     include_dirs=[_xdelta3_include_dir(), str(ZLIB)],
     libraries=["lzma"],

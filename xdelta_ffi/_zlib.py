@@ -2,7 +2,8 @@
 
 The archive format rebuilds members by deflating them again and relies on getting the very bytes
 it saw at write time, so it must never use Python's ``zlib`` (whatever libz the system ships) for
-that.  Every call releases the GIL.
+that.  Besides zlib's deflate there is GNU gzip's (``mem_level=GNU_GZIP``), which is not zlib's
+and is what ``gzip``, ``tar czf`` and Info-ZIP's ``zip`` write.  Every call releases the GIL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from ._xdelta3_cffi import ffi, lib
 
 #: zlib's version string as compiled in (recorded by the archive format as its rebuilder)
 ZLIB_VERSION: Final[str] = ffi.string(lib.dg_z_version()).decode()
+
+#: ``mem_level`` (not one of zlib's 1-9) that selects GNU gzip's deflate at the given level
+GNU_GZIP: Final = 0
 
 _Z_OK, _Z_STREAM_END, _Z_BUF_ERROR = 0, 1, -5
 _RAW = -15
@@ -29,6 +33,13 @@ def deflate_matches(
     """Whether raw-deflating ``data`` with these parameters gives exactly ``expected``
     (stops at the first differing output block)."""
     src, exp = memoryview(data).cast("B"), memoryview(expected).cast("B")
+    if mem_level == GNU_GZIP and strategy == 0:
+        rc = lib.dg_gzip_matches(
+            level, ffi.from_buffer(src), src.nbytes, ffi.from_buffer(exp), exp.nbytes
+        )
+        if rc < 0:
+            raise ZlibError(f"GNU gzip's deflate refuses level={level} (or is out of memory)")
+        return bool(rc)
     rc = lib.dg_deflate_matches(
         level,
         _RAW,
@@ -61,10 +72,51 @@ class _Stream:
         return int(rc), int(self._used[0]), int(self._made[0])
 
 
-class Deflater(_Stream):
-    """Streaming raw deflate (``wbits=-15``) at a given level/memLevel/strategy."""
+class Deflater:
+    """Streaming raw deflate (``wbits=-15``) at a given level/memLevel/strategy, by zlib, or by
+    GNU gzip's deflate when ``mem_level`` is :data:`GNU_GZIP`."""
 
     def __init__(self, level: int, mem_level: int = 8, strategy: int = 0) -> None:
+        self._impl: _ZlibDeflater | _GnuDeflater = (
+            _GnuDeflater(level)
+            if mem_level == GNU_GZIP and strategy == 0
+            else _ZlibDeflater(level, mem_level, strategy)
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self._impl.finished
+
+    def compress(self, data: Buffer, *, finish: bool = False) -> bytes:
+        """Deflate ``data`` (more may follow unless ``finish``); returns the output made."""
+        return self._impl.compress(data, finish=finish)
+
+
+class _GnuDeflater:
+    def __init__(self, level: int) -> None:
+        handle = lib.dg_gz_new(level)
+        if handle == ffi.NULL:
+            raise ZlibError(f"GNU gzip's deflate has no level {level} (or memory ran out)")
+        self._g: Any = ffi.gc(handle, lib.dg_gz_free)
+        self.finished = False
+
+    def compress(self, data: Buffer, *, finish: bool = False) -> bytes:
+        if self.finished:
+            raise ZlibError("the deflate stream is already finished")
+        view = memoryview(data).cast("B")
+        if lib.dg_gz_feed(self._g, ffi.from_buffer(view), view.nbytes, int(finish)) != 0:
+            raise ZlibError("GNU gzip's deflate ran out of memory")
+        self.finished = finish
+        made = int(lib.dg_gz_pending(self._g))
+        if not made:
+            return b""
+        out = ffi.new("uint8_t[]", made)
+        lib.dg_gz_take(self._g, out, made)
+        return bytes(ffi.buffer(out, made))
+
+
+class _ZlibDeflater(_Stream):
+    def __init__(self, level: int, mem_level: int, strategy: int) -> None:
         super().__init__(True, level, mem_level, strategy)
 
     def compress(self, data: Buffer, *, finish: bool = False) -> bytes:

@@ -8,7 +8,8 @@ unchanged), a deflated member kept as its contents plus what re-deflates them ex
 documents, where a one-line change in a member is a one-line change, not kilobytes of new deflate
 output.  docs/wire-format.md is the normative description.
 
-Writing expands (only what re-deflates byte-exact with the pinned zlib counts as a member);
+Writing expands (only what re-deflates byte-exact with the pinned zlib, or with the extension's GNU
+gzip deflate, counts as a member);
 reading rebuilds (:class:`Rebuilder`, fed the document in pieces, so memory stays bounded by the
 largest nested member, not the archive).  The reference's *source form* is the same expansion
 without the byte-exactness test: the bytes every delta of the space is taken against.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from xdelta_ffi import (
+    GNU_GZIP,
     ZLIB_VERSION,
     Deflater,
     ZlibError,
@@ -48,8 +50,9 @@ PATCH: Final = 5
 #: the first bytes of an expanded stream; its version byte follows
 STREAM_MAGIC: Final = b"DGX"
 STREAM_VERSION: Final = 1
-#: what rebuilds DEFLATE members, as every stream records it
-REBUILDER: Final = f"zlib {ZLIB_VERSION}"
+#: what rebuilds DEFLATE members, as every stream records it (memLevel 0: GNU gzip's deflate,
+#: our re-implementation, version 1)
+REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1"
 
 #: archives inside archives are expanded to this depth (a jar in a war in an ear)
 MAX_DEPTH: Final = 3
@@ -60,9 +63,11 @@ STREAM_MEMBER: Final = 8 << 20
 #: total bytes a reference's source form may expand to; beyond, the rest stays as it is
 SOURCE_LIMIT: Final = 1 << 30
 
-#: (level, memLevel) in the order producers use them: zlib's default first, then the extremes
+#: (level, memLevel) in the order producers use them: zlib's default first, then the extremes;
+#: then GNU gzip's deflate (``gzip``, ``tar czf``, Info-ZIP ``zip``), then zlib at memLevel 9
 _PARAMS: Final = (
     *((level, 8) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
+    *((level, GNU_GZIP) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8)),
     *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
 )
 #: after this many members with no exact parameters and none found, an archive's producer is
@@ -106,7 +111,7 @@ class Segment:
     payload_len: int
     offset: int = 0  # REF
     level: int = 0  # DEFLATE*
-    mem_level: int = 8
+    mem_level: int = 8  # zlib's 1-9, or GNU_GZIP
     crc: int = 0  # CRC-32 of the rebuilt (compressed) bytes, DEFLATE*
     inner_len: int = 0  # bytes the nested document rebuilds to (DEFLATE_NESTED)
 
@@ -162,7 +167,7 @@ def parse_table(table: bytes | memoryview) -> list[Segment]:
             if kind == DEFLATE_NESTED:
                 inner, pos = read_varint(table, pos)
             level, mem_level = params & 0x0F, params >> 4
-            if level > 9 or not 1 <= mem_level <= 9:
+            if level > 9 or mem_level > 9 or (mem_level == GNU_GZIP and level == 0):
                 raise IntegrityError("archive delta: invalid deflate parameters")
             segments.append(Segment(kind, clen, plen, 0, level, mem_level, crc, inner))
         else:
