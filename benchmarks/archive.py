@@ -42,6 +42,13 @@ SERIES: list[tuple[str, str, str, list[str], str]] = [
     ("awscli wheels", "zip of text", "awscli", [f"1.45.{p}" for p in range(10, 40)], "wheel"),
     ("awscli sdists", ".tar.gz", "awscli", [f"1.45.{p}" for p in range(10, 18)], "sdist"),
     (
+        "awscli sdists, tar czf",
+        "GNU tar + gzip",
+        "awscli",
+        [f"1.45.{p}" for p in range(10, 18)],
+        "sdist-gnu",
+    ),
+    (
         "botocore wheels",
         "nested .json.gz",
         "botocore",
@@ -108,6 +115,17 @@ def _pip_download(spec: str, folder: Path, binary: bool) -> None:
     )
 
 
+def _repack_with_gnu_tar(sdist: Path, target: Path) -> None:
+    """The sdist's files as a user's own ``tar czf`` packs them (GNU tar piping to GNU gzip -6,
+    whose deflate is not zlib's): a release tarball as Linux build scripts make them."""
+    with tempfile.TemporaryDirectory() as tree:
+        subprocess.run(["tar", "xzf", str(sdist), "-C", tree], check=True)
+        part = target.with_suffix(".part")
+        flags = ["--sort=name", "--owner=0", "--group=0", "--numeric-owner"]
+        subprocess.run(["tar", *flags, "-czf", str(part), "-C", tree, "."], check=True)
+        os.replace(part, target)
+
+
 def series_files(package: str, versions: list[str], kind: str) -> list[Path]:
     """The release files, downloaded once; named so that both tools treat them as archives
     (deltaglider 6.2 does not delta-encode ``.whl``: wheels are linked as ``.zip``)."""
@@ -126,6 +144,10 @@ def series_files(package: str, versions: list[str], kind: str) -> list[Path]:
                 _pip_download(f"{package}=={version}", pool, binary=False)
                 found = sorted(pool.glob(f"{package}-{version}.tar.gz"))
             source, target = found[0], folder / f"{package}-{version}.tar.gz"
+        elif kind == "sdist-gnu":
+            source = target = folder / f"{package}-{version}.tar.gz"
+            if not target.exists():
+                _repack_with_gnu_tar(series_files(package, [version], "sdist")[0], target)
         else:  # the jar a wheel carries
             wheel = pypi_wheels(package, [version])[0]
             target = folder / f"{package}-{version}.jar"

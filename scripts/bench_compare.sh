@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side check that a change made nothing slower: the quick sdk, transfers and cache parts
 # of an older revision and of the working tree's HEAD, alternated for ROUNDS rounds (each run
-# in its own worktree with this checkout's compiled codec), medians written to
-# benchmarks/results/compare.md.  Usage: scripts/bench_compare.sh OLD_REV [ROUNDS]
+# in its own worktree with this checkout's compiled codec; which goes first alternates), medians
+# written to benchmarks/results/compare.md.  Usage: scripts/bench_compare.sh OLD_REV [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -20,7 +20,11 @@ for rev in "$old" "$new"; do
 done
 log="$work/runs.log"
 for round in $(seq "$rounds"); do
-  for rev in "$new" "$old"; do
+  # Which revision goes first alternates, so that neither always runs on a machine the other
+  # has just warmed (or loaded).
+  order="$new $old"
+  [ $((round % 2)) -eq 0 ] && order="$old $new"
+  for rev in $order; do
     for part in sdk transfers cache; do
       echo "== $rev $part" >>"$log"
       if ! (cd "$work/$rev" && PYTHONPATH="$work/$rev" "$root/.venv/bin/python" -m "benchmarks.$part" \
@@ -58,7 +62,7 @@ measures = [
 ]
 lines = [f"## Before and after: {old} vs {new}", "",
          f"`scripts/bench_compare.sh {old}`: the quick sdk, transfers and cache parts of both "
-         f"revisions alternated for {rounds} rounds on one machine; medians.", "",
+         f"revisions alternated for {rounds} rounds on one machine (each round's first alternates); medians.", "",
          f"| measure | {old} | {new} |", "|---|---|---|"]
 for name, part, row, col in measures:
     lines.append(f"| {name} | {med(old, part, row, col):.2f} | {med(new, part, row, col):.2f} |")
