@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import io
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -424,6 +425,17 @@ class _Doc:
         return b"".join([varint(len(table)), table, *self.payload])
 
 
+def _drained(pieces: list[bytes | memoryview]) -> bytes:
+    """``b"".join(pieces)``, letting go of each piece once it is copied: the pieces and the
+    whole are never all held at once (a botocore wheel expands to 80 MiB).  BytesIO grows its
+    bytes in place and hands that very object over."""
+    out = io.BytesIO()
+    pieces.reverse()
+    while pieces:
+        out.write(pieces.pop())
+    return out.getvalue()
+
+
 @dataclass
 class _Found:
     """What discovery (:func:`_discover`) found of one member: its contents, the zlib settings
@@ -576,7 +588,7 @@ class Expander:
                 table,
             ]
         )
-        return head, b"".join(doc.payload)
+        return head, _drained(doc.payload)
 
     def _document(
         self,
