@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import anyio
+import dask
 import pytest
 
 from deltaglider_async import DeltaGliderError, EndpointError, InvalidArgumentError
@@ -173,7 +174,11 @@ async def test_bad_cluster_addresses_are_clear_errors(seaweed: LocalS3) -> None:
     with pytest.raises(InvalidArgumentError, match="worker count"):
         async with connect("local:0", _spec(seaweed)):
             pass
-    with pytest.raises(DeltaGliderError) as caught:
+    # Dask retries a refused connection for its connect timeout (30 s by default).
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "3s"}),
+        pytest.raises(DeltaGliderError) as caught,
+    ):
         async with connect("tcp://127.0.0.1:9", _spec(seaweed)):
             pass
     assert isinstance(caught.value, EndpointError | InvalidArgumentError), caught.value
