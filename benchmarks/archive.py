@@ -252,6 +252,8 @@ def base_choice(files: list[Path], every: int = 10) -> dict[str, int]:
     every step), and the latest of snapshots taken every ``every`` releases (sparse-revlog style:
     one fetch and one decode per read, but several references per space)."""
     sys.path.insert(0, str(ROOT))
+    from deltaglider_async._engine.codec import encoder_plan
+    from deltaglider_async._engine.memory import DEFAULT_LIMIT
     from deltaglider_async._formats._document import reference_form
     from deltaglider_async._formats.archive import _encode_sync
 
@@ -260,8 +262,9 @@ def base_choice(files: list[Path], every: int = 10) -> dict[str, int]:
     def delta(base: int, target: int) -> int:
         if base not in forms:
             forms[base] = reference_form(files[base].read_bytes())
+        plan = encoder_plan(len(forms[base].source), DEFAULT_LIMIT, in_memory=True)
         with tempfile.TemporaryDirectory() as tmp:
-            encoded = _encode_sync(forms[base], files[target], Path(tmp) / "d", None)
+            encoded = _encode_sync(forms[base], files[target], Path(tmp) / "d", None, plan)
         assert encoded.result is not None, encoded.why_not
         return encoded.result.delta_size
 

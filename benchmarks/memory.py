@@ -253,8 +253,9 @@ def render(r: dict[str, Any]) -> str:
         "interleaved runs (min–max). Target: worst peak RSS ≤ budget + 64 MiB; time against "
         "the same workload without a budget (64 GiB).",
         "",
-        "The last columns subtract what the process held once its client was open (the "
-        "interpreter, botocore, aiohttp: about 100 MiB here), which no budget can cover.",
+        "'Above the open client' subtracts what the process held once its client was open (the "
+        "interpreter, botocore, aiohttp: about 70 MiB here), which the budget counts first (up "
+        "to a quarter of it); 'budget's own peak' is what its reservations held at most.",
         "",
         "| workload | budget | peak RSS (worst) | ≤ budget + 64 MiB | above the open client "
         "(worst) | budget's own peak | put | get | time vs no budget |",

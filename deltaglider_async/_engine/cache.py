@@ -41,6 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._exceptions import CacheError, IntegrityError, InvalidArgumentError
+from .memory import process_budget
 
 log = logging.getLogger("deltaglider_async")
 
@@ -156,6 +157,11 @@ class EncryptedEntry:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+#: What a fill holds while it streams: the HTTP client's buffers, the chunk being sealed and
+#: the one before it (eight concurrent fills of 256 MiB references held 46 MiB).
+FILL_MEMORY = 6 << 20
 
 
 def _discard(path: Path) -> None:
@@ -450,7 +456,8 @@ class ReferenceCache:
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                await self._write_sealed(sha256, fetch, out)
+                async with process_budget().reserve(FILL_MEMORY, f"fetching reference {sha256}"):
+                    await self._write_sealed(sha256, fetch, out)
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)

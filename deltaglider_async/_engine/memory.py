@@ -4,8 +4,11 @@ Consumers reserve before they allocate and give back when they free: encoders (h
 source block cache and windows), decoders, multipart part buffers.  Work that does not fit waits,
 first come first served, so a service with many concurrent requests holds its peak instead of
 multiplying it; a single need larger than the whole budget is an error that names the knob.
-The codec's pool of freed mappings (which still counts as resident memory) is capped to a
-quarter of the budget.  See docs/configuration.md ("Memory") for the formula.
+The budget also counts the process it runs in (the interpreter and libraries, as resident when
+its first client opened, up to a quarter of the budget), so that it bounds what the process
+holds rather than what it adds.  The codec's pool of freed mappings (which still counts as
+resident memory) is capped to an eighth of the budget.  See docs/configuration.md ("Memory")
+for the formula.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ MiB: Final = 1 << 20
 DEFAULT_LIMIT: Final = 512 * MiB
 #: Below this the codec alone cannot work (its smallest tables, windows and block cache).
 MINIMUM_LIMIT: Final = 128 * MiB
-_POOL_SHARE: Final = 4
+_POOL_SHARE: Final = 8
+#: the process's own share is counted up to this fraction of the budget (in a big service
+#: most of what it holds is not ours to count)
+_PROCESS_SHARE: Final = 4
 
 
 def parse_limit(text: str) -> int:
@@ -47,13 +53,30 @@ def parse_limit(text: str) -> int:
 
 
 class MemoryBudget:
-    """Bytes that reservations may hold at once; waiting reservations are served in order."""
+    """Bytes that reservations may hold at once; waiting reservations are served in order.
 
-    def __init__(self, limit: int) -> None:
+    ``process`` is what the process holds besides reservations (None: its resident size at the
+    first reservation, once its client is open): reservations get ``room``, the limit less
+    that, up to a quarter of the limit.
+    """
+
+    def __init__(self, limit: int, process: int | None = 0) -> None:
+        self._process = process
         self.limit = limit
         self.in_use = 0
         self.peak = 0
         self._waiting: deque[tuple[int, anyio.Event]] = deque()
+
+    @property
+    def process_share(self) -> int:
+        if self._process is None:
+            self._process = _resident()
+        return min(self._process, self.limit // _PROCESS_SHARE)
+
+    @property
+    def room(self) -> int:
+        """What reservations may hold at once."""
+        return self.limit - self.process_share
 
     def set_limit(self, limit: int) -> None:
         self.limit = limit
@@ -63,12 +86,13 @@ class MemoryBudget:
     @contextlib.asynccontextmanager
     async def reserve(self, need: int, what: str) -> AsyncIterator[None]:
         """Hold ``need`` bytes for the body of the ``async with``; waits while they do not fit."""
-        if need > self.limit:
+        if need > self.room:
             raise MemoryLimitError(
-                f"{what} needs {need / MiB:.0f} MiB, more than the memory budget of "
-                f"{self.limit / MiB:.0f} MiB: raise memory_limit (DG_MEMORY_LIMIT)"
+                f"{what} needs {need / MiB:.0f} MiB, more than the {self.room / MiB:.0f} MiB "
+                f"the memory budget of {self.limit / MiB:.0f} MiB leaves beside the process "
+                f"itself: raise memory_limit (DG_MEMORY_LIMIT)"
             )
-        if self._waiting or self.in_use + need > self.limit:
+        if self._waiting or self.in_use + need > self.room:
             turn = (need, anyio.Event())
             self._waiting.append(turn)
             try:
@@ -94,7 +118,7 @@ class MemoryBudget:
             self._wake()
 
     def _wake(self) -> None:
-        while self._waiting and self.in_use + self._waiting[0][0] <= self.limit:
+        while self._waiting and self.in_use + self._waiting[0][0] <= self.room:
             need, event = self._waiting.popleft()
             self.in_use += need
             event.set()
@@ -137,12 +161,21 @@ def _tune_malloc() -> None:
         _malloc_trim = trim
 
 
+def _resident() -> int:
+    """The process's resident size now (0 where /proc is not there to say)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def process_budget() -> MemoryBudget:
     """The process's one budget."""
     global _process_budget
     if _process_budget is None:
         _tune_malloc()
-        _process_budget = MemoryBudget(DEFAULT_LIMIT)
+        _process_budget = MemoryBudget(DEFAULT_LIMIT, process=None)
     return _process_budget
 
 

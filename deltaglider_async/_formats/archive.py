@@ -30,7 +30,7 @@ from xdelta_ffi import Decoder, Encoder, XDeltaError
 
 from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._engine.cache import ReferenceSource
-from .._engine.codec import TABLE_MEMORY, CodecRunner, EncodeResult, cache_memory_for
+from .._engine.codec import DECODER_MEMORY, CodecRunner, EncodeResult, EncoderPlan
 from .._exceptions import DeltaGliderError, IntegrityError
 from ._document import (
     REBUILDER,
@@ -52,8 +52,9 @@ log = logging.getLogger("deltaglider_async")
 ARCHIVE_MAGIC: Final = b"DGARCH1\n"
 #: larger files are kept whole in memory neither at put nor at get: vcdiff takes them
 MAX_ARCHIVE: Final = 512 << 20
-#: source forms kept in memory across puts and gets of one process
-_FORMS_BYTES: Final = 768 << 20
+#: source forms kept in memory across puts and gets, as a share of the memory budget's room
+#: (the latest one is always kept)
+_FORMS_SHARE: Final = 4
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,14 @@ class _Encoded:
     why_not: str = ""
 
 
-def _vcdiff(source: bytes, target: bytes) -> bytes:
+def _vcdiff(source: bytes, target: bytes, plan: EncoderPlan) -> bytes:
     encoder = Encoder(
         source,
         source_size=len(source),
         target_size=len(target),
         secondary_data=compress_added_bytes(target[:MAGIC_BYTES]),
-        table_memory=TABLE_MEMORY,
-        cache_size=cache_memory_for(len(source)),
+        table_memory=plan.table_memory,
+        cache_size=plan.cache_size,
     )
     try:
         return b"".join([*encoder.stream(target), *encoder.finish_stream()])
@@ -87,21 +88,24 @@ def _unvcdiff(source: bytes, delta: bytes, target_size: int | None) -> Iterable[
 
 
 def _encode_sync(
-    form: ReferenceForm, target: Path, delta_out: Path, budget: int | None
+    form: ReferenceForm, target: Path, delta_out: Path, budget: int | None, plan: EncoderPlan
 ) -> _Encoded:
     if target.stat().st_size > MAX_ARCHIVE:
         return _Encoded(None, f"larger than {MAX_ARCHIVE >> 20} MiB")
     data = target.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
+    sha, size_in = hashlib.sha256(data).hexdigest(), len(data)
     expander = Expander(form, learn=True)
     head, payload = expander.expand(data)
+    del data  # from here on the expansion stands for it
     stats = expander.stats
     if stats.members == 0:
         return _Encoded(None, "not a zip or gzip archive")
     if stats.expanded + stats.unchanged == 0:
         return _Encoded(None, "no deflated member that re-deflates byte-exact")
     packed = _xz_small(head)
-    delta = ARCHIVE_MAGIC + varint(len(packed)) + packed + _vcdiff(form.source, payload)
+    delta = ARCHIVE_MAGIC + varint(len(packed)) + packed + _vcdiff(form.source, payload, plan)
+    payload_size = len(payload)
+    del payload
     # The proof: what a reader will do, on these very bytes, before anything is stored.
     rebuilt = hashlib.sha256()
     size = 0
@@ -110,18 +114,18 @@ def _encode_sync(
         # Members whose settings the expansion just proved are not deflated a second time.
         known = {**form.known, **expander.learnt}
         rebuilder = Rebuilder(form.raw, str(target), segments, known=known)
-        for piece in _unvcdiff(form.source, body, len(payload)):
+        for piece in _unvcdiff(form.source, body, payload_size):
             for out in rebuilder.feed(piece):
                 rebuilt.update(out)
                 size += len(out)
         rebuilder.finish()
     except (IntegrityError, XDeltaError) as exc:
         return _Encoded(None, f"does not rebuild byte-exact ({exc})")
-    if rebuilt.hexdigest() != sha or size != len(data):
+    if rebuilt.hexdigest() != sha or size != size_in:
         return _Encoded(None, "does not rebuild byte-exact")
     delta_out.write_bytes(delta)
     over = budget is not None and len(delta) > budget
-    return _Encoded(EncodeResult(sha, len(data), len(delta), over, format_name=ARCHIVE.name))
+    return _Encoded(EncodeResult(sha, size_in, len(delta), over, format_name=ARCHIVE.name))
 
 
 def _xz_small(data: bytes) -> bytes:
@@ -309,7 +313,7 @@ class Archive:
         )
         if form is None:
             return None
-        self._keep(hashlib.sha256(form.raw).hexdigest(), form)
+        self._keep(hashlib.sha256(form.raw).hexdigest(), form, codec)
         return {"dg-reference-form": self.name}
 
     def metadata(self, original_name: str) -> Mapping[str, str]:
@@ -328,14 +332,14 @@ class Archive:
             return key, found if found is not None else reference_form(raw)
 
         key, form = await anyio.to_thread.run_sync(build, limiter=codec.limiter)
-        self._keep(key, form)
+        self._keep(key, form, codec)
         return form
 
-    def _keep(self, sha256: str, form: ReferenceForm) -> None:
+    def _keep(self, sha256: str, form: ReferenceForm, codec: CodecRunner) -> None:
         self._forms[sha256] = form
         self._forms.move_to_end(sha256)
         total = sum(f.size for f in self._forms.values())
-        while total > _FORMS_BYTES and len(self._forms) > 1:
+        while total > codec.memory.room // _FORMS_SHARE and len(self._forms) > 1:
             _, dropped = self._forms.popitem(last=False)
             total -= dropped.size
 
@@ -353,21 +357,40 @@ class Archive:
             form = await self._form(codec, reference)
             why_not = "the reference is not a zip or gzip archive"
             if form.is_archive:
-                plan = codec.plan_encoder(form.size)
-                try:
-                    async with codec.memory.reserve(plan.need, f"encoding {target.name}"):
-                        encoded = await anyio.to_thread.run_sync(
-                            _encode_sync, form, target, delta_out, budget, limiter=codec.limiter
-                        )
-                except XDeltaError as exc:
-                    raise DeltaGliderError(
-                        f"{target}: encoding failed: {exc}", code="EncodeError"
-                    ) from exc
+                encoded = await self._encode_archive(codec, form, target, delta_out, budget)
                 if encoded.result is not None:
                     return encoded.result
                 why_not = encoded.why_not
         result = await codec.encode_file(reference, target, delta_out, budget)
         return result.with_note(f"archive format not used: {why_not}")
+
+    async def _encode_archive(
+        self,
+        codec: CodecRunner,
+        form: ReferenceForm,
+        target: Path,
+        delta_out: Path,
+        budget: int | None,
+    ) -> _Encoded:
+        # Held while encoding, beside the encoder: the reference's form, the target and its
+        # expansion (estimated from the reference's own).
+        target_size = target.stat().st_size
+        expansion = len(form.source) * target_size // max(1, len(form.raw))
+        held = form.size + target_size + expansion
+        plan = codec.plan_encoder(len(form.source), in_memory=True, beside=held)
+        if plan.need + held > codec.memory.room:
+            return _Encoded(
+                None,
+                f"its expansion needs {(plan.need + held) >> 20} MiB, more than the memory "
+                f"budget leaves ({codec.memory.room >> 20} MiB; raise DG_MEMORY_LIMIT)",
+            )
+        try:
+            async with codec.memory.reserve(plan.need + held, f"encoding {target.name}"):
+                return await anyio.to_thread.run_sync(
+                    _encode_sync, form, target, delta_out, budget, plan, limiter=codec.limiter
+                )
+        except XDeltaError as exc:
+            raise DeltaGliderError(f"{target}: encoding failed: {exc}", code="EncodeError") from exc
 
     def decode(
         self,
@@ -389,6 +412,13 @@ class Archive:
         if reference.size > MAX_ARCHIVE:
             raise IntegrityError(f"{what}: its reference is too large for the archive format")
         form = await self._form(codec, reference)
+        async with codec.memory.reserve(form.size + DECODER_MEMORY, f"decoding {what}"):
+            async for out in self._rebuild(codec, form, delta, what):
+                yield out
+
+    async def _rebuild(
+        self, codec: CodecRunner, form: ReferenceForm, delta: AsyncIterator[bytes], what: str
+    ) -> AsyncIterator[bytes]:
         decoder = Decoder(form.source, source_size=len(form.source), target_size=None)
         rebuilder: Rebuilder | None = None
         prefix = b""

@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xdelta_ffi
+from deltaglider_async._engine.codec import encoder_plan
+from deltaglider_async._engine.memory import DEFAULT_LIMIT
 from deltaglider_async._formats import _document as document
 from deltaglider_async._formats._document import Rebuilder, reference_form
 from deltaglider_async._formats.archive import (
@@ -40,6 +42,7 @@ FALLBACKS = (
 )
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name")
 BUNDLED = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("*.whl"))
+PLAN = encoder_plan(1 << 30, DEFAULT_LIMIT, in_memory=True)  # what a put under the default gets
 
 
 def roundtrip(reference: bytes, target: bytes, tmp: Path) -> str:
@@ -50,7 +53,7 @@ def roundtrip(reference: bytes, target: bytes, tmp: Path) -> str:
     form = reference_form(reference)
     if not form.is_archive:
         return "reference is not an archive"
-    encoded = _encode_sync(form, src, out, None)
+    encoded = _encode_sync(form, src, out, None, PLAN)
     if encoded.result is None:
         assert encoded.why_not
         return encoded.why_not
@@ -417,7 +420,7 @@ def test_a_large_gnu_member_rebuilds_the_same_however_it_is_fed(tmp_path: Path) 
     form = reference_form(old)
     src, out = tmp_path / "target", tmp_path / "delta"
     src.write_bytes(new)
-    assert _encode_sync(form, src, out, None).result is not None
+    assert _encode_sync(form, src, out, None, PLAN).result is not None
     segments, body = _split(out.read_bytes(), "t")
     assert any(s.payload_len > document.STREAM_MEMBER for s in segments)
     decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
@@ -431,3 +434,25 @@ def test_a_large_gnu_member_rebuilds_the_same_however_it_is_fed(tmp_path: Path) 
         )
         rebuilder.finish()
         assert rebuilt == new
+
+
+async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(tmp_path: Path) -> None:
+    from deltaglider_async._engine.codec import CodecRunner
+    from deltaglider_async._engine.memory import MemoryBudget
+    from deltaglider_async._formats.archive import ARCHIVE
+
+    members = [("big.txt", bytes(60 << 20), zipfile.ZIP_DEFLATED)]  # 60 MiB of zeros, deflated
+    reference = tmp_path / "v1.zip"
+    reference.write_bytes(_zip(members))
+    target = tmp_path / "v2.zip"
+    target.write_bytes(_zip([*members, ("new.txt", b"new", zipfile.ZIP_DEFLATED)]))
+    codec = CodecRunner(1)
+    codec.memory = MemoryBudget(128 << 20)
+    result = await ARCHIVE.encode(codec, reference, target, tmp_path / "delta", None)
+    assert result.format_name == "vcdiff"
+    assert "DG_MEMORY_LIMIT" in result.note and "expansion needs" in result.note
+    assert codec.memory.in_use == 0
+    codec.memory = MemoryBudget(512 << 20)
+    assert (await ARCHIVE.encode(codec, reference, target, tmp_path / "d2", None)).format_name == (
+        "archive"
+    )

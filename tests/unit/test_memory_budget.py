@@ -74,3 +74,30 @@ def test_encoders_shrink_their_tables_to_fit_a_small_budget() -> None:
     assert tight.table_memory < roomy.table_memory
     assert encoder_plan(1 << 20, 128 * MiB).need <= 128 * MiB
     assert encoder_plan(1 << 30, 128 * MiB).need <= 128 * MiB
+
+
+async def test_the_budget_counts_the_process_up_to_a_quarter_of_it() -> None:
+    small_process = MemoryBudget(256 * MiB, process=50 * MiB)
+    assert small_process.room == 206 * MiB
+    big_service = MemoryBudget(256 * MiB, process=2048 * MiB)
+    assert big_service.room == 192 * MiB  # most of a big service is not ours to count
+    with pytest.raises(MemoryLimitError, match=r"206 MiB the memory budget of 256 MiB"):
+        async with small_process.reserve(210 * MiB, "encoding big.zip"):
+            pass
+    async with small_process.reserve(206 * MiB, "encoding fits.zip"):
+        assert small_process.in_use == small_process.room
+    measured = MemoryBudget(512 * MiB, process=None)
+    assert 0 < measured.process_share <= 128 * MiB  # this test process's own resident size
+
+
+def test_a_tight_encoder_shrinks_the_larger_of_its_table_and_cache() -> None:
+    default = encoder_plan(256 * MiB, 512 * MiB)
+    assert (default.table_memory, default.cache_size) == (128 * MiB, 256 * MiB)
+    for source in (256 * MiB, 1 << 30):
+        for room in (256, 192):
+            plan = encoder_plan(source, room * MiB)
+            assert plan.need <= room * MiB
+            # Neither is starved for the other: a 32 MiB table made a 1 GiB put 1.5x slower.
+            assert plan.table_memory >= 64 * MiB, (source, room)
+            assert plan.cache_size >= 64 * MiB, (source, room)
+        assert encoder_plan(source, 192 * MiB).need == 192 * MiB  # the cache takes what is left
