@@ -3,9 +3,9 @@
 Consumers reserve before they allocate and give back when they free: encoders (hash tables, the
 source block cache and windows), decoders, multipart part buffers.  Work that does not fit waits,
 first come first served, so a service with many concurrent requests holds its peak instead of
-multiplying it; a single need larger than the whole budget is an error that names the knob.
-The budget also counts the process it runs in (the interpreter and libraries, as resident when
-its first client opened, up to a quarter of the budget), so that it bounds what the process
+multiplying it; a single need larger than the budget's room is an error that names the knob.
+The budget also counts the process it runs in (the interpreter and libraries, as resident at
+its first reservation, up to a quarter of the budget), so that it bounds what the process
 holds rather than what it adds.  The codec's pool of freed mappings (which still counts as
 resident memory) is capped to an eighth of the budget.  See docs/configuration.md ("Memory")
 for the formula.
