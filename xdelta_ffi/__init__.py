@@ -28,6 +28,8 @@ from ._stream import (
 )
 from ._zlib import (
     GNU_GZIP,
+    MINIZ,
+    MINIZ_VERSION,
     ZLIB_VERSION,
     Deflater,
     ZlibError,
@@ -44,6 +46,8 @@ XDELTA3_VERSION = "3.1.1"
 __all__ = [
     "DEFAULT_LEVEL",
     "GNU_GZIP",
+    "MINIZ",
+    "MINIZ_VERSION",
     "XDELTA3_VERSION",
     "ZLIB_VERSION",
     "CodecStateError",

@@ -13,6 +13,10 @@ the build takes them from a pinned PyPI *sdist* that vendors madler's zlib: ``gr
 (``DG_BUILD_CACHE``, default ``~/.cache/deltaglider-async-build``).  ``DG_ZLIB_SDIST`` may name a
 local copy of that tarball for offline builds.  Only zlib's deflate/inflate files are compiled, with
 ``Z_PREFIX`` and hidden visibility so that nothing binds them to the system's libz.
+
+miniz's deflate (tdefl, 2.0.8), which rebuilds members written by Rust's miniz_oxide, comes the
+same way from the pinned sdist ``duckdb==2.0.1`` (``external/duckdb/third_party/miniz``, C++ in
+namespace ``duckdb_miniz``; ``DG_MINIZ_SDIST`` names a local copy).  ``_mzglue.cpp`` wraps it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tarfile
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 from cffi import FFI
 
@@ -45,23 +50,52 @@ def _xdelta3_include_dir() -> str:
     return str(lib)
 
 
-ZLIB_SDIST = "grpcio-1.85.3.tar.gz"
-ZLIB_SDIST_SHA256 = "8e18f15d1b09b8771edbf59d634b26cbe4903bc2577cb667264934a6655eb8b4"
-ZLIB_SDIST_URL = (
-    "https://files.pythonhosted.org/packages/1e/48/"
-    "8e14d92cca434b448c7018654da80f574aea3663f7d1f87ed044455c45c6/" + ZLIB_SDIST
+class PinnedSources(NamedTuple):
+    """C sources vendored by a pinned PyPI sdist: the tarball (URL, SHA-256) and the files
+    taken from one of its directories."""
+
+    name: str
+    sdist: str
+    sha256: str
+    url: str
+    member_dir: str
+    files: tuple[str, ...]
+    #: environment variable that may name a local copy of the tarball (offline builds)
+    local_env: str
+
+
+ZLIB = PinnedSources(
+    name="zlib",
+    sdist="grpcio-1.85.3.tar.gz",
+    sha256="8e18f15d1b09b8771edbf59d634b26cbe4903bc2577cb667264934a6655eb8b4",
+    url="https://files.pythonhosted.org/packages/1e/48/"
+    "8e14d92cca434b448c7018654da80f574aea3663f7d1f87ed044455c45c6/grpcio-1.85.3.tar.gz",
+    member_dir="grpcio-1.85.3/third_party/zlib/",
+    files=(
+        "adler32.c",
+        "crc32.c",
+        "deflate.c",
+        "inffast.c",
+        "inflate.c",
+        "inftrees.c",
+        "trees.c",
+        "zutil.c",
+    ),
+    local_env="DG_ZLIB_SDIST",
 )
-ZLIB_MEMBER = "grpcio-1.85.3/third_party/zlib/"
-ZLIB_SOURCES = [
-    "adler32.c",
-    "crc32.c",
-    "deflate.c",
-    "inffast.c",
-    "inflate.c",
-    "inftrees.c",
-    "trees.c",
-    "zutil.c",
-]
+
+#: miniz 2.0.8's deflate (tdefl), what Rust's miniz_oxide (flate2's default backend: maturin
+#: wheels, the ``zip`` crate) reproduces; DuckDB vendors it as C++ in namespace duckdb_miniz
+MINIZ = PinnedSources(
+    name="miniz",
+    sdist="duckdb-2.0.1.tar.gz",
+    sha256="5b3f493140e35b75298ee0fc606d98e3065e8601e64fe81b09326de7a6fd68e0",
+    url="https://files.pythonhosted.org/packages/49/d8/"
+    "ebb8ff07c617d1a8c25e7f7718a6955d2d5f7e539ec5219be1da478c0a42/duckdb-2.0.1.tar.gz",
+    member_dir="duckdb-2.0.1/external/duckdb/third_party/miniz/",
+    files=("miniz.cpp",),
+    local_env="DG_MINIZ_SDIST",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -72,39 +106,42 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _zlib_dir() -> Path:
-    """zlib's sources, extracted once from the pinned sdist into the build cache."""
+def _sources_dir(pinned: PinnedSources) -> Path:
+    """The pinned sources (every C/C++ file and header of their directory, and its LICENSE),
+    extracted once from the sdist into the build cache."""
     cache = Path(
         os.environ.get("DG_BUILD_CACHE") or Path.home() / ".cache" / "deltaglider-async-build"
     )
-    target = cache / f"zlib-{ZLIB_SDIST_SHA256[:16]}"
-    if (target / "deflate.c").is_file():
+    target = cache / f"{pinned.name}-{pinned.sha256[:16]}"
+    if (target / pinned.files[0]).is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    tarball = Path(os.environ.get("DG_ZLIB_SDIST") or cache / ZLIB_SDIST)
-    if not tarball.is_file() or _sha256(tarball) != ZLIB_SDIST_SHA256:
-        tmp = cache / (ZLIB_SDIST + ".part")
-        with urllib.request.urlopen(ZLIB_SDIST_URL, timeout=300) as resp, tmp.open("wb") as out:
+    tarball = Path(os.environ.get(pinned.local_env) or cache / pinned.sdist)
+    if not tarball.is_file() or _sha256(tarball) != pinned.sha256:
+        tmp = cache / (pinned.sdist + ".part")
+        with urllib.request.urlopen(pinned.url, timeout=300) as resp, tmp.open("wb") as out:
             shutil.copyfileobj(resp, out)
-        if _sha256(tmp) != ZLIB_SDIST_SHA256:
+        if _sha256(tmp) != pinned.sha256:
             tmp.unlink()
-            raise RuntimeError(f"{ZLIB_SDIST_URL}: SHA-256 mismatch, refusing to build with it")
-        tarball = cache / ZLIB_SDIST
+            raise RuntimeError(f"{pinned.url}: SHA-256 mismatch, refusing to build with it")
+        tarball = cache / pinned.sdist
         os.replace(tmp, tarball)
-    staging = Path(tempfile.mkdtemp(dir=cache, prefix=".zlib-"))
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=f".{pinned.name}-"))
+    prefix = pinned.member_dir
     with tarfile.open(tarball) as tar:
         for member in tar.getmembers():
             name = member.name
             if (
                 member.isfile()
-                and name.startswith(ZLIB_MEMBER)
-                and "/" not in name[len(ZLIB_MEMBER) :]
-            ) and (name.endswith((".c", ".h")) or name.endswith("LICENSE")):
+                and name.startswith(prefix)
+                and "/" not in name[len(prefix) :]
+                and (name.endswith((".c", ".h", ".cpp", ".hpp")) or name.endswith("LICENSE"))
+            ):
                 source = tar.extractfile(member)
                 assert source is not None
-                (staging / name[len(ZLIB_MEMBER) :]).write_bytes(source.read())
-    if not (staging / "deflate.c").is_file():
-        raise RuntimeError(f"{ZLIB_SDIST} has no {ZLIB_MEMBER}deflate.c")
+                (staging / name[len(prefix) :]).write_bytes(source.read())
+    if not (staging / pinned.files[0]).is_file():
+        raise RuntimeError(f"{pinned.sdist} has no {prefix}{pinned.files[0]}")
     try:
         os.replace(staging, target)
     except OSError:  # a concurrent build got there first
@@ -170,6 +207,14 @@ size_t dg_gz_pending(const dg_gz *g);
 int dg_gzip_matches(int level, const uint8_t *in, size_t in_len, const uint8_t *expect,
                     size_t expect_len);
 
+typedef struct dg_mz dg_mz;
+dg_mz *dg_mz_new(int level);
+void dg_mz_free(dg_mz *m);
+int dg_mz_run(dg_mz *m, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+              int finish, size_t *used, size_t *made);
+int dg_miniz_matches(int level, const uint8_t *in, size_t in_len, const uint8_t *expect,
+                     size_t expect_len);
+
 #define XD3_SEC_DJW ...
 #define XD3_SEC_FGK ...
 #define XD3_SEC_LZMA ...
@@ -202,7 +247,8 @@ _MACROS = [
     ("SECONDARY_LZMA", "1"),
 ]
 
-ZLIB = _zlib_dir()
+ZLIB_DIR = _sources_dir(ZLIB)
+MINIZ_DIR = _sources_dir(MINIZ)
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
@@ -210,14 +256,20 @@ ffibuilder.set_source(
     '#include "xdelta3.h"\n#include "xdelta3.c"\n'
     + (HERE / "_glue.c").read_text()
     + (HERE / "_zglue.c").read_text()
-    + (HERE / "_gzglue.c").read_text(),
-    sources=[str(ZLIB / name) for name in ZLIB_SOURCES],
-    include_dirs=[_xdelta3_include_dir(), str(ZLIB)],
+    + (HERE / "_gzglue.c").read_text()
+    + '#include "_mzglue.h"\n',
+    sources=[
+        *(str(ZLIB_DIR / name) for name in ZLIB.files),
+        *(str(MINIZ_DIR / name) for name in MINIZ.files),
+        "xdelta_ffi/_mzglue.cpp",
+    ],
+    include_dirs=[_xdelta3_include_dir(), str(ZLIB_DIR), str(MINIZ_DIR), str(HERE)],
     libraries=["lzma"],
     define_macros=[*_MACROS, ("Z_PREFIX", "1")],
     extra_compile_args=[
         "-O3",
         "-fvisibility=hidden",
+        "-fno-exceptions",
         "-Wno-unused-function",
         "-Wno-unused-variable",
     ],

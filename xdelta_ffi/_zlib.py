@@ -3,7 +3,9 @@
 The archive format rebuilds members by deflating them again and relies on getting the very bytes
 it saw at write time, so it must never use Python's ``zlib`` (whatever libz the system ships) for
 that.  Besides zlib's deflate there is GNU gzip's (``mem_level=GNU_GZIP``), which is not zlib's
-and is what ``gzip``, ``tar czf`` and Info-ZIP's ``zip`` write.  Every call releases the GIL.
+and is what ``gzip``, ``tar czf`` and Info-ZIP's ``zip`` write, and miniz's (``mem_level=MINIZ``,
+levels 0-10), which is what Rust's miniz_oxide writes (maturin wheels, Rust's ``zip`` crate).
+Every call releases the GIL.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ ZLIB_VERSION: Final[str] = ffi.string(lib.dg_z_version()).decode()
 
 #: ``mem_level`` (not one of zlib's 1-9) that selects GNU gzip's deflate at the given level
 GNU_GZIP: Final = 0
+#: ``mem_level`` that selects miniz's deflate (tdefl) at the given level (0-10)
+MINIZ: Final = 15
+#: the miniz compiled in (the archive format names it among its rebuilders)
+MINIZ_VERSION: Final = "2.0.8"
 
 _Z_OK, _Z_STREAM_END, _Z_BUF_ERROR = 0, 1, -5
 _RAW = -15
@@ -40,6 +46,13 @@ def deflate_matches(
         if rc < 0:
             raise ZlibError(f"GNU gzip's deflate refuses level={level} (or is out of memory)")
         return bool(rc)
+    if mem_level == MINIZ and strategy == 0:
+        rc = lib.dg_miniz_matches(
+            level, ffi.from_buffer(src), src.nbytes, ffi.from_buffer(exp), exp.nbytes
+        )
+        if rc < 0:
+            raise ZlibError(f"miniz's deflate refuses level={level} (or is out of memory)")
+        return bool(rc)
     rc = lib.dg_deflate_matches(
         level,
         _RAW,
@@ -56,11 +69,23 @@ def deflate_matches(
 
 
 class _Stream:
-    def __init__(self, deflating: bool, level: int, mem_level: int, strategy: int) -> None:
-        handle = lib.dg_z_new(int(deflating), level, _RAW, mem_level, strategy)
-        if handle == ffi.NULL:
-            raise ZlibError("zlib refused the stream parameters (or is out of memory)")
-        self._z: Any = ffi.gc(handle, lib.dg_z_free)
+    """A zlib stream, or (``miniz``) a tdefl one behind the same stepping interface."""
+
+    def __init__(
+        self, deflating: bool, level: int, mem_level: int, strategy: int, *, miniz: bool = False
+    ) -> None:
+        if miniz:
+            handle = lib.dg_mz_new(level)
+            if handle == ffi.NULL:
+                raise ZlibError(f"miniz's deflate has no level {level} (or memory ran out)")
+            self._z: Any = ffi.gc(handle, lib.dg_mz_free)
+            self._run: Any = lib.dg_mz_run
+        else:
+            handle = lib.dg_z_new(int(deflating), level, _RAW, mem_level, strategy)
+            if handle == ffi.NULL:
+                raise ZlibError("zlib refused the stream parameters (or is out of memory)")
+            self._z = ffi.gc(handle, lib.dg_z_free)
+            self._run = lib.dg_z_run
         self._used = ffi.new("size_t *")
         self._made = ffi.new("size_t *")
         self.finished = False
@@ -68,19 +93,19 @@ class _Stream:
     def _step(
         self, src: Any, length: int, out: Any, cap: int, finish: bool
     ) -> tuple[int, int, int]:
-        rc = lib.dg_z_run(self._z, src, length, out, cap, int(finish), self._used, self._made)
+        rc = self._run(self._z, src, length, out, cap, int(finish), self._used, self._made)
         return int(rc), int(self._used[0]), int(self._made[0])
 
 
 class Deflater:
     """Streaming raw deflate (``wbits=-15``) at a given level/memLevel/strategy, by zlib, or by
-    GNU gzip's deflate when ``mem_level`` is :data:`GNU_GZIP`."""
+    GNU gzip's deflate when ``mem_level`` is :data:`GNU_GZIP`, or miniz's when :data:`MINIZ`."""
 
     def __init__(self, level: int, mem_level: int = 8, strategy: int = 0) -> None:
-        self._impl: _ZlibDeflater | _GnuDeflater = (
+        self._impl: _SteppedDeflater | _GnuDeflater = (
             _GnuDeflater(level)
             if mem_level == GNU_GZIP and strategy == 0
-            else _ZlibDeflater(level, mem_level, strategy)
+            else _SteppedDeflater(level, mem_level, strategy)
         )
 
     @property
@@ -115,9 +140,11 @@ class _GnuDeflater:
         return bytes(ffi.buffer(out, made))
 
 
-class _ZlibDeflater(_Stream):
+class _SteppedDeflater(_Stream):
     def __init__(self, level: int, mem_level: int, strategy: int) -> None:
-        super().__init__(True, level, mem_level, strategy)
+        super().__init__(
+            True, level, mem_level, strategy, miniz=mem_level == MINIZ and strategy == 0
+        )
 
     def compress(self, data: Buffer, *, finish: bool = False) -> bytes:
         view = memoryview(data).cast("B")

@@ -28,6 +28,8 @@ from typing import Final
 
 from xdelta_ffi import (
     GNU_GZIP,
+    MINIZ,
+    MINIZ_VERSION,
     ZLIB_VERSION,
     Deflater,
     ZlibError,
@@ -50,10 +52,14 @@ PATCH: Final = 5
 
 #: the first bytes of an expanded stream; its version byte follows
 STREAM_MAGIC: Final = b"DGX"
-STREAM_VERSION: Final = 1
+#: the version new streams are written in; 2 added miniz's deflate to the settings expansion
+#: tries, which changes the source form of references with members only miniz reproduces
+STREAM_VERSION: Final = 2
+#: every version this reader reads (and computes source forms by)
+STREAM_VERSIONS: Final = (1, 2)
 #: what rebuilds DEFLATE members, as every stream records it (memLevel 0: GNU gzip's deflate,
-#: our re-implementation, version 1)
-REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1"
+#: our re-implementation, version 1; memLevel 15: miniz's)
+REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1 + miniz {MINIZ_VERSION}"
 
 #: archives inside archives are expanded to this depth (a jar in a war in an ear)
 MAX_DEPTH: Final = 3
@@ -64,13 +70,23 @@ STREAM_MEMBER: Final = 8 << 20
 #: total bytes a reference's source form may expand to; beyond, the rest stays as it is
 SOURCE_LIMIT: Final = 1 << 30
 
-#: (level, memLevel) in the order producers use them: zlib's default first, then the extremes;
-#: then GNU gzip's deflate (``gzip``, ``tar czf``, Info-ZIP ``zip``), then zlib at memLevel 9
-_PARAMS: Final = (
-    *((level, 8) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
-    *((level, GNU_GZIP) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8)),
-    *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
-)
+Params = tuple[int, int]
+#: per stream version, (level, memLevel) in the order producers use them: zlib's default first,
+#: then the extremes; then GNU gzip's deflate (``gzip``, ``tar czf``, Info-ZIP ``zip``), then (2)
+#: miniz's (Rust's miniz_oxide: maturin wheels, the ``zip`` crate), then zlib at memLevel 9
+_PARAMS: Final[dict[int, tuple[Params, ...]]] = {
+    1: (
+        *((level, 8) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
+        *((level, GNU_GZIP) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8)),
+        *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
+    ),
+    2: (
+        *((level, 8) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
+        *((level, GNU_GZIP) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8)),
+        *((level, MINIZ) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 10, 0)),
+        *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
+    ),
+}
 #: after this many members with no exact parameters and none found, an archive's producer is
 #: taken to be some other deflater, and its further members are not tried
 _GIVE_UP_AFTER: Final = 8
@@ -90,7 +106,7 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def read_varint(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes | bytearray | memoryview, pos: int) -> Params:
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -168,12 +184,20 @@ def parse_table(table: bytes | memoryview) -> list[Segment]:
             if kind == DEFLATE_NESTED:
                 inner, pos = read_varint(table, pos)
             level, mem_level = params & 0x0F, params >> 4
-            if level > 9 or mem_level > 9 or (mem_level == GNU_GZIP and level == 0):
+            if not _valid_params(level, mem_level):
                 raise IntegrityError("archive delta: invalid deflate parameters")
             segments.append(Segment(kind, clen, plen, 0, level, mem_level, crc, inner))
         else:
             raise IntegrityError(f"archive delta: unknown segment kind {kind}")
     return segments
+
+
+def _valid_params(level: int, mem_level: int) -> bool:
+    if mem_level == MINIZ:
+        return level <= 10
+    if mem_level == GNU_GZIP:
+        return 1 <= level <= 9
+    return level <= 9 and mem_level <= 9
 
 
 def _looks_like_archive(data: bytes | memoryview) -> bool:
@@ -216,7 +240,7 @@ class KnownDeflate:
 
 
 #: (CRC-32, length) of the compressed bytes -> the member
-KnownDeflates = dict[tuple[int, int], KnownDeflate]
+KnownDeflates = dict[Params, KnownDeflate]
 
 
 @dataclass
@@ -232,6 +256,8 @@ class ReferenceForm:
     #: where the bytes after the last member (a zip's central directory) start
     tail: int
     known: KnownDeflates = field(default_factory=dict)
+    #: the stream version whose expansion made ``source``
+    version: int = STREAM_VERSION
 
     @property
     def size(self) -> int:
@@ -249,16 +275,19 @@ class ReferenceExpansion:
     expanded: int
 
 
-def expand_reference(raw: bytes) -> ReferenceExpansion:
-    expander = Expander(None, learn=True)
+def expand_reference(raw: bytes, version: int = STREAM_VERSION) -> ReferenceExpansion:
+    expander = Expander(None, learn=True, version=version)
     head, payload = expander.expand(raw)
     return ReferenceExpansion(head, payload, expander.learnt, expander.stats.expanded)
 
 
-def reference_form(raw: bytes, expansion: ReferenceExpansion | None = None) -> ReferenceForm:
+def reference_form(
+    raw: bytes, expansion: ReferenceExpansion | None = None, version: int = STREAM_VERSION
+) -> ReferenceForm:
     """The reference's source form is the payload of its own expansion: a member a target keeps
-    compressed (no zlib setting reproduces it) is compressed in the source too, so similar
-    members still match.  This is part of the format: version 1 of the stream fixes it."""
+    compressed (no setting reproduces it) is compressed in the source too, so similar members
+    still match.  This is part of the format: each stream version fixes it (``expansion``, if
+    given, must be of that version)."""
     spans = find_spans(raw)
     view = memoryview(raw)
     members = {
@@ -267,9 +296,11 @@ def reference_form(raw: bytes, expansion: ReferenceExpansion | None = None) -> R
         if s.method == DEFLATED or _looks_like_archive(view[s.offset : s.offset + 4])
     }
     if expansion is None:
-        expansion = expand_reference(raw)
+        expansion = expand_reference(raw, version)
     tail = spans[-1].offset + spans[-1].length if spans else 0
-    return ReferenceForm(raw, expansion.payload, members, bool(spans), tail, expansion.known)
+    return ReferenceForm(
+        raw, expansion.payload, members, bool(spans), tail, expansion.known, version
+    )
 
 
 @dataclass
@@ -444,10 +475,10 @@ class _Found:
 
     contents: bytes | None
     crc: int
-    params: tuple[int, int] | None
+    params: Params | None
     inner: _Inner | None
     #: the settings tried, in order
-    tried: list[tuple[int, int]] = field(default_factory=list)
+    tried: list[Params] = field(default_factory=list)
 
 
 @dataclass
@@ -458,7 +489,6 @@ class _Inner:
     found: list[_Found]
 
 
-Producers = dict[tuple[int, bool], "_Producer"]
 
 
 def _discover(
@@ -497,7 +527,7 @@ def _discover_inner(
         return None
     if not _looks_like_archive(contents):
         return None
-    producer = producers.setdefault((depth + 1, is_gzip(contents)), _Producer())
+    producer = producers.of(depth + 1, is_gzip(contents))
     spans = find_spans(contents)
     found = [
         _discover(
@@ -514,7 +544,7 @@ def _discover_inner(
     return _Inner(spans, found)
 
 
-def _known_params(known: KnownDeflates, data: memoryview, crc: int) -> tuple[int, int] | None:
+def _known_params(known: KnownDeflates, data: memoryview, crc: int) -> Params | None:
     """The settings of a reference member with these very compressed bytes, if any."""
     found = known.get((crc, len(data)))
     if found is None or found.compressed != data:
@@ -545,8 +575,8 @@ class _Lookahead:
 
     def _submit(self, span: Span) -> Future[_Found]:
         expander = self._expander
-        producers = {key: p.copy() for key, p in expander.producers.items()}
-        producer = producers.setdefault((0, is_gzip(self._view)), _Producer())
+        producers = expander.producers.copy()
+        producer = producers.of(0, is_gzip(self._view))
         data = self._view[span.offset : span.offset + span.length]
         return worker_pool().submit(
             _discover, data, span.method, span.hint, 0, producer, producers, expander.known
@@ -559,10 +589,19 @@ class Expander:
     Discovery (inflating, finding settings) runs on the worker pool; assembly (the segments,
     the budget, what is learnt) follows in order on the calling thread."""
 
-    def __init__(self, reference: ReferenceForm | None, *, learn: bool = False) -> None:
+    def __init__(
+        self,
+        reference: ReferenceForm | None,
+        *,
+        learn: bool = False,
+        version: int = STREAM_VERSION,
+    ) -> None:
+        if reference is not None and reference.version != version:
+            raise ValueError("a stream is expanded against a source form of its own version")
         self._reference = reference
+        self._version = version
         self.known: KnownDeflates = reference.known if reference is not None else {}
-        self.producers: Producers = {}
+        self.producers = Producers(_PARAMS[version])
         self._budget = SOURCE_LIMIT
         self.stats = ExpandStats()
         self._learn = learn
@@ -581,7 +620,7 @@ class Expander:
         head = b"".join(
             [
                 STREAM_MAGIC,
-                bytes([STREAM_VERSION]),
+                bytes([self._version]),
                 varint(len(rebuilder)),
                 rebuilder,
                 varint(len(table)),
@@ -600,7 +639,7 @@ class Expander:
         reference = self._reference.raw if depth == 0 and self._reference is not None else None
         doc = _Doc(reference)
         pos = 0
-        producer = self.producers.setdefault((depth, is_gzip(view)), _Producer())
+        producer = self.producers.of(depth, is_gzip(view))
         same_at = [
             self._unchanged(view[s.offset : s.offset + s.length]) if reference is not None else None
             for s in spans
@@ -728,13 +767,13 @@ class _Producer:
     rest are not tried at all.
     """
 
-    def __init__(self) -> None:
-        self._order: list[tuple[int, int]] = list(_PARAMS)
-        self._worked: list[tuple[int, int]] = []
+    def __init__(self, order: Sequence[Params]) -> None:
+        self._order: list[Params] = list(order)
+        self._worked: list[Params] = []
         self._misses = 0
 
     def copy(self) -> _Producer:
-        twin = _Producer()
+        twin = _Producer(())
         twin._order, twin._worked, twin._misses = (
             list(self._order),
             list(self._worked),
@@ -742,7 +781,7 @@ class _Producer:
         )
         return twin
 
-    def trials(self, size: int, hint: int | None) -> list[tuple[int, int]]:
+    def trials(self, size: int, hint: int | None) -> list[Params]:
         """The settings to try, in order, on a member of ``size`` bytes of contents."""
         if not self._worked and self._misses >= _GIVE_UP_AFTER:
             return []
@@ -753,8 +792,8 @@ class _Producer:
         return [p for p in self._order if p[0] == hint] + [p for p in self._order if p[0] != hint]
 
     def first_match(
-        self, trials: list[tuple[int, int]], contents: bytes, compressed: memoryview
-    ) -> tuple[int, int] | None:
+        self, trials: list[Params], contents: bytes, compressed: memoryview
+    ) -> Params | None:
         for params in trials:
             if deflate_matches(contents, compressed, params[0], params[1]):
                 return self.worked(params)
@@ -764,22 +803,50 @@ class _Producer:
     def missed(self) -> None:
         self._misses += 1
 
-    def worked(self, params: tuple[int, int]) -> tuple[int, int]:
+    def worked(self, params: Params) -> Params:
         self._order = [params] + [p for p in self._order if p != params]
         self._worked = [params] + [p for p in self._worked if p != params]
         return params
 
 
-def parse_head(head: bytes) -> tuple[str, list[Segment]]:
-    """(rebuilder, segments) of an expanded stream's head."""
-    if head[:3] != STREAM_MAGIC or len(head) < 4 or head[3] != STREAM_VERSION:
+class Producers:
+    """The producers of one expansion, by container (depth, gzip or zip), all starting from the
+    settings order of its stream version."""
+
+    def __init__(self, order: Sequence[Params]) -> None:
+        self._order = order
+        self._by_container: dict[tuple[int, bool], _Producer] = {}
+
+    def of(self, depth: int, gzip: bool) -> _Producer:
+        found = self._by_container.get((depth, gzip))
+        if found is None:
+            found = self._by_container[(depth, gzip)] = _Producer(self._order)
+        return found
+
+    def copy(self) -> Producers:
+        twin = Producers(self._order)
+        twin._by_container = {key: p.copy() for key, p in self._by_container.items()}
+        return twin
+
+
+@dataclass(frozen=True)
+class Head:
+    """An expanded stream's head: its version, what wrote it, its segments."""
+
+    version: int
+    rebuilder: str
+    segments: list[Segment]
+
+
+def parse_head(head: bytes) -> Head:
+    if head[:3] != STREAM_MAGIC or len(head) < 4 or head[3] not in STREAM_VERSIONS:
         raise IntegrityError("archive delta: unknown head (written by a newer version?)")
     length, pos = read_varint(head, 4)
     rebuilder = head[pos : pos + length].decode("ascii", "replace")
     table_len, pos = read_varint(head, pos + length)
     if pos + table_len != len(head):
         raise IntegrityError("archive delta: malformed head")
-    return rebuilder, parse_table(head[pos:])
+    return Head(head[3], rebuilder, parse_table(head[pos:]))
 
 
 # --- rebuilding ---------------------------------------------------------------------------------

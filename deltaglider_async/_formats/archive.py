@@ -34,11 +34,12 @@ from .._engine.codec import DECODER_MEMORY, CodecRunner, EncodeResult, EncoderPl
 from .._exceptions import DeltaGliderError, IntegrityError
 from ._document import (
     REBUILDER,
+    STREAM_VERSION,
     Expander,
+    Head,
     KnownDeflates,
     Rebuilder,
     ReferenceForm,
-    Segment,
     expand_reference,
     parse_head,
     read_varint,
@@ -94,7 +95,7 @@ def _encode_sync(
         return _Encoded(None, f"larger than {MAX_ARCHIVE >> 20} MiB")
     data = target.read_bytes()
     sha, size_in = hashlib.sha256(data).hexdigest(), len(data)
-    expander = Expander(form, learn=True)
+    expander = Expander(form, learn=True, version=form.version)
     head, payload = expander.expand(data)
     del data  # from here on the expansion stands for it
     stats = expander.stats
@@ -110,10 +111,10 @@ def _encode_sync(
     rebuilt = hashlib.sha256()
     size = 0
     try:
-        segments, body = _split(delta, str(target))
+        parsed, body = _split(delta, str(target))
         # Members whose settings the expansion just proved are not deflated a second time.
         known = {**form.known, **expander.learnt}
-        rebuilder = Rebuilder(form.raw, str(target), segments, known=known)
+        rebuilder = Rebuilder(form.raw, str(target), parsed.segments, known=known)
         for piece in _unvcdiff(form.source, body, payload_size):
             for out in rebuilder.feed(piece):
                 rebuilt.update(out)
@@ -137,16 +138,16 @@ def _xz_small(data: bytes) -> bytes:
     )
 
 
-def _split(delta: bytes, what: str) -> tuple[list[Segment], bytes]:
-    """(segments, VCDIFF bytes) of a whole stored delta."""
+def _split(delta: bytes, what: str) -> tuple[Head, bytes]:
+    """(head, VCDIFF bytes) of a whole stored delta."""
     found = _parse_prefix(delta, what)
     if found is None:
         raise IntegrityError(f"{what}: archive-format delta is truncated")
     return found
 
 
-def _parse_prefix(data: bytes, what: str) -> tuple[list[Segment], bytes] | None:
-    """The segments and the rest once ``data`` holds the magic and the head; None before."""
+def _parse_prefix(data: bytes, what: str) -> tuple[Head, bytes] | None:
+    """The head and the rest once ``data`` holds the magic and the head; None before."""
     if data[: len(ARCHIVE_MAGIC)] != ARCHIVE_MAGIC[: len(data)]:
         raise IntegrityError(f"{what}: not an archive-format delta")
     if len(data) < len(ARCHIVE_MAGIC) + 1:
@@ -165,10 +166,10 @@ def _parse_prefix(data: bytes, what: str) -> tuple[list[Segment], bytes] | None:
         head = lzma.decompress(data[pos : pos + length], memlimit=1 << 30)
     except lzma.LZMAError as exc:
         raise IntegrityError(f"{what}: archive-format head is corrupt ({exc})") from exc
-    written_by, segments = parse_head(head)
-    if written_by != REBUILDER:
-        log.info("%s: written with %s, rebuilt with %s", what, written_by, REBUILDER)
-    return segments, data[pos + length :]
+    parsed = parse_head(head)
+    if parsed.rebuilder != REBUILDER:
+        log.info("%s: written with %s, rebuilt with %s", what, parsed.rebuilder, REBUILDER)
+    return parsed, data[pos + length :]
 
 
 REFERENCE_MAGIC: Final = b"DGAREF1\n"
@@ -240,7 +241,7 @@ def decode_reference_sync(body: bytes, what: str) -> bytes:
 
 def _rebuild_compact(expanded: bytes, what: str, known: KnownDeflates | None) -> bytes:
     length, pos = read_varint(expanded, 0)
-    _, segments = parse_head(expanded[pos : pos + length])
+    segments = parse_head(expanded[pos : pos + length]).segments
     rebuilder = Rebuilder(b"", what, segments, known=known)
     out = b"".join(bytes(p) for p in rebuilder.feed(memoryview(expanded)[pos + length :]))
     rebuilder.finish()
@@ -302,7 +303,8 @@ class Archive:
     name = "archive"
 
     def __init__(self) -> None:
-        self._forms: OrderedDict[str, ReferenceForm] = OrderedDict()
+        #: by the reference's SHA-256 and the stream version of the form
+        self._forms: OrderedDict[tuple[str, int], ReferenceForm] = OrderedDict()
 
     async def reference_body(
         self, codec: CodecRunner, path: Path, out: Path
@@ -313,31 +315,35 @@ class Archive:
         )
         if form is None:
             return None
-        self._keep(hashlib.sha256(form.raw).hexdigest(), form, codec)
+        self._keep((hashlib.sha256(form.raw).hexdigest(), form.version), form, codec)
         return {"dg-reference-form": self.name}
 
     def metadata(self, original_name: str) -> Mapping[str, str]:
         return {"dg-delta-format": self.name, "dg-archive-rebuilder": REBUILDER}
 
-    async def _form(self, codec: CodecRunner, reference: ReferenceSource | Path) -> ReferenceForm:
+    async def _form(
+        self, codec: CodecRunner, reference: ReferenceSource | Path, version: int = STREAM_VERSION
+    ) -> ReferenceForm:
+        """The reference's source form as stream ``version`` computes it: a delta decodes
+        against the form of the version it was written in."""
         sha = None if isinstance(reference, Path) else reference.sha256
-        if sha is not None and (found := self._forms.get(sha)) is not None:
-            self._forms.move_to_end(sha)
+        if sha is not None and (found := self._forms.get((sha, version))) is not None:
+            self._forms.move_to_end((sha, version))
             return found
 
-        def build() -> tuple[str, ReferenceForm]:
+        def build() -> tuple[tuple[str, int], ReferenceForm]:
             raw = _read_reference(reference)
-            key = sha or hashlib.sha256(raw).hexdigest()
+            key = (sha or hashlib.sha256(raw).hexdigest(), version)
             found = self._forms.get(key)
-            return key, found if found is not None else reference_form(raw)
+            return key, found if found is not None else reference_form(raw, version=version)
 
         key, form = await anyio.to_thread.run_sync(build, limiter=codec.limiter)
         self._keep(key, form, codec)
         return form
 
-    def _keep(self, sha256: str, form: ReferenceForm, codec: CodecRunner) -> None:
-        self._forms[sha256] = form
-        self._forms.move_to_end(sha256)
+    def _keep(self, key: tuple[str, int], form: ReferenceForm, codec: CodecRunner) -> None:
+        self._forms[key] = form
+        self._forms.move_to_end(key)
         total = sum(f.size for f in self._forms.values())
         while total > codec.memory.room // _FORMS_SHARE and len(self._forms) > 1:
             _, dropped = self._forms.popitem(last=False)
@@ -411,20 +417,36 @@ class Archive:
     ) -> AsyncIterator[bytes]:
         if reference.size > MAX_ARCHIVE:
             raise IntegrityError(f"{what}: its reference is too large for the archive format")
-        form = await self._form(codec, reference)
+        chunks = aiter(delta)
+        prefix = b""
+        found = None
+        while found is None:
+            chunk = await anext(chunks, None)
+            if chunk is None:
+                raise IntegrityError(f"{what}: archive-format delta is truncated")
+            prefix += chunk
+            found = _parse_prefix(prefix, what)
+        head, rest = found
+        del prefix
+        form = await self._form(codec, reference, head.version)
         async with codec.memory.reserve(form.size + DECODER_MEMORY, f"decoding {what}"):
-            async for out in self._rebuild(codec, form, delta, what):
+            async for out in self._rebuild(codec, form, head, rest, chunks, what):
                 yield out
 
     async def _rebuild(
-        self, codec: CodecRunner, form: ReferenceForm, delta: AsyncIterator[bytes], what: str
+        self,
+        codec: CodecRunner,
+        form: ReferenceForm,
+        head: Head,
+        first: bytes,
+        rest: AsyncIterator[bytes],
+        what: str,
     ) -> AsyncIterator[bytes]:
+        """The file, from the VCDIFF of its payload: ``first``, then ``rest``."""
         decoder = Decoder(form.source, source_size=len(form.source), target_size=None)
-        rebuilder: Rebuilder | None = None
-        prefix = b""
+        rebuilder = Rebuilder(form.raw, what, head.segments, known=form.known)
 
         def step(chunk: bytes, last: bool) -> list[bytes]:
-            assert rebuilder is not None
             pieces = list(decoder.stream(chunk)) if chunk else []
             if last:
                 pieces.extend(decoder.finish_stream())
@@ -433,23 +455,19 @@ class Archive:
                 rebuilder.finish()
             return out
 
+        async def body() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in rest:
+                yield chunk
+
         try:
-            async for chunk in delta:
-                if rebuilder is None:
-                    prefix += chunk
-                    found = _parse_prefix(prefix, what)
-                    if found is None:
-                        continue
-                    segments, chunk = found
-                    rebuilder = Rebuilder(form.raw, what, segments, known=form.known)
-                    prefix = b""
+            async for chunk in body():
                 if chunk:
                     for out in await anyio.to_thread.run_sync(
                         step, chunk, False, limiter=codec.limiter
                     ):
                         yield out
-            if rebuilder is None:
-                raise IntegrityError(f"{what}: archive-format delta is truncated")
             for out in await anyio.to_thread.run_sync(step, b"", True, limiter=codec.limiter):
                 yield out
         except XDeltaError as exc:

@@ -78,16 +78,16 @@ def test_closing_a_client_keeps_the_pool_other_clients_use() -> None:
 
     from deltaglider_async import create_client
 
+    async def open_and_close() -> None:
+        async with create_client(endpoint_url="http://127.0.0.1:9", region_name="us-east-1"):
+            pass
+
+    asyncio.run(open_and_close())  # the first client caps the pool (a share of its budget)
     release_memory()
     source, target = versioned_pair(8 * MiB, seed=6)
     encode(source, target, level=9)
     kept = pooled_memory()
     assert kept > 0
-
-    async def open_and_close() -> None:
-        async with create_client(endpoint_url="http://127.0.0.1:9", region_name="us-east-1"):
-            pass
-
     asyncio.run(open_and_close())
     assert pooled_memory() == kept
     release_memory()

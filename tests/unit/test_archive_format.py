@@ -59,8 +59,9 @@ def roundtrip(reference: bytes, target: bytes, tmp: Path) -> str:
         return encoded.why_not
     blob = out.read_bytes()
     assert blob.startswith(ARCHIVE_MAGIC)
-    segments, body = _split(blob, "t")
-    rebuilder = Rebuilder(form.raw, "t", segments)
+    head, body = _split(blob, "t")
+    assert head.version == form.version
+    rebuilder = Rebuilder(form.raw, "t", head.segments)
     decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
     pieces = [*decoder.stream(body), *decoder.finish_stream()]
     rebuilt = b"".join(bytes(p) for piece in pieces for p in rebuilder.feed(piece))
@@ -252,7 +253,7 @@ def test_nested_archives(tmp_path: Path) -> None:
     form = reference_form(deflated_zip(1, nested=True))
     expander = document.Expander(form)
     head, _ = expander.expand(deflated_zip(2, nested=True))
-    kinds = {s.kind for s in document.parse_head(head)[1]}
+    kinds = {s.kind for s in document.parse_head(head).segments}
     assert document.DEFLATE_NESTED in kinds and document.NESTED in kinds
 
 
@@ -285,7 +286,7 @@ def test_known_members_are_copied_only_when_their_contents_match() -> None:
     # The archive's own expansion without a reference: every member is a DEFLATE segment
     # under the very key of a known entry.
     head, payload = document.Expander(None).expand(data)
-    _, segments = document.parse_head(head)
+    segments = document.parse_head(head).segments
     lying = {
         key: document.KnownDeflate(
             memoryview(b"x" * key[1]), b"0" * 16, known.level, known.mem_level
@@ -421,7 +422,8 @@ def test_a_large_gnu_member_rebuilds_the_same_however_it_is_fed(tmp_path: Path) 
     src, out = tmp_path / "target", tmp_path / "delta"
     src.write_bytes(new)
     assert _encode_sync(form, src, out, None, PLAN).result is not None
-    segments, body = _split(out.read_bytes(), "t")
+    head, body = _split(out.read_bytes(), "t")
+    segments = head.segments
     assert any(s.payload_len > document.STREAM_MEMBER for s in segments)
     decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
     expanded = b"".join(bytes(p) for p in [*decoder.stream(body), *decoder.finish_stream()])
