@@ -489,8 +489,6 @@ class _Inner:
     found: list[_Found]
 
 
-
-
 def _discover(
     data: memoryview,
     method: int,

@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -458,3 +459,90 @@ async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(tmp_path
     assert (await ARCHIVE.encode(codec, reference, target, tmp_path / "d2", None)).format_name == (
         "archive"
     )
+
+
+class _MinizCompressor:
+    """What zipfile deflates with, backed by miniz's deflate: zips as Rust's ``zip`` crate
+    (miniz_oxide) writes them."""
+
+    def __init__(self, level: int = 6) -> None:
+        self._deflater = xdelta_ffi.Deflater(level, xdelta_ffi.MINIZ)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._deflater.compress(data)
+
+    def flush(self) -> bytes:
+        return self._deflater.compress(b"", finish=True)
+
+
+def _rust_zip(tree: dict[str, bytes], monkeypatch: pytest.MonkeyPatch, *, zlib_too: bool) -> bytes:
+    """A zip of ``tree`` deflated by miniz; with ``zlib_too``, every other member by zlib."""
+    import zlib
+
+    turn = iter(range(1 << 20))
+
+    def compressor(compress_type: int, level: int | None = None) -> object:
+        if zlib_too and next(turn) % 2:
+            return zlib.compressobj(6, zlib.DEFLATED, -15)
+        return _MinizCompressor()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(zipfile, "_get_compressor", compressor)
+        return _zip([(name, body, zipfile.ZIP_DEFLATED) for name, body in tree.items()])
+
+
+def test_miniz_deflate_streams_the_same_however_it_is_fed() -> None:
+    data = random.Random(5).randbytes(300_000) + b"miniz " * 200_000
+    for level in range(11):
+        whole = xdelta_ffi.deflate_raw(data, level, xdelta_ffi.MINIZ)
+        assert xdelta_ffi.inflate_raw(whole)[0] == data
+        deflater = xdelta_ffi.Deflater(level, xdelta_ffi.MINIZ)
+        pieces = [deflater.compress(data[i : i + 7_777]) for i in range(0, len(data), 7_777)]
+        assert b"".join([*pieces, deflater.compress(b"", finish=True)]) == whole
+        assert xdelta_ffi.deflate_matches(data, whole, level, xdelta_ffi.MINIZ)
+    by_zlib = xdelta_ffi.deflate_raw(data, 6)
+    assert not xdelta_ffi.deflate_matches(data, by_zlib, 6, xdelta_ffi.MINIZ)
+
+
+def test_zips_deflated_by_miniz_expand_and_round_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = _rust_zip(source_tree(1), monkeypatch, zlib_too=False)
+    new = _rust_zip(source_tree(2), monkeypatch, zlib_too=False)
+    assert roundtrip(old, new, tmp_path) == "archive"
+    head, _ = document.Expander(None).expand(new)
+    deflated = [s for s in document.parse_head(head).segments if s.kind == document.DEFLATE]
+    assert deflated and all(s.mem_level == xdelta_ffi.MINIZ for s in deflated)
+    # Stream version 1 did not know miniz: nothing of these zips expands in it.
+    assert reference_form(old, version=1).source == old
+
+
+async def test_version_1_deltas_still_decode_against_version_1_source_forms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from deltaglider_async._engine.cache import MemoryEntry
+    from deltaglider_async._engine.codec import CodecRunner
+    from deltaglider_async._formats.archive import ARCHIVE
+
+    old = _rust_zip(source_tree(1), monkeypatch, zlib_too=True)
+    new = _rust_zip(source_tree(2), monkeypatch, zlib_too=True)
+    v1, v2 = reference_form(old, version=1), reference_form(old)
+    assert v1.source != v2.source  # miniz's members expand in version 2 only
+    (tmp_path / "new.zip").write_bytes(new)
+    encoded = _encode_sync(v1, tmp_path / "new.zip", tmp_path / "delta", None, PLAN)
+    assert encoded.result is not None
+    delta = (tmp_path / "delta").read_bytes()
+    assert _split(delta, "t")[0].version == 1
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(delta), 1_000):
+            yield delta[start : start + 1_000]
+
+    reference = MemoryEntry(hashlib.sha256(old).hexdigest(), len(old), old)
+    codec = CodecRunner(1)
+    for _ in range(2):  # the second time, with version 2's form of the reference kept too
+        out = [p async for p in ARCHIVE.decode(codec, reference, chunks(), None, "t")]
+        assert b"".join(out) == new
+        await ARCHIVE.encode(codec, reference, tmp_path / "new.zip", tmp_path / "d2", None)
