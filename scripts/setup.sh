@@ -12,6 +12,7 @@ command -v zip >/dev/null 2>&1 || need_apt+=(zip)
 command -v fastjar >/dev/null 2>&1 || need_apt+=(fastjar)
 [ -f /usr/include/lzma.h ] || need_apt+=(liblzma-dev)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)  # miniz's deflate is C++
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}" >&2
@@ -31,7 +32,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   quietly .venv/bin/python -m pip install -q --upgrade pip
 fi
-stamp=.venv/.installed-$(cat pyproject.toml setup.py xdelta_ffi/_build.py xdelta_ffi/_glue.c xdelta_ffi/_zglue.c xdelta_ffi/_gzglue.c | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml setup.py xdelta_ffi/_build.py xdelta_ffi/_glue.c xdelta_ffi/_zglue.c xdelta_ffi/_gzglue.c xdelta_ffi/_mzglue.cpp xdelta_ffi/_mzglue.h | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || ! .venv/bin/python -c 'import xdelta_ffi._xdelta3_cffi' >/dev/null 2>&1; then
   echo "setup: pip install -e '.[dev]'" >&2
   quietly .venv/bin/python -m pip install -q -e '.[dev]'
