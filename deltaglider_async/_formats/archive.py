@@ -26,12 +26,13 @@ from typing import Final
 
 import anyio
 
-from xdelta_ffi import Decoder, Encoder, XDeltaError
+from xdelta_ffi import DEFAULT_LEVEL, Decoder, Encoder, XDeltaError
 
 from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._engine.cache import ReferenceSource
 from .._engine.codec import DECODER_MEMORY, CodecRunner, EncodeResult, EncoderPlan
 from .._exceptions import DeltaGliderError, IntegrityError
+from ._containers import is_gzip
 from ._document import (
     REBUILDER,
     STREAM_VERSION,
@@ -64,11 +65,22 @@ class _Encoded:
     why_not: str = ""
 
 
-def _vcdiff(source: bytes, target: bytes, plan: EncoderPlan) -> bytes:
+#: how a gzip stream's payload (one long member: a tar) is encoded: at level 9, with the whole
+#: source as one block (xdelta3 then indexes it in one reverse pass, as the CLI does).  On the
+#: expansions of sdist pairs of pip, requests, setuptools, botocore and awscli, one block alone
+#: made deltas 1-29 % smaller, and with level 9 3-40 % smaller, for 1-2x the encode time.  Zip
+#: payloads stay at level 6 in blocks: there one block made two of seven pairs 25-144 % larger,
+#: and level 9 saved 0-3 % for up to 2x the time.
+_STREAM_LEVEL: Final = 9
+
+
+def _vcdiff(source: bytes, target: bytes, plan: EncoderPlan, *, one_stream: bool) -> bytes:
     encoder = Encoder(
         source,
         source_size=len(source),
         target_size=len(target),
+        level=_STREAM_LEVEL if one_stream else DEFAULT_LEVEL,
+        block_size=_whole_block(len(source)) if one_stream else None,
         secondary_data=compress_added_bytes(target[:MAGIC_BYTES]),
         table_memory=plan.table_memory,
         cache_size=plan.cache_size,
@@ -77,6 +89,10 @@ def _vcdiff(source: bytes, target: bytes, plan: EncoderPlan) -> bytes:
         return b"".join([*encoder.stream(target), *encoder.finish_stream()])
     finally:
         encoder.close()
+
+
+def _whole_block(size: int) -> int:
+    return 1 << max(14, (size - 1).bit_length())
 
 
 def _unvcdiff(source: bytes, delta: bytes, target_size: int | None) -> Iterable[bytes]:
@@ -95,6 +111,7 @@ def _encode_sync(
         return _Encoded(None, f"larger than {MAX_ARCHIVE >> 20} MiB")
     data = target.read_bytes()
     sha, size_in = hashlib.sha256(data).hexdigest(), len(data)
+    one_stream = is_gzip(data)
     expander = Expander(form, learn=True, version=form.version)
     head, payload = expander.expand(data)
     del data  # from here on the expansion stands for it
@@ -104,7 +121,9 @@ def _encode_sync(
     if stats.expanded + stats.unchanged == 0:
         return _Encoded(None, "no deflated member that re-deflates byte-exact")
     packed = _xz_small(head)
-    delta = ARCHIVE_MAGIC + varint(len(packed)) + packed + _vcdiff(form.source, payload, plan)
+    body = _vcdiff(form.source, payload, plan, one_stream=one_stream)
+    delta = ARCHIVE_MAGIC + varint(len(packed)) + packed + body
+    del body
     payload_size = len(payload)
     del payload
     # The proof: what a reader will do, on these very bytes, before anything is stored.
