@@ -876,14 +876,18 @@ def _deflate_member(
 ) -> bytes:
     """The member's compressed bytes: the reference's own where it holds this very member
     (deflate is deterministic, so they are what deflating would give), else deflated."""
-    found = known.get((seg.crc, seg.out_len))
-    if (
-        found is not None
-        and (found.level, found.mem_level) == (seg.level, seg.mem_level)
-        and found.contents_digest == span_digest(contents)
-    ):
+    found = _known_member(known, seg)
+    if found is not None and found.contents_digest == span_digest(contents):
         return bytes(found.compressed)
     return _check_member(seg, deflate_raw(contents, seg.level, seg.mem_level), what)
+
+
+def _known_member(known: KnownDeflates, seg: Segment) -> KnownDeflate | None:
+    """The known member this segment would rebuild to, if its contents are the known ones."""
+    found = known.get((seg.crc, seg.out_len))
+    if found is not None and (found.level, found.mem_level) == (seg.level, seg.mem_level):
+        return found
+    return None
 
 
 def rebuild_document(
@@ -928,9 +932,13 @@ class Rebuilder:
         self._segments: list[Segment] = segments or []
         self._index = 0
         self._left = 0  # payload bytes the current segment still takes
+        # A large DEFLATE member is rebuilt as it arrives: deflated in a stream, or, when it is a
+        # known member, its contents hashed to be replaced by the known bytes at its end.
         self._stream: Deflater | None = None
         self._stream_out = 0
         self._stream_crc = 0
+        self._stream_known: KnownDeflate | None = None
+        self._stream_digest = hashlib.blake2b(digest_size=16)
 
     def _parse_prefix(self) -> bool:
         """Consume a nested document's table from ``_pending``; False until complete."""
@@ -975,6 +983,8 @@ class Rebuilder:
             self._left -= take
             if seg.kind == RAW:
                 out.append(piece)
+            elif self._stream_known is not None:
+                self._stream_digest.update(piece)
             elif self._stream is not None:
                 self._stream_piece(seg, piece, out)
             else:
@@ -998,9 +1008,13 @@ class Rebuilder:
                 continue
             self._left = seg.payload_len
             if seg.kind == DEFLATE and seg.payload_len > STREAM_MEMBER:
-                self._stream = Deflater(seg.level, seg.mem_level)
-                self._stream_out = 0
-                self._stream_crc = 0
+                self._stream_known = _known_member(self._known, seg)
+                if self._stream_known is not None:
+                    self._stream_digest = hashlib.blake2b(digest_size=16)
+                else:
+                    self._stream = Deflater(seg.level, seg.mem_level)
+                    self._stream_out = 0
+                    self._stream_crc = 0
             if self._left == 0:
                 self._end_segment(seg, out)
             else:
@@ -1025,6 +1039,12 @@ class Rebuilder:
                 raise IntegrityError(f"{self._what}: archive delta points past its reference")
             out.append(byte_undelta(self._pending, memoryview(self._reference)[seg.offset : end]))
             self._pending.clear()
+            return
+        if self._stream_known is not None:
+            found, self._stream_known = self._stream_known, None
+            if self._stream_digest.digest() != found.contents_digest:
+                _check_member(seg, b"", self._what)
+            out.append(found.compressed)
             return
         if self._stream is not None:
             self._stream = None

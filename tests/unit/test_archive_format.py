@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import xdelta_ffi
 from deltaglider_async._engine.codec import encoder_plan
 from deltaglider_async._engine.memory import DEFAULT_LIMIT
+from deltaglider_async._exceptions import IntegrityError
 from deltaglider_async._formats import _document as document
 from deltaglider_async._formats._document import Rebuilder, reference_form
 from deltaglider_async._formats.archive import (
@@ -437,6 +438,32 @@ def test_a_large_gnu_member_rebuilds_the_same_however_it_is_fed(tmp_path: Path) 
         )
         rebuilder.finish()
         assert rebuilt == new
+
+
+def test_a_large_known_member_is_copied_only_when_its_contents_match(tmp_path: Path) -> None:
+    old = _big_gnu_tarball(tmp_path / "v1", 1)
+    form = reference_form(old)
+    head, payload = document.Expander(None).expand(old)
+    segments = document.parse_head(head).segments
+    assert any(
+        s.kind == document.DEFLATE and s.payload_len > document.STREAM_MEMBER for s in segments
+    )
+
+    def rebuild(body: bytes) -> bytes:
+        rebuilder = Rebuilder(b"", "t", segments, known=form.known)
+        out = b"".join(
+            bytes(p)
+            for start in range(0, len(body), 1 << 20)
+            for p in rebuilder.feed(body[start : start + (1 << 20)])
+        )
+        rebuilder.finish()
+        return out
+
+    assert rebuild(payload) == old
+    changed = bytearray(payload)
+    changed[len(changed) // 2] ^= 1
+    with pytest.raises(IntegrityError, match="does not rebuild byte-exact"):
+        rebuild(bytes(changed))
 
 
 async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(tmp_path: Path) -> None:
