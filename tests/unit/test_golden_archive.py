@@ -1,0 +1,69 @@
+"""Objects the archive format wrote (``data/``, made by ``python -m tests.unit.golden``) still
+decode to the very bytes, and references' source forms are still what each stream version fixed.
+
+A failure here means stored buckets would stop reading: change the reader back, never the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from deltaglider_async._engine.cache import MemoryEntry
+from deltaglider_async._engine.codec import CodecRunner
+from deltaglider_async._formats._document import STREAM_VERSIONS, reference_form
+from deltaglider_async._formats.archive import ARCHIVE, decode_reference_sync
+
+from .golden import DATA
+
+#: kind -> (SHA-256 of the reference, of the file the deltas rebuild, of the reference's source
+#: form by stream version)
+GOLDEN = {
+    "zip": (
+        "e746b85a7e68fb87e8fa3a3a04db041dfb0c8370fead6e604f8bab87f20410fe",
+        "5e3122d6e305d1fe6a3005a499cf8bb1e1cff21277f8f46cc9f37a7b85b2ac79",
+        {
+            1: "c10951a0c01e398e62cb22c62f3be98796d6e808f16a10a65127d82971fa78ea",
+            2: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
+        },
+    ),
+    "tgz": (
+        "e79f9b20e56affbcd967a031e8a7d42fc309fe86f3a8fbb7a4f1e5cfb4337038",
+        "f7a9f32291e3bc1b475ca74fb5ce32700ac5957ddcddc654b8a462ab30c799d3",
+        {
+            1: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
+            2: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
+        },
+    ),
+}
+
+
+def _reference(kind: str) -> bytes:
+    raw = decode_reference_sync((DATA / f"golden-{kind}-reference.bin").read_bytes(), kind)
+    assert hashlib.sha256(raw).hexdigest() == GOLDEN[kind][0]
+    return raw
+
+
+@pytest.mark.parametrize("kind", sorted(GOLDEN))
+def test_source_forms_are_what_each_version_fixed(kind: str) -> None:
+    raw = _reference(kind)
+    assert set(GOLDEN[kind][2]) == set(STREAM_VERSIONS)
+    for version, digest in GOLDEN[kind][2].items():
+        assert hashlib.sha256(reference_form(raw, version=version).source).hexdigest() == digest
+
+
+@pytest.mark.parametrize("version", STREAM_VERSIONS)
+@pytest.mark.parametrize("kind", sorted(GOLDEN))
+async def test_stored_deltas_still_decode(kind: str, version: int) -> None:
+    raw = _reference(kind)
+    delta = (DATA / f"golden-{kind}-delta-v{version}.bin").read_bytes()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(delta), 4096):
+            yield delta[start : start + 4096]
+
+    reference = MemoryEntry(GOLDEN[kind][0], len(raw), raw)
+    out = [p async for p in ARCHIVE.decode(CodecRunner(1), reference, chunks(), None, kind)]
+    assert hashlib.sha256(b"".join(out)).hexdigest() == GOLDEN[kind][1]
