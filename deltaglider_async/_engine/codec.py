@@ -67,8 +67,9 @@ def encoder_plan(source_size: int, limit: int, *, in_memory: bool = False) -> En
     """The encoder's table and cache: the defaults when they fit ``limit``; else the larger of
     the two is halved until they fit (down to 16 MiB each), and the cache then takes what is
     left.  A source in memory needs no block cache (``in_memory``), and its table is kept to
-    its own size (at least 32 MiB): botocore's 79 MiB expansion encoded with a 64 MiB table
-    makes deltas 0.15-0.6 % larger than with 128 MiB, 64 MiB less.  Under a 256 MiB budget a
+    half its size (at least 32 MiB): botocore's 79 MiB expansion encoded with a 32 MiB table
+    makes deltas 0.4-2.2 % larger than with 64 MiB, and 32 MiB less beside the 150 MiB its
+    put holds anyway (64 MiB against 128: 0.15-0.6 %).  Under a 256 MiB budget a
     1 GiB put took 41 s with a 64 MiB table and 82 MiB of cache, 61 s with 32 and 114; for
     256 MiB files tables of 32-128 MiB and caches of 16-114 MiB were within 5 % of each other,
     so neither is favoured beyond its size."""
@@ -80,7 +81,7 @@ def encoder_plan(source_size: int, limit: int, *, in_memory: bool = False) -> En
     wanted = 0 if in_memory else min(cache_memory_for(source_size), max(source_size, _MIN_CACHE))
     table = TABLE_MEMORY
     if in_memory:
-        table = min(table, max(_IN_MEMORY_TABLE, 1 << (max(source_size, 1).bit_length() - 1)))
+        table = min(table, max(_IN_MEMORY_TABLE, 1 << (max(source_size, 1).bit_length() - 2)))
     cache = wanted
     while need(table, cache) > limit and (table > _MIN_TABLE or cache > _MIN_CACHE):
         if (cache >= table and cache > _MIN_CACHE) or table <= _MIN_TABLE:

@@ -103,9 +103,10 @@ def test_a_tight_encoder_shrinks_the_larger_of_its_table_and_cache() -> None:
         assert encoder_plan(source, 192 * MiB).need == 192 * MiB  # the cache takes what is left
 
 
-def test_an_in_memory_source_needs_no_block_cache_and_a_table_its_size() -> None:
+def test_an_in_memory_source_needs_no_block_cache_and_a_table_half_its_size() -> None:
     plan = encoder_plan(79 * MiB, 512 * MiB, in_memory=True)
-    assert (plan.table_memory, plan.cache_size) == (64 * MiB, 0)
-    assert plan.need < encoder_plan(79 * MiB, 512 * MiB).need - 64 * MiB
+    assert (plan.table_memory, plan.cache_size) == (32 * MiB, 0)
+    assert plan.need < encoder_plan(79 * MiB, 512 * MiB).need - 96 * MiB
     assert encoder_plan(5 * MiB, 512 * MiB, in_memory=True).table_memory == 32 * MiB
-    assert encoder_plan(300 * MiB, 512 * MiB, in_memory=True).table_memory == 128 * MiB
+    assert encoder_plan(150 * MiB, 512 * MiB, in_memory=True).table_memory == 64 * MiB
+    assert encoder_plan(600 * MiB, 512 * MiB, in_memory=True).table_memory == 128 * MiB
