@@ -562,7 +562,7 @@ class _Lookahead:
         self, view: memoryview, spans: list[Span], todo: list[bool], expander: Expander
     ) -> None:
         self._view, self._spans, self._todo, self._expander = view, spans, todo, expander
-        self._window = 4 * _WORKERS
+        self._window = 4 * WORKERS
         self._jobs: dict[int, Future[_Found]] = {}
         self._next = 0
 
@@ -851,7 +851,7 @@ def parse_head(head: bytes) -> Head:
 
 # --- rebuilding ---------------------------------------------------------------------------------
 
-_WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
+WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 
 
@@ -860,7 +860,7 @@ def worker_pool() -> ThreadPoolExecutor:
     without the GIL)."""
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="dg-worker")
+        _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dg-worker")
     return _POOL
 
 
