@@ -68,10 +68,10 @@ class _Encoded:
 
 #: how a gzip stream's payload (one long member: a tar) is encoded: at level 9, with the whole
 #: source as one block (xdelta3 then indexes it in one reverse pass, as the CLI does).  On the
-#: expansions of sdist pairs of pip, requests, setuptools, botocore and awscli, one block alone
-#: made deltas 1-29 % smaller, and with level 9 3-40 % smaller, for 1-2x the encode time.  Zip
-#: payloads stay at level 6 in blocks: there one block made two of seven pairs 25-144 % larger,
-#: and level 9 saved 0-3 % for up to 2x the time.
+#: expansions of seven sdist pairs (pip, requests, setuptools, botocore, awscli), one block alone
+#: made deltas 0.8-29 % smaller, and with level 9 3-40 % smaller, for 1-2x the encode time.  Zip
+#: payloads stay at level 6 in blocks: there one block made one of seven pairs 25 % larger (the
+#: others within 1 %), and level 9 changed them by -3 to +6 % for up to 2x the time.
 _STREAM_LEVEL: Final = 9
 
 
