@@ -33,25 +33,25 @@ class ZlibError(ValueError):
     """Data that does not inflate, or parameters zlib refuses."""
 
 
+#: the deflaters other than zlib, by the ``mem_level`` that selects them: (name, matcher)
+_OTHER_DEFLATERS: Final[dict[int, tuple[str, Any]]] = {
+    GNU_GZIP: ("GNU gzip's deflate", lib.dg_gzip_matches),
+    MINIZ: ("miniz's deflate", lib.dg_miniz_matches),
+}
+
+
 def deflate_matches(
     data: Buffer, expected: Buffer, level: int, mem_level: int = 8, strategy: int = 0
 ) -> bool:
     """Whether raw-deflating ``data`` with these parameters gives exactly ``expected``
     (stops at the first differing output block)."""
     src, exp = memoryview(data).cast("B"), memoryview(expected).cast("B")
-    if mem_level == GNU_GZIP and strategy == 0:
-        rc = lib.dg_gzip_matches(
-            level, ffi.from_buffer(src), src.nbytes, ffi.from_buffer(exp), exp.nbytes
-        )
+    other = _OTHER_DEFLATERS.get(mem_level) if strategy == 0 else None
+    if other is not None:
+        name, matches = other
+        rc = matches(level, ffi.from_buffer(src), src.nbytes, ffi.from_buffer(exp), exp.nbytes)
         if rc < 0:
-            raise ZlibError(f"GNU gzip's deflate refuses level={level} (or is out of memory)")
-        return bool(rc)
-    if mem_level == MINIZ and strategy == 0:
-        rc = lib.dg_miniz_matches(
-            level, ffi.from_buffer(src), src.nbytes, ffi.from_buffer(exp), exp.nbytes
-        )
-        if rc < 0:
-            raise ZlibError(f"miniz's deflate refuses level={level} (or is out of memory)")
+            raise ZlibError(f"{name} refuses level={level} (or is out of memory)")
         return bool(rc)
     rc = lib.dg_deflate_matches(
         level,
