@@ -193,11 +193,16 @@ def _parse_prefix(data: bytes, what: str) -> tuple[Head, bytes] | None:
 
 
 REFERENCE_MAGIC: Final = b"DGAREF1\n"
-#: xz filter of stored references: preset 6 with a 2 MiB dictionary.  Against preset 1 it stores
-#: the first release of awscli wheels and sdists 15 % smaller and of pydantic-core 9 %, for 2 s
-#: more on two cores (a space's first put only) and 24 MiB per stream being compressed instead
-#: of 9; preset 6's own 8 MiB dictionary gains another 1 % for 89 MiB per stream.
-_REFERENCE_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 2 << 20},)
+#: xz filters of stored references: preset 6 with a 2 MiB dictionary for the first
+#: ``_DENSE_PIECES`` pieces, preset 1 for the rest.  Against preset 1, preset 6 stores the first
+#: release of awscli wheels and sdists 15 % smaller and of pydantic-core 9 %, for 2 s more on
+#: two cores (a space's first put only) and 24 MiB per stream being compressed instead of 9
+#: (preset 6's own 8 MiB dictionary gains another 1 % for 89 MiB).  But it runs at 1-8 MB/s
+#: per core (random decimal text: 1 MB/s, 30 % smaller) against preset 1's 10-20, so only the
+#: first 24 MiB get it: a first put never spends more than about 12 s on two cores on it.
+_DENSE_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 2 << 20},)
+_FAST_FILTERS: Final = ({"id": lzma.FILTER_LZMA2, "preset": 1},)
+_DENSE_PIECES: Final = 3
 #: what compressing one piece of a compact reference holds (measured: 24 MiB)
 _XZ_MEMORY: Final = 24 << 20
 _CHUNK: Final = 4 << 20
@@ -241,15 +246,20 @@ def _xz_pieces(data: bytes, parallel: int) -> list[bytes]:
     """xz streams of fixed-size pieces (the same bytes on every machine), ``parallel`` at a time
     on the cores; a 2 MiB dictionary loses next to nothing at the seams of 8 MiB pieces."""
     view = memoryview(data)
-    pieces = [view[start : start + _XZ_PIECE] for start in range(0, len(view), _XZ_PIECE)]
+    pieces = [
+        (view[start : start + _XZ_PIECE], index < _DENSE_PIECES)
+        for index, start in enumerate(range(0, len(view), _XZ_PIECE))
+    ]
     out: list[bytes] = []
     for start in range(0, len(pieces), parallel):
         out.extend(worker_pool().map(_xz_reference, pieces[start : start + parallel]))
     return out
 
 
-def _xz_reference(piece: memoryview) -> bytes:
-    return lzma.compress(piece, format=lzma.FORMAT_XZ, filters=_REFERENCE_FILTERS)
+def _xz_reference(job: tuple[memoryview, bool]) -> bytes:
+    piece, dense = job
+    filters = _DENSE_FILTERS if dense else _FAST_FILTERS
+    return lzma.compress(piece, format=lzma.FORMAT_XZ, filters=filters)
 
 
 def _unpacks_to(pieces: list[bytes], expanded: bytes) -> bool:

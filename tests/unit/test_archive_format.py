@@ -260,15 +260,16 @@ def test_nested_archives(tmp_path: Path) -> None:
 
 
 def test_compact_reference_of_several_xz_streams(tmp_path: Path) -> None:
-    rng = random.Random(7)
+    words = [random.Random(7).randbytes(3).hex() for _ in range(5_000)]
     members = [
-        (f"m{i}.txt", "".join(f"{n} {rng.random():.6f}\n" for n in range(450_000)).encode())
+        (f"m{i}.txt", "".join(f"{n} {words[n * 7919 % 5_000]}\n" for n in range(400_000)).encode())
         for i in range(2)
     ]
+    assert sum(len(body) for _, body in members) > 8 << 20
     data = _zip([(name, body, zipfile.ZIP_DEFLATED) for name, body in members])
     src, out = tmp_path / "ref.zip", tmp_path / "ref.bin"
     src.write_bytes(data)
-    form = encode_reference_sync(src, out)
+    form = encode_reference_sync(src, out, parallel=2)
     assert form is not None
     body = out.read_bytes()
     assert body.count(b"\xfd7zXZ\x00") >= 2  # more than 8 MiB expanded: one stream per piece
