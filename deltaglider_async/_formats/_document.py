@@ -106,7 +106,7 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def read_varint(data: bytes | bytearray | memoryview, pos: int) -> Params:
+def read_varint(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -242,7 +242,7 @@ class KnownDeflate:
 
 
 #: (CRC-32, length) of the compressed bytes -> the member
-KnownDeflates = dict[Params, KnownDeflate]
+KnownDeflates = dict[tuple[int, int], KnownDeflate]
 
 
 @dataclass
