@@ -207,13 +207,6 @@ size_t dg_gz_pending(const dg_gz *g);
 int dg_gzip_matches(int level, const uint8_t *in, size_t in_len, const uint8_t *expect,
                     size_t expect_len);
 
-typedef struct dg_mz dg_mz;
-dg_mz *dg_mz_new(int level);
-void dg_mz_free(dg_mz *m);
-int dg_mz_run(dg_mz *m, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
-              int finish, size_t *used, size_t *made);
-int dg_miniz_matches(int level, const uint8_t *in, size_t in_len, const uint8_t *expect,
-                     size_t expect_len);
 
 #define XD3_SEC_DJW ...
 #define XD3_SEC_FGK ...
@@ -247,10 +240,17 @@ _MACROS = [
     ("SECONDARY_LZMA", "1"),
 ]
 
+
+def _header_cdef(header: Path) -> str:
+    """The declarations a glue header marks for cffi (which takes no preprocessor lines)."""
+    text = header.read_text()
+    return text.split("/* cdef: from here")[1].split("*/", 1)[1].split("/* cdef: end */")[0]
+
+
 ZLIB_DIR = _sources_dir(ZLIB)
 MINIZ_DIR = _sources_dir(MINIZ)
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF + _header_cdef(HERE / "_mzglue.h"))
 ffibuilder.set_source(
     "xdelta_ffi._xdelta3_cffi",
     '#include "xdelta3.h"\n#include "xdelta3.c"\n'
