@@ -2,8 +2,11 @@
 that died without cleaning up (SIGKILL, OOM killer, power loss) are aborted by a later client.
 
 S3 cannot tell whose an incomplete upload is, so only uploads journaled here are ever aborted.
-Each open upload is one small file in ``<cache dir>/user-<uid>/uploads`` (0700), written before its
-first part is sent and removed once the upload is completed or aborted.  An entry whose process
+Each open upload is one small file in ``<cache dir>/user-<uid>/uploads`` (0700), written before the
+upload is created (without its id, which the server has not given yet), given the id once it is
+known, and removed once the upload is completed or aborted.  A process killed between the two
+leaves an entry without an id: a later client aborts the uploads of exactly that key created
+around the entry's time that no other entry names.  An entry whose process
 no longer runs (the same pid, started at the same time, on the same boot) is stale; so is one older
 than :data:`STALE_UPLOAD_SECONDS`, whoever holds it.  Everything here is best-effort: a journal that
 cannot be written only loses the cleanup, never an upload.
@@ -48,13 +51,20 @@ def process_identity(pid: int) -> str:
     return f"{_boot_id()}/{pid}/{started}"
 
 
+#: how far from an entry's time (by this machine's clock) the server's record of an upload it has
+#: no id for may be (clock skew, a slow create)
+INTENT_WINDOW_SECONDS = 15 * 60
+
+
 @dataclass(frozen=True)
 class OpenUpload:
     endpoint: str
     bucket: str
     key: str
-    upload_id: str
+    #: None: the process died before the server answered its create
+    upload_id: str | None
     path: Path
+    opened: float = 0.0
 
 
 class UploadJournal:
@@ -68,8 +78,9 @@ class UploadJournal:
         self._directory.mkdir(mode=0o700, exist_ok=True)
         return self._directory
 
-    def opened(self, endpoint: str, bucket: str, key: str, upload_id: str) -> Path | None:
-        """Journal an upload; the entry's path (for :meth:`closed`), None if it could not be."""
+    def opened(self, endpoint: str, bucket: str, key: str, upload_id: str | None) -> Path | None:
+        """Journal an upload (``upload_id`` None: about to be created); the entry's path (for
+        :meth:`identified` and :meth:`closed`), None if it could not be."""
         record = {
             "endpoint": endpoint,
             "bucket": bucket,
@@ -92,6 +103,32 @@ class UploadJournal:
                 "multipart upload %s of s3://%s/%s not journaled: %s", upload_id, bucket, key, exc
             )
             return None
+
+    @staticmethod
+    def identified(entry: Path | None, upload_id: str) -> None:
+        """Record the id the server gave the upload an entry was opened for."""
+        if entry is None:
+            return
+        try:
+            record = json.loads(entry.read_text())
+            record["upload_id"] = upload_id
+            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".new-")
+            with os.fdopen(fd, "w") as out:
+                json.dump(record, out)
+            os.replace(tmp, entry)
+        except (OSError, ValueError) as exc:
+            log.debug("multipart upload %s not journaled: %s", upload_id, exc)
+
+    def journaled_ids(self, endpoint: str) -> set[str]:
+        """The upload ids every entry for ``endpoint`` names, live or stale."""
+        ids = set()
+        with contextlib.suppress(OSError, CacheError):
+            for entry in self._folder().glob("*.json"):
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                    record = json.loads(entry.read_text())
+                    if record["endpoint"] == endpoint and record["upload_id"]:
+                        ids.add(str(record["upload_id"]))
+        return ids
 
     @staticmethod
     def closed(entry: Path | None) -> None:
@@ -117,9 +154,15 @@ class UploadJournal:
                 )
                 if alive and now - float(record["opened"]) < STALE_UPLOAD_SECONDS:
                     continue
+                upload_id = record["upload_id"]
                 found.append(
                     OpenUpload(
-                        endpoint, record["bucket"], record["key"], record["upload_id"], entry
+                        endpoint,
+                        record["bucket"],
+                        record["key"],
+                        None if upload_id is None else str(upload_id),
+                        entry,
+                        float(record["opened"]),
                     )
                 )
             except (OSError, ValueError, KeyError, TypeError):

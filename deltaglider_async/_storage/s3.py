@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,7 +48,7 @@ from .._exceptions import (
 from .._localfs import FileChangedError, FileDigest, pwrite_all
 from .._tasks import task_group
 from .._transfer import TransferConfig
-from .journal import UploadJournal
+from .journal import INTENT_WINDOW_SECONDS, OpenUpload, UploadJournal
 from .lean import LeanS3
 from .port import ListPage, ObjectHead, Progress
 from .retry import (
@@ -250,26 +251,60 @@ class S3Storage:
         with anyio.move_on_after(self.transfer.abort_timeout):
             for upload in stale:
                 try:
-                    await self._call(
-                        f"s3://{upload.bucket}/{upload.key}",
-                        "abort_multipart_upload",
-                        Bucket=upload.bucket,
-                        Key=upload.key,
-                        UploadId=upload.upload_id,
-                    )
-                    log.info(
-                        "aborted multipart upload %s of s3://%s/%s, left open by a process "
-                        "that is gone",
-                        upload.upload_id,
+                    for upload_id in await self._abandoned_ids(upload):
+                        await self._abort_abandoned(upload, upload_id)
+                except DeltaGliderError as exc:
+                    log.debug(
+                        "abandoned upload of s3://%s/%s not aborted yet: %s",
                         upload.bucket,
                         upload.key,
+                        exc,
                     )
-                except NotFoundError:
-                    pass  # completed after all, or aborted by someone else
-                except DeltaGliderError as exc:
-                    log.debug("abandoned upload %s not aborted yet: %s", upload.upload_id, exc)
                     continue
                 self._journal.closed(upload.path)
+
+    async def _abandoned_ids(self, upload: OpenUpload) -> list[str]:
+        """The ids of an abandoned entry's upload: its own, or, for a process killed before the
+        server answered, the uploads of that very key created around the entry's time that no
+        other entry names."""
+        if upload.upload_id is not None:
+            return [upload.upload_id]
+        listed = await self._call(
+            f"s3://{upload.bucket}/{upload.key}",
+            "list_multipart_uploads",
+            Bucket=upload.bucket,
+            Prefix=upload.key,
+        )
+        named = await anyio.to_thread.run_sync(self._journal.journaled_ids, self.endpoint)
+        found = []
+        for open_upload in listed.get("Uploads", []):
+            initiated = open_upload.get("Initiated")
+            if (
+                open_upload.get("Key") == upload.key
+                and open_upload.get("UploadId") not in named
+                and isinstance(initiated, datetime)
+                and abs(initiated.timestamp() - upload.opened) <= INTENT_WINDOW_SECONDS
+            ):
+                found.append(str(open_upload["UploadId"]))
+        return found
+
+    async def _abort_abandoned(self, upload: OpenUpload, upload_id: str) -> None:
+        try:
+            await self._call(
+                f"s3://{upload.bucket}/{upload.key}",
+                "abort_multipart_upload",
+                Bucket=upload.bucket,
+                Key=upload.key,
+                UploadId=upload_id,
+            )
+        except NotFoundError:
+            return  # completed after all, or aborted by someone else
+        log.info(
+            "aborted multipart upload %s of s3://%s/%s, left open by a process that is gone",
+            upload_id,
+            upload.bucket,
+            upload.key,
+        )
 
     async def close(self) -> None:
         if self._lean_client is not None:
@@ -541,17 +576,21 @@ class S3Storage:
             "Key": key,
             "Metadata": dict(metadata),
         }
+        # Journaled before it exists: a process killed right after the server created it still
+        # leaves enough behind for a later client to find and abort it.
+        entry = await anyio.to_thread.run_sync(
+            self._journal.opened, self.endpoint, bucket, key, None
+        )
+        # A create that fails leaves the entry: whether the server made the upload is unknown,
+        # and a later client looks (once this process is gone).
         created = await self._call(what, "create_multipart_upload", **params)
         upload_id = created["UploadId"]
-        entry: Path | None = None
         count = (size + part_size - 1) // part_size
         etags: dict[int, str] = {}
         limiter = anyio.CapacityLimiter(self.transfer.max_concurrency)
         completed = False
         try:
-            entry = await anyio.to_thread.run_sync(
-                self._journal.opened, self.endpoint, bucket, key, upload_id
-            )
+            await anyio.to_thread.run_sync(self._journal.identified, entry, upload_id)
             fd = os.open(path, os.O_RDONLY)
             try:
 

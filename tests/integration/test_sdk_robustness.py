@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,40 @@ async def test_a_small_memory_budget_still_stores_and_reads_deltas(
         assert listing.get("KeyCount", 0) == 0
     with pytest.raises(InvalidArgumentError, match="DG_MEMORY_LIMIT"):
         create_client("http://127.0.0.1:9", env={"DG_MEMORY_LIMIT": "lots"})
+
+
+async def test_an_upload_created_by_a_process_killed_before_it_journaled_the_id_is_aborted(
+    seaweed: LocalS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILL between CreateMultipartUpload's answer and the journal's id leaves an entry
+    without an id: the next client aborts that key's upload, and nobody else's.  On SeaweedFS:
+    moto reports every upload as initiated in 2010, which the entry's time window rules out."""
+    from ..conftest import boto
+
+    s3, raw = seaweed, boto(seaweed)
+    bucket = f"t-{random.getrandbits(48):012x}"
+    raw.create_bucket(Bucket=bucket)
+    from deltaglider_async._storage.journal import UploadJournal
+
+    from ..unit.test_upload_journal import _dead_pid
+
+    monkeypatch.setenv("DG_CACHE_DIR", str(tmp_path / "journal"))
+    journal = UploadJournal()
+    dead = journal.opened(s3.endpoint_url, bucket, "big/reference.bin", None)
+    assert dead is not None
+    orphan = raw.create_multipart_upload(Bucket=bucket, Key="big/reference.bin")["UploadId"]
+    named = raw.create_multipart_upload(Bucket=bucket, Key="big/reference.bin")["UploadId"]
+    journal.opened(s3.endpoint_url, bucket, "big/reference.bin", named)  # this process: alive
+    raw.create_multipart_upload(Bucket=bucket, Key="big/not-ours.img")  # another tool's
+    gone = _dead_pid()
+    record = json.loads(dead.read_text())
+    record.update(pid=gone, process=f"boot/{gone}/1")
+    dead.write_text(json.dumps(record))
+
+    async with make_client(s3, tmp_path / "cache") as dg:
+        await dg.list_buckets()
+    left = {(u["Key"], u["UploadId"]) for u in raw.list_multipart_uploads(Bucket=bucket)["Uploads"]}
+    assert ("big/reference.bin", orphan) not in left
+    assert ("big/reference.bin", named) in left
+    assert "big/not-ours.img" in {key for key, _ in left}
+    assert not dead.exists()

@@ -81,3 +81,22 @@ def test_unreadable_entries_are_dropped_and_an_unwritable_journal_loses_only_the
     blocked.write_text("not a directory")
     assert UploadJournal(blocked / "uploads").opened(ENDPOINT, "bkt", "k", "u") is None
     assert UploadJournal(blocked / "uploads").stale(ENDPOINT) == []
+
+
+def test_an_upload_is_journaled_before_it_has_an_id(tmp_path: Path) -> None:
+    journal = UploadJournal(tmp_path / "uploads")
+    entry = journal.opened(ENDPOINT, "bkt", "a/app.zip", None)
+    other = journal.opened(ENDPOINT, "bkt", "a/b.zip", "upload-b")
+    assert entry is not None and other is not None
+    assert journal.journaled_ids(ENDPOINT) == {"upload-b"}
+    gone = _dead_pid()
+    _rewrite(entry, pid=gone, process=f"boot/{gone}/1")
+    [stale] = journal.stale(ENDPOINT)
+    assert (stale.key, stale.upload_id, stale.path) == ("a/app.zip", None, entry)
+    assert abs(stale.opened - time.time()) < 60
+    journal.identified(entry, "upload-a")
+    assert [u.upload_id for u in journal.stale(ENDPOINT)] == ["upload-a"]
+    assert journal.journaled_ids(ENDPOINT) == {"upload-a", "upload-b"}
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == sorted(
+        [entry.name, other.name]
+    )
