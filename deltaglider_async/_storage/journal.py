@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,22 @@ class OpenUpload:
     opened: float = 0.0
 
 
+def _write(folder: Path, record: Mapping[str, object], entry: Path | None) -> Path:
+    """Write ``record`` whole (temp file, mode 0600, then rename) as ``entry``, or as a new
+    entry named after this process; returns its path."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".new-")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(record, out)
+        final = entry or Path(tmp).with_name(f"{os.getpid()}-{Path(tmp).name[5:]}.json")
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return final
+
+
 class UploadJournal:
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory
@@ -91,13 +108,7 @@ class UploadJournal:
             "opened": time.time(),
         }
         try:
-            folder = self._folder()
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".new-")  # mode 0600
-            with os.fdopen(fd, "w") as out:
-                json.dump(record, out)
-            final = Path(tmp).with_name(f"{os.getpid()}-{Path(tmp).name[5:]}.json")
-            os.replace(tmp, final)
-            return final
+            return _write(self._folder(), record, None)
         except (OSError, CacheError) as exc:
             log.debug(
                 "multipart upload %s of s3://%s/%s not journaled: %s", upload_id, bucket, key, exc
@@ -112,10 +123,7 @@ class UploadJournal:
         try:
             record = json.loads(entry.read_text())
             record["upload_id"] = upload_id
-            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".new-")
-            with os.fdopen(fd, "w") as out:
-                json.dump(record, out)
-            os.replace(tmp, entry)
+            _write(entry.parent, record, entry)
         except (OSError, ValueError) as exc:
             log.debug("multipart upload %s not journaled: %s", upload_id, exc)
 
