@@ -53,10 +53,13 @@ PATCH: Final = 5
 #: the first bytes of an expanded stream; its version byte follows
 STREAM_MAGIC: Final = b"DGX"
 #: the version new streams are written in; 2 added miniz's deflate to the settings expansion
-#: tries, which changes the source form of references with members only miniz reproduces
-STREAM_VERSION: Final = 2
+#: tries, which changes the source form of references with members only miniz reproduces; 3
+#: tries a large member with every setting when those that worked before fail (botocore's
+#: nested ``.json.gz``: zlib's and GNU gzip's output agree on the small ones, only GNU gzip
+#: reproduces the large ones)
+STREAM_VERSION: Final = 3
 #: every version this reader reads (and computes source forms by)
-STREAM_VERSIONS: Final = (1, 2)
+STREAM_VERSIONS: Final = (1, 2, 3)
 #: what rebuilds DEFLATE members, as every stream records it (memLevel 0: GNU gzip's deflate,
 #: our re-implementation, version 1; memLevel 15: miniz's)
 REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1 + miniz {MINIZ_VERSION}"
@@ -87,6 +90,11 @@ _PARAMS: Final[dict[int, tuple[Params, ...]]] = {
         *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
     ),
 }
+_PARAMS[3] = _PARAMS[2]
+#: per stream version, how many large members a producer tries with every setting, once the
+#: settings that worked before failed on them, before it tries large members only with those
+#: (a miss costs a trial deflate per setting up to its first wrong byte: 0.3 s for 3.5 MB)
+_LARGE_RETRIES: Final[dict[int, int]] = {1: 0, 2: 0, 3: 4}
 #: after this many members with no exact parameters and none found, an archive's producer is
 #: taken to be some other deflater, and its further members are not tried
 _GIVE_UP_AFTER: Final = 8
@@ -307,6 +315,9 @@ def reference_form(
 
 @dataclass
 class ExpandStats:
+    """Top-level members: all, expanded (deflated ones re-deflated, or stored archives with
+    something expanded inside), unchanged (found in the reference), kept compressed."""
+
     members: int = 0
     expanded: int = 0
     unchanged: int = 0
@@ -601,7 +612,7 @@ class Expander:
         self._reference = reference
         self._version = version
         self.known: KnownDeflates = reference.known if reference is not None else {}
-        self.producers = Producers(_PARAMS[version])
+        self.producers = Producers(_PARAMS[version], _LARGE_RETRIES[version])
         self._budget = SOURCE_LIMIT
         self.stats = ExpandStats()
         self._learn = learn
@@ -692,6 +703,7 @@ class Expander:
             if inner is None:
                 doc.raw(data)
             else:
+                self.stats.expanded += depth == 0
                 body = inner.serialize()
                 doc.segments.append(Segment(NESTED, len(data), len(body)))
                 doc.payload.append(body)
@@ -707,7 +719,7 @@ class Expander:
             elif params is None:
                 trials = producer.trials(len(contents), span.hint)
                 if trials == found.tried:
-                    producer.missed()
+                    producer.missed(len(contents))
                 else:  # the job's copy of the producer knew less than this one
                     params = producer.first_match(trials, contents, data)
                     if params is not None:
@@ -760,33 +772,41 @@ class Expander:
 class _Producer:
     """What deflated the members of one container (a zip, a gzip stream, at one depth).
 
-    A producer uses one setting for all its members, so once a setting worked, a large member
-    is only tried with the settings that worked (a wrong guess costs a deflate of its first block,
-    tens of milliseconds for a big member); small members, cheap to try, get every setting.  A
-    container none of whose first members matches anything was made by another deflater: the
-    rest are not tried at all.
+    A producer mostly uses one setting for all its members, so once a setting worked, a large
+    member is tried with the settings that worked first (a wrong guess costs a deflate up to its
+    first wrong byte, tens of milliseconds for a big member), then, for the first
+    ``large_retries`` large members those miss, with the others; small members, cheap to try,
+    get every setting.  A container none of whose first members matches anything was made by
+    another deflater: the rest are not tried at all.
     """
 
-    def __init__(self, order: Sequence[Params]) -> None:
+    def __init__(self, order: Sequence[Params], large_retries: int) -> None:
         self._order: list[Params] = list(order)
         self._worked: list[Params] = []
         self._misses = 0
+        self._large_retries = large_retries
+        self._large_misses = 0
 
     def copy(self) -> _Producer:
-        twin = _Producer(())
-        twin._order, twin._worked, twin._misses = (
-            list(self._order),
+        twin = _Producer(self._order, self._large_retries)
+        twin._worked, twin._misses, twin._large_misses = (
             list(self._worked),
             self._misses,
+            self._large_misses,
         )
         return twin
+
+    def _large(self, size: int) -> bool:
+        return bool(self._worked) and size > _CHEAP_TRIAL
 
     def trials(self, size: int, hint: int | None) -> list[Params]:
         """The settings to try, in order, on a member of ``size`` bytes of contents."""
         if not self._worked and self._misses >= _GIVE_UP_AFTER:
             return []
-        if self._worked and size > _CHEAP_TRIAL:
-            return self._worked
+        if self._large(size):
+            if self._large_misses >= self._large_retries:
+                return self._worked
+            return self._worked + [p for p in self._order if p not in self._worked]
         if hint is None:
             return self._order
         return [p for p in self._order if p[0] == hint] + [p for p in self._order if p[0] != hint]
@@ -797,10 +817,12 @@ class _Producer:
         for params in trials:
             if deflate_matches(contents, compressed, params[0], params[1]):
                 return self.worked(params)
-        self.missed()
+        self.missed(len(contents))
         return None
 
-    def missed(self) -> None:
+    def missed(self, size: int) -> None:
+        """No setting tried on a member of ``size`` bytes of contents reproduced it."""
+        self._large_misses += self._large(size)
         self._misses += 1
 
     def worked(self, params: Params) -> Params:
@@ -813,18 +835,19 @@ class Producers:
     """The producers of one expansion, by container (depth, gzip or zip), all starting from the
     settings order of its stream version."""
 
-    def __init__(self, order: Sequence[Params]) -> None:
+    def __init__(self, order: Sequence[Params], large_retries: int) -> None:
         self._order = order
+        self._large_retries = large_retries
         self._by_container: dict[tuple[int, bool], _Producer] = {}
 
     def of(self, depth: int, gzip: bool) -> _Producer:
         found = self._by_container.get((depth, gzip))
         if found is None:
-            found = self._by_container[(depth, gzip)] = _Producer(self._order)
+            found = self._by_container[(depth, gzip)] = _Producer(self._order, self._large_retries)
         return found
 
     def copy(self) -> Producers:
-        twin = Producers(self._order)
+        twin = Producers(self._order, self._large_retries)
         twin._by_container = {key: p.copy() for key, p in self._by_container.items()}
         return twin
 

@@ -87,10 +87,31 @@ def golden_tarball(version: int) -> bytes:
     return _gzip(tar.getvalue(), 6)
 
 
-GOLDEN = {"zip": golden_archive, "tgz": golden_tarball}
+def golden_gzipped_data(version: int) -> bytes:
+    """A zip of ``gzip -6`` files, as botocore's wheels hold its models: zlib and GNU gzip
+    deflate the small ones alike, only GNU gzip reproduces the large ones (stream version 3
+    expands those)."""
+    small = source_tree(version, files=8, lines=12)
+    large = source_tree(version + 20, files=2, lines=4000, seed=23)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for folder, name, body in [
+            *(("small", n, b) for n, b in small.items()),
+            *(("large", n, b) for n, b in large.items()),
+        ]:
+            zf.writestr(
+                zipfile.ZipInfo(f"{folder}/{name}.gz", date_time=(2026, 1, 1, 0, 0, 0)),
+                _gzip(body, 6),
+                zipfile.ZIP_STORED,
+            )
+    return out.getvalue()
+
+
+GOLDEN = {"zip": golden_archive, "tgz": golden_tarball, "gzdata": golden_gzipped_data}
 
 
 def _write() -> None:
+    """Writes only what is missing: the files of earlier versions are what readers must read."""
     DATA.mkdir(exist_ok=True)
     for kind, make in GOLDEN.items():
         _write_one(kind, make(1), make(2))
@@ -108,8 +129,10 @@ def _write_one(kind: str, old: bytes, new: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "old").write_bytes(old)
         (Path(tmp) / "new").write_bytes(new)
-        assert encode_reference_sync(Path(tmp) / "old", Path(tmp) / "ref") is not None
-        (DATA / f"golden-{kind}-reference.bin").write_bytes((Path(tmp) / "ref").read_bytes())
+        reference = DATA / f"golden-{kind}-reference.bin"
+        if not reference.exists():
+            assert encode_reference_sync(Path(tmp) / "old", Path(tmp) / "ref") is not None
+            reference.write_bytes((Path(tmp) / "ref").read_bytes())
         print(
             kind,
             "reference",
@@ -119,13 +142,14 @@ def _write_one(kind: str, old: bytes, new: bytes) -> None:
         )
         for version in STREAM_VERSIONS:
             form = reference_form(old, version=version)
+            print(kind, version, "source form", hashlib.sha256(form.source).hexdigest())
+            delta = DATA / f"golden-{kind}-delta-v{version}.bin"
+            if delta.exists():
+                continue
             plan = encoder_plan(len(form.source), DEFAULT_LIMIT, in_memory=True)
             encoded = _encode_sync(form, Path(tmp) / "new", Path(tmp) / "delta", None, plan)
             assert encoded.result is not None
-            (DATA / f"golden-{kind}-delta-v{version}.bin").write_bytes(
-                (Path(tmp) / "delta").read_bytes()
-            )
-            print(kind, version, "source form", hashlib.sha256(form.source).hexdigest())
+            delta.write_bytes((Path(tmp) / "delta").read_bytes())
 
 
 if __name__ == "__main__":

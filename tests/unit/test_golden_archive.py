@@ -27,6 +27,7 @@ GOLDEN = {
         {
             1: "c10951a0c01e398e62cb22c62f3be98796d6e808f16a10a65127d82971fa78ea",
             2: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
+            3: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
         },
     ),
     "tgz": (
@@ -35,6 +36,16 @@ GOLDEN = {
         {
             1: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
             2: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
+            3: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
+        },
+    ),
+    "gzdata": (
+        "0ca387df87d878c078e12b506455d3f721641160982ae7e566fef7c98b0f4d77",
+        "6e6253e7b95334861cb6d43041fed0ab70de9fb9129aeff056916381189314be",
+        {
+            1: "0e7d1e5090613a9c50a336520a7244697108782bac377088ca0fdb6eddbe8183",
+            2: "0e7d1e5090613a9c50a336520a7244697108782bac377088ca0fdb6eddbe8183",
+            3: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
         },
     ),
 }
