@@ -11,7 +11,7 @@ from ._body import StreamingBody
 from ._boto import ListObjectsPaginator
 from ._client import AsyncDeltaGliderClient, create_client
 from ._core.spaces import DEFAULT_DELTA_EXTENSIONS
-from ._core.stats import BucketStats, OrphanedReference
+from ._core.stats import BucketStats, FormatEstimate, OrphanedReference, SpaceEstimate
 from ._engine.cache import ReferenceCache
 from ._exceptions import (
     BucketNotFoundError,
@@ -57,6 +57,7 @@ __all__ = [
     "DeltaGliderInfo",
     "DownloadSummary",
     "EndpointError",
+    "FormatEstimate",
     "IntegrityError",
     "InvalidArgumentError",
     "ListObjectsPaginator",
@@ -68,6 +69,7 @@ __all__ = [
     "ReferenceCache",
     "ReferenceInUseError",
     "ReservedNameError",
+    "SpaceEstimate",
     "StorageError",
     "StreamingBody",
     "TransferConfig",

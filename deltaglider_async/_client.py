@@ -42,7 +42,7 @@ from ._core.spaces import (
     reference_key,
     space_of,
 )
-from ._core.stats import BucketStats, Mode
+from ._core.stats import BucketStats, FormatEstimate, Mode, SpaceEstimate
 from ._engine.cache import DEFAULT_MAX_BYTES, ReferenceCache, parse_key
 from ._engine.codec import CodecRunner, unlink_quietly
 from ._engine.memory import DEFAULT_LIMIT, ask_limit, drop_limit, parse_limit
@@ -73,6 +73,7 @@ from ._pipeline.bulk import (
 )
 from ._pipeline.context import Context, Resolved
 from ._pipeline.delete import DeletePipeline
+from ._pipeline.estimate import DEFAULT_SAMPLE, FormatEstimator
 from ._pipeline.get import GetPipeline
 from ._pipeline.listing import ListPipeline
 from ._pipeline.put import PutPipeline, local_to_key
@@ -120,6 +121,7 @@ class AsyncDeltaGliderClient:
         self._put = PutPipeline(self._ctx, self._get)
         self._delete = DeletePipeline(self._ctx, self._get, self._put)
         self._list = ListPipeline(self._ctx)
+        self._estimator = FormatEstimator(self._get, self._put)
         self._opened = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -373,10 +375,39 @@ class AsyncDeltaGliderClient:
         return await self._get.verify_many(list(urls), on_result)
 
     async def estimate_compression(
-        self, path: str | os.PathLike[str], url: str
+        self, path: str | os.PathLike[str], url: str, *, delta_format: str | None = None
     ) -> CompressionEstimate:
-        """Trial-encode a local file against the reference of the delta space ``url`` names."""
-        return await self._put.estimate(path, url)
+        """Trial-encode a local file against the reference of the delta space ``url`` names,
+        in ``delta_format`` (default: the client's)."""
+        writer = format_named(delta_format) if delta_format is not None else None
+        return await self._put.estimate(path, url, writer)
+
+    async def estimate_format(
+        self,
+        bucket: str,
+        delta_format: str = "archive",
+        *,
+        prefix: str | None = None,
+        sample: int | None = None,
+        on_space: Callable[[SpaceEstimate], None] | None = None,
+    ) -> FormatEstimate:
+        """What each delta space under ``prefix`` would store in ``delta_format``, so that a
+        bucket's owner can decide before ``migrate --delta-format``: per space, the reference
+        as that format writes it and ``sample`` objects spread over the versions are
+        trial-encoded (read back, encoded, measured, nothing written; ``sample`` defaults to
+        8); the others are projected by the sample's ratio.  ``on_space`` is called as each
+        space is done."""
+        check_bucket(bucket)
+        sample = DEFAULT_SAMPLE if sample is None else sample
+        if sample < 1:
+            raise InvalidArgumentError(f"sample must be at least 1, not {sample}")
+        return await self._estimator.estimate(
+            bucket,
+            format_named(delta_format),
+            prefix=prefix or "",
+            sample=sample,
+            on_space=on_space,
+        )
 
     # ---------------------------------------------------------------- listing
     @operation("ListObjectsV2")

@@ -117,6 +117,8 @@ class CompressionEstimate:
     would_store_as: StoredAs
     reference_key: str | None
     reason: str = ""
+    #: the delta format the delta would be in (empty when it would not be a delta)
+    delta_format: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

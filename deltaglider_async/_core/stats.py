@@ -13,12 +13,13 @@ every delta, the missing sizes are projected and the result says ``estimated``.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .spaces import StoredKind, classify, space_of
 
+T = TypeVar("T")
 Mode = Literal["quick", "sampled", "detailed"]
 MODES: tuple[Mode, ...] = ("quick", "sampled", "detailed")
 #: Deltas HEADed per delta space in sampled mode.
@@ -66,15 +67,8 @@ class Listing:
         """Deltas whose original size the mode reads: all, a sample per space, or none."""
         if mode == "detailed":
             return [o for v in self.deltas.values() for o in v]
-        if mode == "sampled":
-            picked: list[StoredObject] = []
-            for objs in self.deltas.values():
-                if len(objs) <= SAMPLE_PER_SPACE:
-                    picked += objs
-                else:  # evenly spread over the space's (sorted) versions
-                    step = len(objs) / SAMPLE_PER_SPACE
-                    picked += [objs[int(i * step)] for i in range(SAMPLE_PER_SPACE)]
-            return picked
+        if mode == "sampled":  # evenly spread over each space's (sorted) versions
+            return [o for v in self.deltas.values() for o in sample_evenly(v, SAMPLE_PER_SPACE)]
         return []
 
 
@@ -201,3 +195,95 @@ def listing_boundaries(listing: Listing, per_range: int = RANGE_KEYS) -> list[st
         + [o.key for o in listing.references.values()]
     )
     return keys[per_range - 1 : -1 : per_range]
+
+
+# --- what another delta format would store --------------------------------------------------
+
+
+def sample_evenly(objects: Sequence[T], count: int) -> list[T]:
+    """Up to ``count`` of ``objects``, spread over them (first and last included)."""
+    if len(objects) <= count:
+        return list(objects)
+    if count <= 1:
+        return list(objects[:count])
+    step = (len(objects) - 1) / (count - 1)
+    return [objects[round(i * step)] for i in range(count)]
+
+
+@dataclass(frozen=True)
+class SpaceEstimate:
+    """One delta space: what it stores now, and what it would store in another delta format
+    (its reference as that format writes references, plus every object, those of the sample
+    trial-encoded and the others projected by the sample's ratio)."""
+
+    space: str
+    objects: int
+    stored_size: int
+    estimated_size: int
+    sampled: int
+    #: sampled objects the format would store another way (a vcdiff delta, a direct object)
+    fell_back: int = 0
+    #: why some of the sample could not be tried, if any could not
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """How many times smaller the estimate is than what is stored (above 1: smaller)."""
+        return self.stored_size / self.estimated_size if self.estimated_size else 0.0
+
+
+@dataclass(frozen=True)
+class FormatEstimate:
+    bucket: str
+    delta_format: str
+    #: objects trial-encoded per space (at most)
+    sample: int
+    spaces: tuple[SpaceEstimate, ...]
+
+    @property
+    def stored_size(self) -> int:
+        return sum(s.stored_size for s in self.spaces)
+
+    @property
+    def estimated_size(self) -> int:
+        return sum(s.estimated_size for s in self.spaces)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "delta_format": self.delta_format,
+            "sample": self.sample,
+            "stored_size": self.stored_size,
+            "estimated_size": self.estimated_size,
+            "spaces": [{**asdict(s), "ratio": round(s.ratio, 3)} for s in self.spaces],
+        }
+
+
+def project_space(
+    space: str,
+    objects: Sequence[StoredObject],
+    trials: Mapping[str, int],
+    *,
+    reference_now: int,
+    reference_then: int,
+    fell_back: int = 0,
+    note: str = "",
+) -> SpaceEstimate:
+    """Combine the trial-encoded sizes (by stored key) of a sample of a space's ``objects``
+    with their stored sizes: the others are taken to shrink or grow as the sample did."""
+    tried = [o for o in objects if o.key in trials]
+    before = sum(o.size for o in tried)
+    after = sum(trials[o.key] for o in tried)
+    scale = after / before if before else 1.0
+    estimated = reference_then + sum(
+        trials[o.key] if o.key in trials else round(o.size * scale) for o in objects
+    )
+    return SpaceEstimate(
+        space=space,
+        objects=len(objects),
+        stored_size=reference_now + sum(o.size for o in objects),
+        estimated_size=estimated,
+        sampled=len(tried),
+        fell_back=fell_back,
+        note=note,
+    )

@@ -623,6 +623,12 @@ class Expander:
         """``data`` as (head, payload): the head holds the rebuilder and the segment table, the
         payload what the segments take, in order.  They are kept apart because the payload is
         what gets delta-encoded: a table in front of it spoils xdelta3's source matching."""
+        head, parts = self.expand_parts(data)
+        return head, _drained(parts)
+
+    def expand_parts(self, data: bytes) -> tuple[bytes, list[bytes | memoryview]]:
+        """:meth:`expand` with the payload as the pieces it is the concatenation of (which an
+        encoder can take one by one, never holding the whole)."""
         view = memoryview(data)
         doc = self._document(view, 0, find_spans(view), None)
         doc.merge_runs()
@@ -638,7 +644,7 @@ class Expander:
                 table,
             ]
         )
-        return head, _drained(doc.payload)
+        return head, doc.payload
 
     def _document(
         self,

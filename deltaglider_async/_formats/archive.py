@@ -75,21 +75,40 @@ class _Encoded:
 _STREAM_LEVEL: Final = 9
 
 
-def _vcdiff(source: bytes, target: bytes, plan: EncoderPlan, *, one_stream: bool) -> bytes:
+def _vcdiff(
+    source: bytes, target: list[bytes | memoryview], plan: EncoderPlan, *, one_stream: bool
+) -> bytes:
+    """VCDIFF of the concatenation of ``target``'s pieces, each let go of once it is fed (the
+    encoder keeps what it has not encoded yet, at most a window)."""
+    size = sum(len(piece) for piece in target)
     encoder = Encoder(
         source,
         source_size=len(source),
-        target_size=len(target),
+        target_size=size,
         level=_STREAM_LEVEL if one_stream else DEFAULT_LEVEL,
         block_size=_whole_block(len(source)) if one_stream else None,
-        secondary_data=compress_added_bytes(target[:MAGIC_BYTES]),
+        secondary_data=compress_added_bytes(_first_bytes(target, MAGIC_BYTES)),
         table_memory=plan.table_memory,
         cache_size=plan.cache_size,
     )
     try:
-        return b"".join([*encoder.stream(target), *encoder.finish_stream()])
+        out: list[bytes] = []
+        target.reverse()
+        while target:
+            out += encoder.stream(target.pop())
+        out += encoder.finish_stream()
+        return b"".join(out)
     finally:
         encoder.close()
+
+
+def _first_bytes(pieces: list[bytes | memoryview], count: int) -> bytes:
+    out = bytearray()
+    for piece in pieces:
+        if len(out) >= count:
+            break
+        out += piece[: count - len(out)]
+    return bytes(out)
 
 
 def _whole_block(size: int) -> int:
@@ -114,7 +133,7 @@ def _encode_sync(
     sha, size_in = hashlib.sha256(data).hexdigest(), len(data)
     one_stream = is_gzip(data)
     expander = Expander(form, learn=True, version=form.version)
-    head, payload = expander.expand(data)
+    head, parts = expander.expand_parts(data)
     del data  # from here on the expansion stands for it
     stats = expander.stats
     if stats.members == 0:
@@ -122,11 +141,10 @@ def _encode_sync(
     if stats.expanded + stats.unchanged == 0:
         return _Encoded(None, "no deflated member that re-deflates byte-exact")
     packed = _xz_small(head)
-    body = _vcdiff(form.source, payload, plan, one_stream=one_stream)
+    payload_size = sum(len(part) for part in parts)
+    body = _vcdiff(form.source, parts, plan, one_stream=one_stream)
     delta = ARCHIVE_MAGIC + varint(len(packed)) + packed + body
     del body
-    payload_size = len(payload)
-    del payload
     # The proof: what a reader will do, on these very bytes, before anything is stored.
     rebuilt = hashlib.sha256()
     size = 0

@@ -111,11 +111,13 @@ class Stage:
         path: Path,
         delta_path: Path,
         budget: int | None,
+        delta_format: DeltaFormat | None = None,
     ) -> EncodeResult:
+        """Encode ``path`` against the space's reference in ``delta_format`` (the client's)."""
+        writer = delta_format or self._ctx.delta_format
+
         async def run(reference: ReferenceSource) -> EncodeResult:
-            return await self._ctx.delta_format.encode(
-                self._codec, reference, path, delta_path, budget
-            )
+            return await writer.encode(self._codec, reference, path, delta_path, budget)
 
         return await self._with_reference(bucket, ref_key, etag, ref_sha, run)
 

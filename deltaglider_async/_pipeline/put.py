@@ -48,10 +48,10 @@ from .._core.spaces import (
 from .._core.twins import newer_copy
 from .._engine.codec import unlink_quietly
 from .._exceptions import InvalidArgumentError, InvalidRequest
-from .._formats import DEFAULT_FORMAT, FORMATS
+from .._formats import DEFAULT_FORMAT, FORMATS, DeltaFormat
 from .._localfs import FileChangedError, FileDigest, read_snapshot
 from .._models import CompressionEstimate, UploadSummary
-from .._storage.port import Progress
+from .._storage.port import ObjectHead, Progress
 from .._tasks import task_group
 from .context import Context, Resolved, Stage, copy_rank, reference_sha
 from .election import Election, SpaceStart
@@ -441,8 +441,11 @@ class PutPipeline(Stage):
             etag=etag,
         )
 
-    async def estimate(self, path: str | os.PathLike[str], url: str) -> CompressionEstimate:
-        """Trial-encode a local file against the reference of the delta space ``url`` names."""
+    async def estimate(
+        self, path: str | os.PathLike[str], url: str, delta_format: DeltaFormat | None = None
+    ) -> CompressionEstimate:
+        """Trial-encode a local file against the reference of the delta space ``url`` names,
+        in ``delta_format`` (the client's)."""
         local, target, key = local_to_key(path, url)
         size = local.stat().st_size
         if not is_eligible(key, self._extensions):
@@ -458,20 +461,22 @@ class PutPipeline(Stage):
                 None,
                 "first file of its delta space: becomes the reference",
             )
-        ref_sha = reference_sha(head, ref_key)
+        return await self.trial(local, target.bucket, head, delta_format)
+
+    async def trial(
+        self, local: Path, bucket: str, reference: ObjectHead, delta_format: DeltaFormat | None
+    ) -> CompressionEstimate:
+        """What a put of ``local`` against the space's ``reference`` would store."""
+        size = local.stat().st_size
+        ref_key = reference.key
+        ref_sha = reference_sha(reference, ref_key)
         if ref_sha is None:  # what a put would do too
             reason = f"{ref_key} is not a deltaglider reference"
             return CompressionEstimate(size, size, 1.0, "direct", None, reason)
         delta_path = self._temp_path(DELTA_SUFFIX)
         try:
             result = await self._encode_against(
-                target.bucket,
-                ref_key,
-                head.etag,
-                ref_sha,
-                local,
-                delta_path,
-                None,
+                bucket, ref_key, reference.etag, ref_sha, local, delta_path, None, delta_format
             )
         finally:
             unlink_quietly(delta_path)
@@ -483,5 +488,8 @@ class PutPipeline(Stage):
             ratio=ratio,
             would_store_as="delta" if keep else "direct",
             reference_key=ref_key,
-            reason="" if keep else f"delta ratio {ratio:.2f} > max {self._ctx.max_ratio:.2f}",
+            reason=result.note
+            if keep
+            else f"delta ratio {ratio:.2f} > max {self._ctx.max_ratio:.2f}",
+            delta_format=result.format_name if keep else "",
         )

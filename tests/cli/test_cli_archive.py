@@ -51,6 +51,18 @@ def test_cp_sync_and_migrate_with_the_archive_format(
     assert run(env, "sync", str(dist), f"s3://{s3bucket}/old/").returncode == 0
     assert set(_formats(seaweed, s3bucket, "old/").values()) == {"vcdiff"}
     url = f"s3://{s3bucket}/old/"
+    estimated = run(env, "stats", url, "--estimate-format", "archive", "--sample", "2", "--json")
+    assert estimated.returncode == 0, estimated.stderr
+    estimate = json.loads(estimated.stdout)["format_estimate"]
+    assert estimate["delta_format"] == "archive" and estimate["sample"] == 2
+    [space] = estimate["spaces"]
+    assert space["space"] == "old/" and space["objects"] == 3 and space["sampled"] == 2
+    assert 0 < space["estimated_size"] < space["stored_size"], space
+    text = run(env, "stats", url, "--estimate-format", "archive")
+    assert text.returncode == 0, text.stderr
+    assert "In the archive format" in text.stdout and "old/: " in text.stdout, text.stdout
+    wrong = run(env, "stats", url, "--estimate-format", "rar")
+    assert wrong.returncode == 2 and "--estimate-format must be one of" in wrong.stderr
     converted = run(env, "migrate", url, url, "--delta-format", "archive", "--json")
     assert converted.returncode == 0, converted.stderr
     records = [json.loads(line) for line in converted.stdout.splitlines()][:-1]

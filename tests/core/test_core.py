@@ -250,3 +250,35 @@ def test_delta_formats_are_chosen_by_name_and_read_by_metadata() -> None:
     )
     with pytest.raises(IntegrityError, match=r"'zstd-dict'.*upgrade"):
         format_of(future, "s3://b/x/a.zip")
+
+
+def test_samples_spread_over_the_versions_first_and_last_included() -> None:
+    from deltaglider_async._core.stats import sample_evenly
+
+    assert sample_evenly(list(range(5)), 8) == [0, 1, 2, 3, 4]
+    assert sample_evenly(list(range(10)), 3) == [0, 4, 9]  # round(4.5) is 4
+    assert sample_evenly(list(range(10)), 1) == [0]
+    assert sample_evenly([], 3) == []
+
+
+def test_a_space_estimate_projects_the_unsampled_objects_by_the_samples_ratio() -> None:
+    from deltaglider_async._core.stats import FormatEstimate, StoredObject, project_space
+
+    objects = [StoredObject(f"p/v{i}.zip.delta", size, "") for i, size in enumerate([100, 300, 50])]
+    space = project_space(
+        "p/",
+        objects,
+        {"p/v0.zip.delta": 10, "p/v1.zip.delta": 30},
+        reference_now=1_000,
+        reference_then=400,
+        fell_back=1,
+    )
+    assert space.objects == 3 and space.sampled == 2 and space.fell_back == 1
+    assert space.stored_size == 1_450
+    assert space.estimated_size == 400 + 10 + 30 + 5  # the unsampled one shrinks 10x too
+    assert round(space.ratio, 2) == round(1_450 / 445, 2)
+    whole = FormatEstimate("b", "archive", 2, (space, space))
+    assert (whole.stored_size, whole.estimated_size) == (2_900, 890)
+    assert whole.as_dict()["spaces"][0]["ratio"] == round(1_450 / 445, 3)
+    nothing = project_space("q/", objects, {}, reference_now=0, reference_then=0)
+    assert nothing.estimated_size == nothing.stored_size == 450

@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from deltaglider_async import InvalidArgumentError
 from tests.localserver import LocalS3
 
 from ..artifacts import deflated_zip, release_tarball, release_zip
@@ -131,3 +132,30 @@ async def test_the_format_is_chosen_by_name_or_environment(
         await dg.put_object(Bucket=bucket, Key="e/pkg-1.whl", Body=deflated_zip(1))
         resp = await dg.put_object(Bucket=bucket, Key="e/pkg-2.whl", Body=deflated_zip(2))
     assert resp["DeltaGliderInfo"]["DeltaFormat"] == "archive"
+
+
+async def test_estimate_format_predicts_what_a_space_would_store_and_writes_nothing(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    versions = [deflated_zip(v) for v in range(1, 6)]
+    for fmt in ("vcdiff", "archive"):
+        async with make_client(s3, tmp_path / f"cache-{fmt}", delta_format=fmt) as dg:
+            for v, body in enumerate(versions, 1):
+                await dg.put_object(Bucket=bucket, Key=f"{fmt}/pkg-1.{v}.whl", Body=body)
+    before = boto(s3).list_objects_v2(Bucket=bucket, Prefix="vcdiff/")["Contents"]
+    async with make_client(s3, tmp_path / "cache-estimate") as dg:
+        estimate = await dg.estimate_format(bucket, "archive", prefix="vcdiff/", sample=3)
+        already = await dg.estimate_format(bucket, "archive", prefix="archive/")
+        back = await dg.estimate_format(bucket, "vcdiff", prefix="archive/", sample=1)
+        with pytest.raises(InvalidArgumentError):
+            await dg.estimate_format(bucket, "rar")
+    assert boto(s3).list_objects_v2(Bucket=bucket, Prefix="vcdiff/")["Contents"] == before
+    [space] = estimate.spaces
+    assert (space.space, space.objects, space.sampled, space.fell_back) == ("vcdiff/", 5, 3, 0)
+    assert space.stored_size == await _stored_bytes(s3, bucket, "vcdiff/")
+    actual = await _stored_bytes(s3, bucket, "archive/")
+    assert actual < space.stored_size
+    assert abs(space.estimated_size - actual) <= 0.2 * actual, (space, actual)
+    # A space already in the format counts as it is stored; the way back is estimated too.
+    assert already.spaces[0].estimated_size == already.spaces[0].stored_size == actual
+    assert back.spaces[0].estimated_size > actual
