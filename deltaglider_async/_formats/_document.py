@@ -4,7 +4,8 @@ An archive becomes a *document*: a table of segments and their payload.  A segme
 as they are (``RAW``), bytes of the space's reference copied by offset (``REF``: a member stored
 unchanged), a deflated member kept as its contents plus what re-deflates them exactly
 (``DEFLATE``), or the same for a member that is itself an archive, kept as a document of its own
-(``DEFLATE_NESTED``, and ``NESTED`` for one stored uncompressed).  Deltas are taken between such
+(``DEFLATE_NESTED``, and ``NESTED`` for one stored uncompressed), and a tar as its header
+records transposed and its files' data (``TAR``, ``_tar.py``).  Deltas are taken between such
 documents, where a one-line change in a member is a one-line change, not kilobytes of new deflate
 output.  docs/wire-format.md is the normative description.
 
@@ -42,6 +43,7 @@ from xdelta_ffi import (
 
 from .._exceptions import IntegrityError
 from ._containers import DEFLATED, STORED, Span, find_spans, is_gzip
+from ._tar import TarJoiner, tar_split
 
 RAW: Final = 0
 REF: Final = 1
@@ -49,6 +51,7 @@ DEFLATE: Final = 2
 DEFLATE_NESTED: Final = 3
 NESTED: Final = 4
 PATCH: Final = 5
+TAR: Final = 6
 
 #: the first bytes of an expanded stream; its version byte follows
 STREAM_MAGIC: Final = b"DGX"
@@ -56,10 +59,12 @@ STREAM_MAGIC: Final = b"DGX"
 #: tries, which changes the source form of references with members only miniz reproduces; 3
 #: tries a large member with every setting when those that worked before fail (botocore's
 #: nested ``.json.gz``: zlib's and GNU gzip's output agree on the small ones, only GNU gzip
-#: reproduces the large ones)
-STREAM_VERSION: Final = 3
+#: reproduces the large ones); 4 keeps a tar inside a member as a ``TAR`` document (``_tar.py``)
+STREAM_VERSION: Final = 4
 #: every version this reader reads (and computes source forms by)
-STREAM_VERSIONS: Final = (1, 2, 3)
+STREAM_VERSIONS: Final = (1, 2, 3, 4)
+#: the first stream version whose expansion turns tars into ``TAR`` documents
+_TARS_FROM: Final = 4
 #: what rebuilds DEFLATE members, as every stream records it (memLevel 0: GNU gzip's deflate,
 #: our re-implementation, version 1; memLevel 15: miniz's)
 REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1 + miniz {MINIZ_VERSION}"
@@ -90,11 +95,11 @@ _PARAMS: Final[dict[int, tuple[Params, ...]]] = {
         *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
     ),
 }
-_PARAMS[3] = _PARAMS[2]
+_PARAMS[3] = _PARAMS[4] = _PARAMS[2]
 #: per stream version, how many large members a producer tries with every setting, once the
 #: settings that worked before failed on them, before it tries large members only with those
 #: (a miss costs a trial deflate per setting up to its first wrong byte: 0.3 s for 3.5 MB)
-_LARGE_RETRIES: Final[dict[int, int]] = {1: 0, 2: 0, 3: 4}
+_LARGE_RETRIES: Final[dict[int, int]] = {1: 0, 2: 0, 3: 4, 4: 4}
 #: after this many members with no exact parameters and none found, an archive's producer is
 #: taken to be some other deflater, and its further members are not tried
 _GIVE_UP_AFTER: Final = 8
@@ -139,6 +144,7 @@ class Segment:
     mem_level: int = 8  # zlib's 1-9, or GNU_GZIP
     crc: int = 0  # CRC-32 of the rebuilt (compressed) bytes, DEFLATE*
     inner_len: int = 0  # bytes the nested document rebuilds to (DEFLATE_NESTED)
+    records: int = 0  # TAR: transposed 512-byte records at the start of its payload
 
     def encode(self, ref_cursor: int) -> bytes:
         """The table entry; a REF's offset is written relative to where the previous REF of its
@@ -151,6 +157,8 @@ class Segment:
             return head + varint(moved * 2 if moved >= 0 else -moved * 2 - 1) + varint(self.out_len)
         if self.kind == NESTED:
             return head + varint(self.out_len) + varint(self.payload_len)
+        if self.kind == TAR:
+            return head + varint(self.out_len) + varint(self.payload_len) + varint(self.records)
         params = bytes([self.level | self.mem_level << 4]) + self.crc.to_bytes(4, "big")
         body = head + params + varint(self.out_len) + varint(self.payload_len)
         if self.kind == DEFLATE_NESTED:
@@ -180,6 +188,11 @@ def parse_table(table: bytes | memoryview) -> list[Segment]:
             n, pos = read_varint(table, pos)
             plen, pos = read_varint(table, pos)
             segments.append(Segment(NESTED, n, plen))
+        elif kind == TAR:
+            n, pos = read_varint(table, pos)
+            plen, pos = read_varint(table, pos)
+            records, pos = read_varint(table, pos)
+            segments.append(Segment(TAR, n, plen, records=records))
         elif kind in (DEFLATE, DEFLATE_NESTED):
             if pos + 5 > len(table):
                 raise IntegrityError("archive delta: truncated table")
@@ -767,6 +780,16 @@ class Expander:
 
     def _inner(self, found: _Inner | None, contents: memoryview, depth: int) -> _Doc | None:
         """The document of a member that is an archive itself, if expanding it is worth it."""
+        if found is None and self._version >= _TARS_FROM and depth + 1 < MAX_DEPTH:
+            split = tar_split(contents) if len(contents) <= NESTED_LIMIT else None
+            if split is not None:
+                records, parts = split
+                doc = _Doc(None)
+                doc.segments.append(
+                    Segment(TAR, len(contents), sum(map(len, parts)), records=records)
+                )
+                doc.payload += parts
+                return doc
         if found is None:
             found = _discover_inner(contents, depth, self.producers, self.known)
             if found is None:
@@ -938,8 +961,8 @@ class Rebuilder:
     """Fed an expanded stream in pieces, returns the original bytes in order.
 
     RAW payload passes through, REF slices the reference, small DEFLATE members are deflated in
-    parallel, large ones as a stream; nested documents are rebuilt whole (they are at most
-    :data:`NESTED_LIMIT`).
+    parallel, large ones as a stream; small nested documents are rebuilt whole, large ones (a
+    ``.tar.gz``'s tar) as a stream; a TAR's body streams between its headers.
     """
 
     def __init__(
@@ -970,6 +993,11 @@ class Rebuilder:
         self._stream_crc = 0
         self._stream_known: KnownDeflate | None = None
         self._stream_digest = hashlib.sha256()
+        self._stream_in = 0  # contents bytes streamed so far
+        # ... and a large DEFLATE_NESTED member's document is rebuilt as it arrives, by this
+        self._nested: Rebuilder | None = None
+        self._tar: TarJoiner | None = None
+        self._tar_out = 0
 
     def _parse_prefix(self) -> bool:
         """Consume a nested document's table from ``_pending``; False until complete."""
@@ -1014,10 +1042,13 @@ class Rebuilder:
             self._left -= take
             if seg.kind == RAW:
                 out.append(piece)
-            elif self._stream_known is not None:
-                self._stream_digest.update(piece)
-            elif self._stream is not None:
-                self._stream_piece(seg, piece, out)
+            elif self._tar is not None:
+                self._tar_pieces(self._tar.feed(piece), out)
+            elif self._stream_known is not None or self._stream is not None:
+                if self._nested is None:
+                    self._stream_contents(seg, piece, out)
+                else:  # its headers come 512 bytes at a time: deflated together
+                    self._stream_contents(seg, b"".join(self._nested.feed(piece)), out)
             else:
                 self._pending += piece
             if self._left == 0:
@@ -1038,7 +1069,20 @@ class Rebuilder:
                 self._index += 1
                 continue
             self._left = seg.payload_len
-            if seg.kind == DEFLATE and seg.payload_len > STREAM_MEMBER:
+            if seg.kind == TAR:
+                self._tar, self._tar_out = TarJoiner(seg.records, self._what), 0
+            elif seg.kind in (DEFLATE, DEFLATE_NESTED) and seg.payload_len > STREAM_MEMBER:
+                if seg.kind == DEFLATE_NESTED:
+                    self._check_depth()
+                    self._nested = Rebuilder(
+                        self._reference,
+                        self._what,
+                        None,
+                        known=self._known,
+                        depth=self._depth + 1,
+                        parallel=False,
+                    )
+                self._stream_in = 0
                 self._stream_known = _known_member(self._known, seg)
                 if self._stream_known is not None:
                     self._stream_digest = hashlib.sha256()
@@ -1051,14 +1095,30 @@ class Rebuilder:
             else:
                 return
 
-    def _stream_piece(self, seg: Segment, piece: Piece, out: list[Piece | Future[bytes]]) -> None:
+    def _stream_contents(
+        self, seg: Segment, piece: Piece, out: list[Piece | Future[bytes]], *, last: bool = False
+    ) -> None:
+        """The next contents of a streamed member: hashed when it may be the known one, else
+        deflated."""
+        self._stream_in += len(piece)
+        if self._stream_known is not None:
+            self._stream_digest.update(piece)
+            return
         assert self._stream is not None
-        produced = self._stream.compress(piece, finish=self._left == 0)
+        produced = self._stream.compress(piece, finish=last)
         self._stream_out += len(produced)
         self._stream_crc = binascii.crc32(produced, self._stream_crc)
         if self._stream_out > seg.out_len:
             _check_member(seg, b"", self._what)
         out.append(produced)
+
+    def _tar_pieces(self, pieces: list[Piece], out: list[Piece | Future[bytes]]) -> None:
+        self._tar_out += sum(len(p) for p in pieces)
+        out += pieces
+
+    def _check_depth(self) -> None:
+        if self._depth + 1 > MAX_DEPTH:
+            raise IntegrityError(f"{self._what}: archive delta nests too deep")
 
     def _end_segment(self, seg: Segment, out: list[Piece | Future[bytes]]) -> None:
         self._index += 1
@@ -1071,6 +1131,17 @@ class Rebuilder:
             out.append(byte_undelta(self._pending, memoryview(self._reference)[seg.offset : end]))
             self._pending.clear()
             return
+        if self._tar is not None:
+            self._tar.finish()
+            self._tar = None
+            if self._tar_out != seg.out_len:
+                raise IntegrityError(f"{self._what}: a tar rebuilds to the wrong size")
+            return
+        if self._nested is not None:
+            self._nested.finish()
+            self._nested = None
+            if self._stream_in != seg.inner_len:
+                raise IntegrityError(f"{self._what}: a nested archive rebuilds to the wrong size")
         if self._stream_known is not None:
             found, self._stream_known = self._stream_known, None
             if self._stream_digest.digest() != found.contents_digest:
@@ -1078,6 +1149,7 @@ class Rebuilder:
             out.append(found.compressed)
             return
         if self._stream is not None:
+            self._stream_contents(seg, b"", out, last=True)
             self._stream = None
             if self._stream_out != seg.out_len or self._stream_crc != seg.crc:
                 _check_member(seg, b"", self._what)
@@ -1092,8 +1164,8 @@ class Rebuilder:
 
     def _job(self, seg: Segment, payload: bytes) -> Callable[[], bytes]:
         what, reference, known, depth = self._what, self._reference, self._known, self._depth
-        if depth + 1 > MAX_DEPTH and seg.kind in (NESTED, DEFLATE_NESTED):
-            raise IntegrityError(f"{what}: archive delta nests too deep")
+        if seg.kind in (NESTED, DEFLATE_NESTED):
+            self._check_depth()
 
         def run() -> bytes:
             if seg.kind == DEFLATE:

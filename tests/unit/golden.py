@@ -107,7 +107,36 @@ def golden_gzipped_data(version: int) -> bytes:
     return out.getvalue()
 
 
-GOLDEN = {"zip": golden_archive, "tgz": golden_tarball, "gzdata": golden_gzipped_data}
+def golden_pax_tarball(version: int) -> bytes:
+    """A pax ``.tar.gz`` as an sdist build writes it: every member's mtime (in its header and in
+    an extended header) moves with each release, a long name, a directory and a symlink."""
+    import tarfile
+
+    tar = io.BytesIO()
+    stamp = 1_767_225_600 + version * 86_400
+    with tarfile.open(fileobj=tar, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        folder = tarfile.TarInfo(f"pkg-1.{version}")
+        folder.type, folder.mtime, folder.mode = tarfile.DIRTYPE, stamp, 0o755
+        archive.addfile(folder)
+        tree = source_tree(version, files=6, lines=300)
+        tree["pkg/" + "deeply/" * 20 + "nested.txt"] = b"a name longer than 100 bytes\n"
+        for i, (name, body) in enumerate(tree.items()):
+            info = tarfile.TarInfo(f"pkg-1.{version}/{name}")
+            info.size, info.mode = len(body), 0o644
+            info.mtime = stamp + i + 0.25  # fractional: a pax mtime record for every member
+            archive.addfile(info, io.BytesIO(body))
+        link = tarfile.TarInfo(f"pkg-1.{version}/latest")
+        link.type, link.linkname, link.mtime = tarfile.SYMTYPE, "pkg/VERSION", stamp
+        archive.addfile(link)
+    return _gzip(tar.getvalue(), 6)
+
+
+GOLDEN = {
+    "zip": golden_archive,
+    "tgz": golden_tarball,
+    "gzdata": golden_gzipped_data,
+    "paxtgz": golden_pax_tarball,
+}
 
 
 def _write() -> None:
