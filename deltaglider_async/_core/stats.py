@@ -213,14 +213,17 @@ def sample_evenly(objects: Sequence[T], count: int) -> list[T]:
 @dataclass(frozen=True)
 class SpaceEstimate:
     """One delta space: what it stores now, and what it would store in another delta format
-    (its reference as that format writes references, plus every object, those of the sample
-    trial-encoded and the others projected by the sample's ratio)."""
+    (its reference as that format writes a new space's reference, plus every object, those of
+    the sample trial-encoded and the others projected by the sample's ratio)."""
 
     space: str
     objects: int
     stored_size: int
     estimated_size: int
     sampled: int
+    #: the space's reference.bin now, and as the format would write it
+    reference_size: int = 0
+    estimated_reference_size: int = 0
     #: sampled objects the format would store another way (a vcdiff delta, a direct object)
     fell_back: int = 0
     #: why some of the sample could not be tried, if any could not
@@ -230,6 +233,12 @@ class SpaceEstimate:
     def ratio(self) -> float:
         """How many times smaller the estimate is than what is stored (above 1: smaller)."""
         return self.stored_size / self.estimated_size if self.estimated_size else 0.0
+
+    @property
+    def in_place_size(self) -> int:
+        """What ``migrate`` in place would leave: it converts the objects and keeps the
+        reference.bin as it is (migrating into a new prefix writes the format's own)."""
+        return self.estimated_size - self.estimated_reference_size + self.reference_size
 
 
 @dataclass(frozen=True)
@@ -255,7 +264,10 @@ class FormatEstimate:
             "sample": self.sample,
             "stored_size": self.stored_size,
             "estimated_size": self.estimated_size,
-            "spaces": [{**asdict(s), "ratio": round(s.ratio, 3)} for s in self.spaces],
+            "spaces": [
+                {**asdict(s), "ratio": round(s.ratio, 3), "in_place_size": s.in_place_size}
+                for s in self.spaces
+            ],
         }
 
 
@@ -284,6 +296,8 @@ def project_space(
         stored_size=reference_now + sum(o.size for o in objects),
         estimated_size=estimated,
         sampled=len(tried),
+        reference_size=reference_now,
+        estimated_reference_size=reference_then,
         fell_back=fell_back,
         note=note,
     )
