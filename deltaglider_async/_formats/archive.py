@@ -75,6 +75,10 @@ class _Encoded:
 _STREAM_LEVEL: Final = 9
 
 
+#: payload bytes given to the encoder at a time
+_FEED: Final = 4 << 20
+
+
 def _vcdiff(
     source: bytes, target: list[bytes | memoryview], plan: EncoderPlan, *, one_stream: bool
 ) -> bytes:
@@ -93,9 +97,13 @@ def _vcdiff(
     )
     try:
         out: list[bytes] = []
+        chunk = bytearray()  # small pieces (a zip's headers) go in together: a call costs
         target.reverse()
         while target:
-            out += encoder.stream(target.pop())
+            chunk += target.pop()
+            if len(chunk) >= _FEED or not target:
+                out += encoder.stream(chunk)
+                chunk.clear()
         out += encoder.finish_stream()
         return b"".join(out)
     finally:
