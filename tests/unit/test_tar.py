@@ -156,3 +156,23 @@ def test_gnu_tar_archives_round_trip(tmp_path: Path) -> None:
     old, new = (tmp_path / "r1.tgz").read_bytes(), (tmp_path / "r2.tgz").read_bytes()
     assert _splits_and_joins(gzip.decompress(new)) > 10
     assert roundtrip(old, new, tmp_path) == "archive"
+
+
+def test_mutated_tarballs_round_trip_or_fall_back(tmp_path: Path) -> None:
+    from .golden import _gzip
+
+    rng = random.Random(4)
+    tar = _tar(1, tarfile.PAX_FORMAT, stamp=1_767_225_600)
+    reference = _gzip(tar, 6)
+    outcomes: dict[str, int] = {}
+    for _ in range(250):
+        mutated = bytearray(tar)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(mutated))
+            if rng.random() < 0.7:  # headers too: sizes, checksums, types
+                mutated[at] = rng.randrange(256)
+            else:
+                mutated[at:at] = rng.randbytes(rng.randint(1, 600))
+        result = roundtrip(reference, _gzip(bytes(mutated), 6), tmp_path)
+        outcomes[result.split(" (")[0]] = outcomes.get(result.split(" (")[0], 0) + 1
+    assert outcomes.get("archive", 0) > 225, outcomes
