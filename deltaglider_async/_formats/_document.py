@@ -1080,7 +1080,7 @@ class Rebuilder:
                         None,
                         known=self._known,
                         depth=self._depth + 1,
-                        parallel=False,
+                        parallel=self._parallel,  # on this thread, not a pool worker's
                     )
                 self._stream_in = 0
                 self._stream_known = _known_member(self._known, seg)

@@ -601,3 +601,19 @@ def test_a_producer_tries_large_members_with_every_setting_only_a_few_times() ->
     producer.missed(large)
     assert producer.trials(large, None) == [(6, 8)]
     assert producer.trials(document._CHEAP_TRIAL, None) == list(params)
+
+
+def test_a_large_nested_archive_rebuilds_as_a_stream(tmp_path: Path) -> None:
+    def war(version: int) -> bytes:
+        rng = random.Random(version)
+        tree = source_tree(version, files=40, lines=300)
+        # a jar of 40 text members and 9 MiB of incompressible ones: over STREAM_MEMBER
+        members = [(n, b, zipfile.ZIP_DEFLATED) for n, b in tree.items()]
+        members += [(f"blob{i}.bin", rng.randbytes(1 << 20), zipfile.ZIP_STORED) for i in range(9)]
+        return _zip([("WEB-INF/lib/app.jar", _zip(members), zipfile.ZIP_DEFLATED)])
+
+    old, new = war(1), war(2)
+    head, _ = document.Expander(None).expand(new)
+    [jar] = [s for s in document.parse_head(head).segments if s.kind == document.DEFLATE_NESTED]
+    assert jar.payload_len > document.STREAM_MEMBER
+    assert roundtrip(old, new, tmp_path) == "archive"
