@@ -121,7 +121,7 @@ class AsyncDeltaGliderClient:
         self._put = PutPipeline(self._ctx, self._get)
         self._delete = DeletePipeline(self._ctx, self._get, self._put)
         self._list = ListPipeline(self._ctx)
-        self._estimator = FormatEstimator(self._get, self._put)
+        self._estimator = FormatEstimator(self._ctx, self._get, self._put)
         self._opened = False
 
     # ---------------------------------------------------------------- lifecycle

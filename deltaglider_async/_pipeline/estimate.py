@@ -27,7 +27,7 @@ from .._engine.codec import unlink_quietly
 from .._exceptions import DeltaGliderError
 from .._formats import DEFAULT_FORMAT, DeltaFormat
 from .._storage.port import ObjectHead
-from .context import Stage, reference_sha
+from .context import Context, Stage, reference_sha
 from .get import GetPipeline
 from .put import PutPipeline
 
@@ -36,8 +36,8 @@ DEFAULT_SAMPLE = 8
 
 
 class FormatEstimator(Stage):
-    def __init__(self, get: GetPipeline, put: PutPipeline) -> None:
-        super().__init__(get._ctx)
+    def __init__(self, ctx: Context, get: GetPipeline, put: PutPipeline) -> None:
+        super().__init__(ctx)
         self._get = get
         self._put = put
 
@@ -53,16 +53,17 @@ class FormatEstimator(Stage):
         listing = Listing()
         async for entry in self._storage.iter_all(bucket, prefix):
             listing.add(StoredObject(entry["Key"], int(entry["Size"]), entry.get("ETag", "")))
+        # Objects stored direct (the ratio policy, a format that did not apply) are what a
+        # better format may turn into deltas.
+        direct: dict[str, list[StoredObject]] = {}
+        for obj in listing.direct:
+            if is_eligible(obj.key, self._extensions):
+                direct.setdefault(space_of(obj.key), []).append(obj)
         spaces: list[SpaceEstimate] = []
         for space in sorted(listing.references):
-            # Objects stored direct (the ratio policy, a format that did not apply) are what a
-            # better format may turn into deltas.
-            direct = [
-                o
-                for o in listing.direct
-                if space_of(o.key) == space and is_eligible(o.key, self._extensions)
-            ]
-            objects = sorted(listing.deltas.get(space, []) + direct, key=lambda o: o.key)
+            objects = sorted(
+                listing.deltas.get(space, []) + direct.get(space, []), key=lambda o: o.key
+            )
             if not objects:
                 continue  # an orphaned reference: nothing would be stored for it
             found = await self._space(
