@@ -35,8 +35,10 @@ from ._core.metadata import MetaKind, parse_metadata
 from ._core.policy import delta_ratio, parse_max_ratio
 from ._core.spaces import (
     DEFAULT_DELTA_EXTENSIONS,
+    StoredKind,
     check_bucket,
     check_writable_key,
+    classify,
     delta_key,
     parse_s3_url,
     reference_key,
@@ -693,6 +695,24 @@ class AsyncDeltaGliderClient:
             steps = await still_to_do(self, steps)
         pairs = [(step.source, step.destination) for step in steps]
         return await copy_many(self._put, self._get, pairs, progress=progress, reencode=True)
+
+    async def reform_references(self, url: str) -> list[str]:
+        """Store every ``reference.bin`` under ``url`` in the form this client's delta format
+        writes a new space's: what ``migrate`` in place does once the objects are converted
+        (the archive format's compact reference; for ``vcdiff``, the file itself, so that
+        deltaglider 6.2 reads the space again).  Returns the keys stored again; re-running
+        finds nothing to do."""
+        target = parse_s3_url(url)
+        spaces = [
+            space_of(entry["Key"])
+            async for entry in self._storage.iter_all(target.bucket, target.key)
+            if classify(entry["Key"])[0] is StoredKind.REFERENCE
+        ]
+        reformed: list[str] = []
+        for space in spaces:  # each one is a whole-file encode on every core
+            if await self._put.reform_reference(target.bucket, space):
+                reformed.append(reference_key(space))
+        return reformed
 
     async def iter_objects(
         self,

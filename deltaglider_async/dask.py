@@ -15,6 +15,7 @@ against its destination make a task that runs twice do its work once.
 ...     async with create_client(spec.endpoint_url) as dg, connect("local:2", spec) as cluster:
 ...         steps = await dg.plan_migration("s3://b/", "s3://b/", delta_format="archive")
 ...         results = await cluster.migrate(steps)
+...         await dg.reform_references("s3://b/")  # then the references, as the CLI does
 
 Credentials: workers resolve their own (environment, profile, instance role), as every AWS
 client does; a spec carries keys only when given them explicitly, and then sends them to every

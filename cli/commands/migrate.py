@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from deltaglider_async.aws import is_s3_url
+from deltaglider_async.aws import is_s3_url, parse_s3_url
 from deltaglider_async.dask import connect
 
 from .._app import app
 from .._common import (
     DEFAULT_TRANSFERS,
+    EXIT_OK,
     DaskOpt,
     DeltaFormatOpt,
     DryRun,
@@ -72,6 +73,10 @@ def migrate(
                         results = await cluster.migrate(steps, on_result=bar.item)
             summary = Summary("migrate")
             report_copies(out, summary, "migrate", results, show_stored=True)
+            if summary.exit_code() == EXIT_OK:  # every object converted: then the references
+                for key in await dg.reform_references(destination):
+                    bucket = parse_s3_url(destination).bucket
+                    out.note(f"reference stored again in the format's form: s3://{bucket}/{key}")
             summary.render(out)
             return summary.exit_code()
 

@@ -137,12 +137,9 @@ def _estimate_lines(estimate: FormatEstimate) -> list[str]:
     ]
     for space in estimate.spaces:
         fell_back = f", {space.fell_back} not as {name} deltas" if space.fell_back else ""
-        in_place = ""
-        if space.in_place_size != space.estimated_size:
-            in_place = f", ~{human(space.in_place_size)} if migrated in place"
         lines.append(
             f"    {space.space or '(bucket root)'}: {human(space.stored_size)} stored now, "
-            f"~{human(space.estimated_size)} ({_times(space.ratio)}{in_place}; "
+            f"~{human(space.estimated_size)} ({_times(space.ratio)}; "
             f"{space.sampled} of {space.objects} tried{fell_back})"
         )
         if space.note:

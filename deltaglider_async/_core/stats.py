@@ -221,7 +221,8 @@ class SpaceEstimate:
     stored_size: int
     estimated_size: int
     sampled: int
-    #: the space's reference.bin now, and as the format would write it
+    #: the space's reference.bin now, and as the format would write it (``migrate`` stores it
+    #: so, in place too)
     reference_size: int = 0
     estimated_reference_size: int = 0
     #: sampled objects the format would store another way (a vcdiff delta, a direct object)
@@ -233,12 +234,6 @@ class SpaceEstimate:
     def ratio(self) -> float:
         """How many times smaller the estimate is than what is stored (above 1: smaller)."""
         return self.stored_size / self.estimated_size if self.estimated_size else 0.0
-
-    @property
-    def in_place_size(self) -> int:
-        """What ``migrate`` in place would leave: it converts the objects and keeps the
-        reference.bin as it is (migrating into a new prefix writes the format's own)."""
-        return self.estimated_size - self.estimated_reference_size + self.reference_size
 
 
 @dataclass(frozen=True)
@@ -264,10 +259,7 @@ class FormatEstimate:
             "sample": self.sample,
             "stored_size": self.stored_size,
             "estimated_size": self.estimated_size,
-            "spaces": [
-                {**asdict(s), "ratio": round(s.ratio, 3), "in_place_size": s.in_place_size}
-                for s in self.spaces
-            ],
+            "spaces": [{**asdict(s), "ratio": round(s.ratio, 3)} for s in self.spaces],
         }
 
 

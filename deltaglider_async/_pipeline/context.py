@@ -19,7 +19,7 @@ from .._core.twins import newer_copy
 from .._engine.cache import CacheCorruptError, ReferenceCache, ReferenceSource
 from .._engine.codec import CodecRunner, EncodeResult
 from .._engine.stats import StatsEngine
-from .._exceptions import DeltaGliderError, IntegrityError, NoSuchBucket
+from .._exceptions import ConflictError, DeltaGliderError, IntegrityError, NoSuchBucket
 from .._formats import DEFAULT_FORMAT, DeltaFormat, reference_reader
 from .._models import DeltaGliderInfo
 from .._storage.port import ObjectHead, Storage
@@ -121,6 +121,18 @@ class Stage:
 
         return await self._with_reference(bucket, ref_key, etag, ref_sha, run)
 
+    async def _reference_file(self, bucket: str, reference: ObjectHead, local: Path) -> None:
+        """Write the file a space's reference stands for (whatever its stored form) to
+        ``local``, through the cache."""
+
+        async def keep(source: ReferenceSource) -> None:
+            data = source.codec_source()
+            whole = data if isinstance(data, bytes) else data(0, source.size)
+            await anyio.Path(local).write_bytes(whole)
+
+        sha256 = reference_sha(reference, reference.key)
+        await self._with_reference(bucket, reference.key, reference.etag, sha256, keep)
+
     async def _with_reference(
         self,
         bucket: str,
@@ -133,8 +145,24 @@ class Stage:
         if sha256 is None:
             raise IntegrityError(f"s3://{bucket}/{ref_key} has no SHA-256 in its metadata")
 
-        def fetch() -> AsyncIterator[bytes]:
-            return self._storage.iter_object(bucket, ref_key, etag=etag or None)
+        async def fetch() -> AsyncIterator[bytes]:
+            pinned = etag or None
+            for attempt in range(2):
+                started = False
+                try:
+                    async for chunk in self._storage.iter_object(bucket, ref_key, etag=pinned):
+                        started = True
+                        yield chunk
+                    return
+                except ConflictError:
+                    # migrate may store the same reference again in another form (compact or
+                    # plain): same SHA-256, new ETag; anything else is a real change
+                    if started or attempt:
+                        raise
+                    head = await self._storage.head(bucket, ref_key)
+                    if head is None or reference_sha(head, ref_key) != sha256:
+                        raise
+                    pinned = head.etag
 
         for attempt in range(2):
             reference = await self._cache.get(

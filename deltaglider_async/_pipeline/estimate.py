@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import anyio
-
 from .._core.spaces import is_eligible, space_of
 from .._core.stats import (
     FormatEstimate,
@@ -22,12 +20,11 @@ from .._core.stats import (
     project_space,
     sample_evenly,
 )
-from .._engine.cache import ReferenceSource
 from .._engine.codec import unlink_quietly
 from .._exceptions import DeltaGliderError
 from .._formats import DEFAULT_FORMAT, DeltaFormat
 from .._storage.port import ObjectHead
-from .context import Context, Stage, reference_sha
+from .context import Context, Stage
 from .get import GetPipeline
 from .put import PutPipeline
 
@@ -134,15 +131,8 @@ class FormatEstimator(Stage):
         if reference.metadata.get("dg-reference-form", DEFAULT_FORMAT) == delta_format.name:
             return reference.size
         local, body = self._temp_path(".ref"), self._temp_path(".ref")
-
-        async def keep_file(source: ReferenceSource) -> None:
-            data = source.codec_source()
-            whole = data if isinstance(data, bytes) else data(0, source.size)
-            await anyio.Path(local).write_bytes(whole)
-
         try:
-            sha256 = reference_sha(reference, reference.key)
-            await self._with_reference(bucket, reference.key, reference.etag, sha256, keep_file)
+            await self._reference_file(bucket, reference, local)
             made = await delta_format.reference_body(self._codec, local, body)
             return body.stat().st_size if made is not None else local.stat().st_size
         finally:

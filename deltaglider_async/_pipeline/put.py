@@ -463,6 +463,44 @@ class PutPipeline(Stage):
             )
         return await self.trial(local, target.bucket, head, delta_format)
 
+    async def reform_reference(self, bucket: str, space: str) -> bool:
+        """Store the space's ``reference.bin`` in the form this client's delta format writes a
+        new space's (archive: compact, when smaller; vcdiff: the file itself, which deltaglider
+        6.2 needs), as ``migrate`` leaves a space it converted in place.  Readers of either
+        form get the same file (same SHA-256).  False when it already is, or there is none."""
+        ref_key = reference_key(space)
+        head = await self._storage.head(bucket, ref_key)
+        if head is None or reference_sha(head, ref_key) is None:
+            return False
+        writer = self._ctx.delta_format
+        form_now = head.metadata.get("dg-reference-form", DEFAULT_FORMAT)
+        if form_now == writer.name:
+            return False
+        local, body = self._temp_path(".ref"), self._temp_path(".ref")
+        try:
+            await self._reference_file(bucket, head, local)
+            form = await writer.reference_body(self._codec, local, body)
+            if form is None and form_now == DEFAULT_FORMAT:
+                return False  # stored as the file itself already: what the format would write
+            again = await self._storage.head(bucket, ref_key)
+            if again is None or again.etag != head.etag:
+                return False  # deleted or replaced meanwhile: never bring it back
+            metadata = {k: v for k, v in head.metadata.items() if k != "dg-reference-form"}
+            attributes = {k: v for k, v in head.attributes.items() if k in REFERENCE_ATTRIBUTES}
+            await self._storage.put_file(
+                bucket,
+                ref_key,
+                body if form is not None else local,
+                metadata={**metadata, **(form or {})},
+                attributes=attributes,
+            )
+            self._ctx.stats.invalidate(bucket)
+            log.info("s3://%s/%s stored again as %s", bucket, ref_key, writer.name)
+            return True
+        finally:
+            unlink_quietly(local)
+            unlink_quietly(body)
+
     async def trial(
         self, local: Path, bucket: str, reference: ObjectHead, delta_format: DeltaFormat | None
     ) -> CompressionEstimate:

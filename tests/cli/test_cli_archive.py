@@ -69,6 +69,9 @@ def test_cp_sync_and_migrate_with_the_archive_format(
     assert len(records) == 3
     # The first file is the reference: its zero-diff delta is re-encoded too.
     assert set(_formats(seaweed, s3bucket, "old/").values()) == {"archive"}
+    # ... and the reference is stored again as a new space's would be: compact.
+    ref = boto(seaweed).head_object(Bucket=s3bucket, Key="old/reference.bin")
+    assert ref["Metadata"]["dg-reference-form"] == "archive"
     again = run(env, "migrate", url, url, "--delta-format", "archive")
     assert again.returncode == 0 and again.stdout == "", again.stdout
     out = tmp_path / "back"

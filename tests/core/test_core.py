@@ -277,7 +277,7 @@ def test_a_space_estimate_projects_the_unsampled_objects_by_the_samples_ratio() 
     assert space.stored_size == 1_450
     assert space.estimated_size == 400 + 10 + 30 + 5  # the unsampled one shrinks 10x too
     assert round(space.ratio, 2) == round(1_450 / 445, 2)
-    assert space.in_place_size == 1_000 + 10 + 30 + 5  # migrated in place: the reference stays
+    assert (space.reference_size, space.estimated_reference_size) == (1_000, 400)
     whole = FormatEstimate("b", "archive", 2, (space, space))
     assert (whole.stored_size, whole.estimated_size) == (2_900, 890)
     assert whole.as_dict()["spaces"][0]["ratio"] == round(1_450 / 445, 3)

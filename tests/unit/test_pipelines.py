@@ -256,3 +256,38 @@ async def test_a_new_client_lists_without_heading_what_an_earlier_one_read(
         )
         third.clear_cache()
     assert list((tmp_path / "cache").glob("*/notes/*")) == []
+
+
+async def test_a_reader_pinned_to_a_reference_stored_again_reads_its_new_form() -> None:
+    from ..artifacts import deflated_zip
+
+    storage = MemoryStorage()
+    await storage.create_bucket("bkt")
+
+    def client(fmt: str) -> AsyncDeltaGliderClient:
+        return AsyncDeltaGliderClient(
+            storage,  # type: ignore[arg-type]
+            ReferenceCache(backend="memory"),
+            max_ratio=0.5,
+            transfer=TransferConfig(),
+            delta_format=fmt,
+        )
+
+    async with client("vcdiff") as dg:
+        for v in (1, 2):
+            await dg.put_object(Bucket="bkt", Key=f"p/pkg-{v}.whl", Body=deflated_zip(v))
+    before = storage.buckets["bkt"]["p/reference.bin"]
+    async with client("archive") as dg:
+        assert await dg.reform_references("s3://bkt/") == ["p/reference.bin"]
+    after = storage.buckets["bkt"]["p/reference.bin"]
+    assert after.etag != before.etag and after.data.startswith(b"DGAREF1\n")
+    assert after.metadata["dg-file-sha256"] == before.metadata["dg-file-sha256"]
+    async with client("vcdiff") as dg:  # a reader that HEADed the reference before: its ETag
+        from deltaglider_async._storage.port import ObjectHead
+
+        stale = ObjectHead("p/reference.bin", len(before.data), before.etag, before.metadata)
+        local = dg._ctx.temp_path(".ref")
+        await dg._get._reference_file("bkt", stale, local)
+        assert local.read_bytes() == deflated_zip(1)
+        assert await dg.reform_references("s3://bkt/p/") == ["p/reference.bin"]  # and back
+    assert storage.buckets["bkt"]["p/reference.bin"].data == deflated_zip(1)
