@@ -73,7 +73,9 @@ def migrate(
                         results = await cluster.migrate(steps, on_result=bar.item)
             summary = Summary("migrate")
             report_copies(out, summary, "migrate", results, show_stored=True)
-            if summary.exit_code() == EXIT_OK:  # every object converted: then the references
+            # Every object converted into the format asked for: then the references (without
+            # --delta-format, migrate converts no format, so it leaves references alone too).
+            if delta_format is not None and summary.exit_code() == EXIT_OK:
                 for key in await dg.reform_references(destination):
                     bucket = parse_s3_url(destination).bucket
                     out.note(f"reference stored again in the format's form: s3://{bucket}/{key}")

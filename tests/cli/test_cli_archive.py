@@ -74,6 +74,10 @@ def test_cp_sync_and_migrate_with_the_archive_format(
     assert ref["Metadata"]["dg-reference-form"] == "archive"
     again = run(env, "migrate", url, url, "--delta-format", "archive")
     assert again.returncode == 0 and again.stdout == "", again.stdout
+    # Without --delta-format, migrate converts nothing: references stay as they are too.
+    assert run(env, "migrate", url, url).returncode == 0
+    ref = boto(seaweed).head_object(Bucket=s3bucket, Key="old/reference.bin")
+    assert ref["Metadata"]["dg-reference-form"] == "archive"
     out = tmp_path / "back"
     assert run(env, "cp", "-r", url, str(out)).returncode == 0
     for v in (1, 2, 3):
