@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -132,6 +132,15 @@ class Stage:
 
         sha256 = reference_sha(reference, reference.key)
         await self._with_reference(bucket, reference.key, reference.etag, sha256, keep)
+
+    async def _reference_as(
+        self, bucket: str, reference: ObjectHead, delta_format: DeltaFormat, local: Path, body: Path
+    ) -> Mapping[str, str] | None:
+        """The file the reference stands for to ``local``, and what ``delta_format`` stores for
+        a new space's reference to ``body``: the metadata that says so, or None when the
+        format stores the file as it is."""
+        await self._reference_file(bucket, reference, local)
+        return await delta_format.reference_body(self._codec, local, body)
 
     async def _with_reference(
         self,

@@ -132,8 +132,7 @@ class FormatEstimator(Stage):
             return reference.size
         local, body = self._temp_path(".ref"), self._temp_path(".ref")
         try:
-            await self._reference_file(bucket, reference, local)
-            made = await delta_format.reference_body(self._codec, local, body)
+            made = await self._reference_as(bucket, reference, delta_format, local, body)
             return body.stat().st_size if made is not None else local.stat().st_size
         finally:
             unlink_quietly(local)

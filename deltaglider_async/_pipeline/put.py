@@ -478,8 +478,7 @@ class PutPipeline(Stage):
             return False
         local, body = self._temp_path(".ref"), self._temp_path(".ref")
         try:
-            await self._reference_file(bucket, head, local)
-            form = await writer.reference_body(self._codec, local, body)
+            form = await self._reference_as(bucket, head, writer, local, body)
             if form is None and form_now == DEFAULT_FORMAT:
                 return False  # stored as the file itself already: what the format would write
             again = await self._storage.head(bucket, ref_key)
