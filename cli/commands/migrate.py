@@ -76,8 +76,8 @@ def migrate(
             # Every object converted into the format asked for: then the references (without
             # --delta-format, migrate converts no format, so it leaves references alone too).
             if delta_format is not None and summary.exit_code() == EXIT_OK:
+                bucket = parse_s3_url(destination).bucket
                 for key in await dg.reform_references(destination):
-                    bucket = parse_s3_url(destination).bucket
                     out.note(f"reference stored again in the format's form: s3://{bucket}/{key}")
             summary.render(out)
             return summary.exit_code()

@@ -9,6 +9,7 @@ already in the format count as they are.  Nothing is written to the bucket.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from .._core.spaces import is_eligible, space_of
@@ -116,7 +117,11 @@ class FormatEstimator(Stage):
             return found.head.size, True
         local = self._temp_path(".estimate")
         try:
-            await self._get.download(f"s3://{bucket}/{found.key}", local)
+            fd = os.open(local, os.O_WRONLY)  # our own scratch file: the object, as resolved
+            try:
+                await self._get.write_object(found, fd, None)
+            finally:
+                os.close(fd)
             trial = await self._put.trial(local, bucket, reference, delta_format)
         finally:
             unlink_quietly(local)
