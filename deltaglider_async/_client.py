@@ -42,6 +42,7 @@ from ._core.spaces import (
     delta_key,
     parse_s3_url,
     reference_key,
+    reference_number,
     space_of,
 )
 from ._core.stats import BucketStats, FormatEstimate, Mode, SpaceEstimate
@@ -209,9 +210,7 @@ class AsyncDeltaGliderClient:
                 stored_size=summary.stored_size,
                 original_size=summary.original_size,
                 ratio=delta_ratio(summary.stored_size, summary.original_size),
-                reference_key=reference_key(space_of(Key))
-                if summary.stored_as == "delta"
-                else None,
+                reference_key=summary.reference_key or None,
                 reason=summary.reason,
                 reference_created=summary.reference_created,
                 delta_format=summary.delta_format or None,
@@ -700,18 +699,20 @@ class AsyncDeltaGliderClient:
         """Store every ``reference.bin`` under ``url`` in the form this client's delta format
         writes a new space's: what ``migrate`` in place does once the objects are converted
         (the archive format's compact reference; for ``vcdiff``, the file itself, so that
-        deltaglider 6.2 reads the space again).  Returns the keys stored again; re-running
-        finds nothing to do."""
+        deltaglider 6.2 reads the space again), and delete the snapshots no delta names any
+        more (a space converted to ``vcdiff`` names only ``reference.bin``).  Returns the keys
+        stored again; re-running finds nothing to do."""
         target = parse_s3_url(url)
-        spaces = [
-            space_of(entry["Key"])
+        spaces = {
+            space_of(entry["Key"]): None
             async for entry in self._storage.iter_all(target.bucket, target.key)
             if classify(entry["Key"])[0] is StoredKind.REFERENCE
-        ]
+        }
         reformed: list[str] = []
         for space in spaces:  # each one is a whole-file encode on every core
             if await self._put.reform_reference(target.bucket, space):
                 reformed.append(reference_key(space))
+            await self._delete.collect_unused_snapshots(target.bucket, space)
         return reformed
 
     async def iter_objects(
@@ -733,12 +734,19 @@ class AsyncDeltaGliderClient:
                 yield entry
 
     async def evict_cache(self, url: str) -> bool:
-        """Drop the cached reference of the delta space that ``url`` is in."""
+        """Drop the cached references (``reference.bin`` and any snapshots) of the delta space
+        that ``url`` is in."""
         target = parse_s3_url(url)
-        ref_key = reference_key(space_of(target.key))
-        head = await self._storage.head(target.bucket, ref_key)
-        sha = parse_metadata(head.metadata, ref_key).file_sha256 if head else None
-        return self._ctx.cache.evict(sha) if sha else False
+        space = space_of(target.key)
+        evicted = False
+        async for entry in self._storage.iter_all(target.bucket, space + "reference"):
+            ref_key = entry["Key"]
+            if space_of(ref_key) != space or reference_number(ref_key) is None:
+                continue
+            head = await self._storage.head(target.bucket, ref_key)
+            sha = parse_metadata(head.metadata, ref_key).file_sha256 if head else None
+            evicted = bool(sha and self._ctx.cache.evict(sha)) or evicted
+        return evicted
 
     async def list_multipart_uploads(self, *, Bucket: str) -> dict[str, Any]:
         return {"Uploads": await self._storage.list_multipart_uploads(Bucket)}

@@ -62,6 +62,8 @@ class UploadSummary:
     delta_format: str = ""
     #: the ETag get/head/list report for the key (S3's own for a direct object)
     etag: str = ""
+    #: the reference a delta is taken against (``reference.bin`` or a later snapshot)
+    reference_key: str = ""
 
     @property
     def savings(self) -> float:

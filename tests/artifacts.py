@@ -50,14 +50,15 @@ def source_tree(
     return {name: ("\n".join(body) + "\n").encode() for name, body in tree.items()}
 
 
-def deflated_zip(version: int, *, level: int = 6, nested: bool = False) -> bytes:
-    """A wheel-like zip of deflated text members (optionally holding a jar and a .gz)."""
+def deflated_zip(version: int, *, level: int = 6, nested: bool = False, seed: int = 11) -> bytes:
+    """A wheel-like zip of deflated text members (optionally holding a jar and a .gz); another
+    ``seed`` is another project."""
     import gzip
 
     out = io.BytesIO()
     stamp = (2026, 1, 1, 0, 0, 0)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
-        for name, body in source_tree(version).items():
+        for name, body in source_tree(version, seed=seed).items():
             zf.writestr(zipfile.ZipInfo(name, date_time=stamp), body, zipfile.ZIP_DEFLATED)
         if nested:
             inner = deflated_zip(version + 100, level=level)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from urllib.parse import quote, unquote
 
-from .spaces import REFERENCE_NAME, space_of
+from .spaces import is_reference_name, space_of
 
 ZERO_DIFF_NOTE = "zero-diff (reference identical)"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -176,7 +176,7 @@ def parse_metadata(raw: Mapping[str, str], stored_key: str) -> ObjectMeta:
         "format_note": decode_name(v) if (v := meta.get("dg-format-note")) else None,
     }
     name = stored_key.rsplit("/", 1)[-1]
-    if name == REFERENCE_NAME and (sha or note == "reference"):
+    if is_reference_name(name) and (sha or note == "reference"):
         kind = MetaKind.REFERENCE
     elif ref_key is not None or note == "delta":
         kind = MetaKind.DELTA

@@ -2,12 +2,15 @@
 
 A delta space is the key prefix up to and including the last ``/`` (``""`` at the bucket root).
 Each space stores ``reference.bin`` (the first eligible object, whole), ``<name>.delta`` for every
-eligible logical object, and non-eligible objects directly under their logical key.
+eligible logical object, and non-eligible objects directly under their logical key.  A space in
+the archive format may also hold snapshots, ``reference-<n>.bin`` (n = 2, 3, ...): later
+references that deltas name in their ``dg-ref-key`` when the first one no longer fits.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -15,6 +18,8 @@ from enum import Enum
 from .._exceptions import InvalidArgumentError, ReservedNameError
 
 REFERENCE_NAME = "reference.bin"
+SNAPSHOT_PREFIX = "reference-"
+_SNAPSHOT_NAME = re.compile(r"reference-([1-9][0-9]{0,8})\.bin")
 DELTA_SUFFIX = ".delta"
 INTERNAL_PREFIX = ".deltaglider/"
 
@@ -78,6 +83,24 @@ def reference_key(space: str) -> str:
     return space + REFERENCE_NAME
 
 
+def snapshot_key(space: str, number: int) -> str:
+    """The key of a space's ``number``-th reference (``reference.bin`` is the first)."""
+    return reference_key(space) if number <= 1 else f"{space}reference-{number}.bin"
+
+
+def reference_number(key: str) -> int | None:
+    """1 for ``reference.bin``, n for a snapshot ``reference-<n>.bin``, else None."""
+    name = name_of(key)
+    if name == REFERENCE_NAME:
+        return 1
+    match = _SNAPSHOT_NAME.fullmatch(name)
+    return int(match.group(1)) if match and int(match.group(1)) >= 2 else None
+
+
+def is_reference_name(name: str) -> bool:
+    return reference_number(name) is not None
+
+
 def delta_key(logical_key: str) -> str:
     return logical_key + DELTA_SUFFIX
 
@@ -86,7 +109,7 @@ def classify(stored_key: str) -> tuple[StoredKind, str]:
     """What a stored key is, and the logical key it presents (``""`` for internal objects)."""
     if stored_key.startswith(INTERNAL_PREFIX):
         return StoredKind.INTERNAL, ""
-    if name_of(stored_key) == REFERENCE_NAME:
+    if reference_number(stored_key) is not None:
         return StoredKind.REFERENCE, ""
     if stored_key.endswith(DELTA_SUFFIX) and len(name_of(stored_key)) > len(DELTA_SUFFIX):
         return StoredKind.DELTA, stored_key[: -len(DELTA_SUFFIX)]
@@ -124,7 +147,8 @@ def check_logical_key(key: str) -> None:
     kind, _ = classify(key)
     if kind is StoredKind.REFERENCE:
         raise ReservedNameError(
-            f"{key!r}: objects named {REFERENCE_NAME} are reserved for delta references"
+            f"{key!r}: objects named {REFERENCE_NAME} or reference-<n>.bin are reserved for "
+            "delta references"
         )
     if kind is StoredKind.DELTA:
         raise ReservedNameError(f"{key!r}: the {DELTA_SUFFIX} suffix is reserved for deltas")

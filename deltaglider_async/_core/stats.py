@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .spaces import StoredKind, classify, space_of
+from .spaces import REFERENCE_NAME, StoredKind, classify, name_of, space_of
 
 T = TypeVar("T")
 Mode = Literal["quick", "sampled", "detailed"]
@@ -39,14 +39,18 @@ class Listing:
 
     deltas: dict[str, list[StoredObject]] = field(default_factory=dict)  # by space
     references: dict[str, StoredObject] = field(default_factory=dict)  # by space
+    #: a space's later references (``reference-<n>.bin``), by space
+    snapshots: dict[str, list[StoredObject]] = field(default_factory=dict)
     direct: list[StoredObject] = field(default_factory=list)
 
     def add(self, obj: StoredObject) -> None:
         kind, _ = classify(obj.key)
         if kind is StoredKind.DELTA:
             self.deltas.setdefault(space_of(obj.key), []).append(obj)
-        elif kind is StoredKind.REFERENCE:
+        elif kind is StoredKind.REFERENCE and name_of(obj.key) == REFERENCE_NAME:
             self.references[space_of(obj.key)] = obj
+        elif kind is StoredKind.REFERENCE:
+            self.snapshots.setdefault(space_of(obj.key), []).append(obj)
         elif kind is StoredKind.DIRECT:
             self.direct.append(obj)
 
@@ -60,8 +64,12 @@ class Listing:
         return (
             sum(o.size for o in self.direct)
             + sum(o.size for v in self.deltas.values() for o in v)
-            + sum(o.size for o in self.references.values())
+            + sum(o.size for o in self.all_references)
         )
+
+    @property
+    def all_references(self) -> list[StoredObject]:
+        return [*self.references.values(), *(o for v in self.snapshots.values() for o in v)]
 
     def keys_to_head(self, mode: Mode) -> list[StoredObject]:
         """Deltas whose original size the mode reads: all, a sample per space, or none."""
@@ -133,8 +141,8 @@ def compute_stats(
     compressed = total
     estimated = False
     orphans: list[OrphanedReference] = []
-    for space, reference in listing.references.items():
-        if not listing.deltas.get(space):
+    for reference in listing.all_references:
+        if not listing.deltas.get(space_of(reference.key)):
             orphans.append(OrphanedReference(reference.key, reference.size))
     for space, objs in listing.deltas.items():
         ref = listing.references.get(space)
@@ -149,6 +157,7 @@ def compute_stats(
             total += size
         if ref is not None:
             compressed += ref.size
+        compressed += sum(o.size for o in listing.snapshots.get(space, []))
     saved = max(0, total - compressed)
     delta_count = sum(len(v) for v in listing.deltas.values())
     return BucketStats(
@@ -192,7 +201,7 @@ def listing_boundaries(listing: Listing, per_range: int = RANGE_KEYS) -> list[st
     keys = sorted(
         [o.key for o in listing.direct]
         + [o.key for objs in listing.deltas.values() for o in objs]
-        + [o.key for o in listing.references.values()]
+        + [o.key for o in listing.all_references]
     )
     return keys[per_range - 1 : -1 : per_range]
 

@@ -24,6 +24,9 @@ from .vcdiff import VCDIFF
 class DeltaFormat(Protocol):
     #: what ``dg-delta-format`` says (the default format writes no such key)
     name: str
+    #: whether a file that would be stored whole starts a new reference of its space instead
+    #: (``reference-<n>.bin``): never in the default format, which deltaglider 6.2 reads
+    takes_snapshots: bool
 
     def metadata(self, original_name: str) -> Mapping[str, str]:
         """The format's own ``dg-*`` metadata for a delta of ``original_name``."""

@@ -367,6 +367,7 @@ def _read_reference(reference: ReferenceSource | Path) -> bytes:
 
 class Archive:
     name = "archive"
+    takes_snapshots = True
 
     def __init__(self) -> None:
         #: by the reference's SHA-256 and the stream version of the form

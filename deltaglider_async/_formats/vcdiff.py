@@ -22,6 +22,7 @@ HEADER_PEEK = 8192
 
 class Vcdiff:
     name = "vcdiff"
+    takes_snapshots = False
 
     def metadata(self, original_name: str) -> Mapping[str, str]:
         return {

@@ -13,15 +13,13 @@ import anyio
 from .._core.metadata import MetaKind, parse_metadata
 from .._core.spaces import (
     INTERNAL_PREFIX,
-    REFERENCE_NAME,
     StoredKind,
     check_bucket,
     check_writable_key,
     classify,
     delta_key,
     is_eligible,
-    name_of,
-    reference_key,
+    reference_number,
     space_of,
 )
 from .._engine.codec import unlink_quietly
@@ -60,9 +58,9 @@ class DeletePipeline(Stage):
             check_writable_key(key[:-1])
             await self._storage.delete(bucket, key)
             return None
-        if name_of(key) == REFERENCE_NAME:
+        if reference_number(key) is not None:
             check_writable_key(space_of(key) + "x")
-            await self._delete_reference(bucket, space_of(key), force=force)
+            await self._delete_reference(bucket, key, force=force)
             return None
         check_writable_key(classify(key)[1] or key)
         try:
@@ -136,28 +134,32 @@ class DeletePipeline(Stage):
         for stored in self._stored_forms(obj):
             await self._storage.delete(obj.bucket, stored)
 
-    async def _list_space(self, bucket: str, space: str) -> tuple[list[str], bool]:
-        """The deltas directly in ``space``, and whether the listing showed its reference."""
+    async def _list_space(self, bucket: str, space: str) -> tuple[list[str], list[str]]:
+        """The deltas directly in ``space``, and the references (``reference.bin`` and its
+        snapshots) the listing showed, newest first."""
         deltas: list[str] = []
-        reference_listed = False
+        references: list[tuple[int, str]] = []
         token: str | None = None
         while True:
             page = await self._storage.list_page(bucket, prefix=space, delimiter="/", token=token)
             for entry in page.objects:
-                kind, _ = classify(entry["Key"])
-                if kind is StoredKind.DELTA and space_of(entry["Key"]) == space:
-                    deltas.append(entry["Key"])
-                elif entry["Key"] == reference_key(space):
-                    reference_listed = True
+                key = entry["Key"]
+                if space_of(key) != space:
+                    continue
+                kind, _ = classify(key)
+                if kind is StoredKind.DELTA:
+                    deltas.append(key)
+                elif (number := reference_number(key)) is not None:
+                    references.append((number, key))
             if not page.truncated or not page.next_token:
-                return deltas, reference_listed
+                return deltas, [key for _, key in sorted(references, reverse=True)]
             token = page.next_token
 
     async def _collect_reference(self, bucket: str, space: str) -> None:
-        """Delete the space's reference once no delta uses it, without stranding a delta that
-        a concurrent writer stores meanwhile (docs/reliability.md):
+        """Delete the space's references once no delta uses them, without stranding a delta
+        that a concurrent writer stores meanwhile (docs/reliability.md), one by one:
 
-        1. one listing of the space shows its reference and no delta (the reference must be in
+        1. one listing of the space shows the reference and no delta (the reference must be in
            that very listing: a server that aliases key spellings cannot make us collect the
            reference of another space);
         2. the reference is copied aside, server-side, to a hidden key;
@@ -167,25 +169,60 @@ class DeletePipeline(Stage):
         5. the copy aside is deleted.
         Writers check the reference after storing their delta and store again if it is gone.
         """
-        ref_key = reference_key(space)
-        deltas, listed = await self._list_space(bucket, space)
-        if deltas or not listed:
-            return
+        deltas, references = await self._list_space(bucket, space)
+        for ref_key in references:
+            if deltas:
+                return
+            deltas = await self._collect_one(bucket, space, ref_key)
+
+    async def collect_unused_snapshots(self, bucket: str, space: str) -> list[str]:
+        """Delete the snapshots (``reference-<n>.bin``) of ``space`` that no delta names, as a
+        space converted to the default format leaves them; the keys deleted.  Costs a HEAD of
+        every delta in the space, so only ``migrate`` asks for it."""
+        deltas, references = await self._list_space(bucket, space)
+        snapshots = [key for key in references if reference_number(key) != 1]
+        if not snapshots:
+            return []
+        named: set[str] = set()
+        limiter = anyio.CapacityLimiter(self._transfer.max_files * 4)
+
+        async def look(stored: str) -> None:
+            async with limiter:
+                head = await self._storage.head(bucket, stored)
+            if head is not None:
+                ref_key = parse_metadata(head.metadata, stored).ref_key
+                named.add(ref_key or "")
+
+        async with task_group() as tg:
+            for stored in deltas:
+                tg.start_soon(look, stored)
+        collected = []
+        for ref_key in snapshots:
+            if ref_key in named:
+                continue
+            await self._collect_one(bucket, space, ref_key)
+            if await self._storage.head(bucket, ref_key) is None:  # not reinstated meanwhile
+                collected.append(ref_key)
+        return collected
+
+    async def _collect_one(self, bucket: str, space: str, ref_key: str) -> list[str]:
+        """Steps 2-5 for one reference; the deltas the second listing found."""
         head = await self._storage.head(bucket, ref_key)
         sha = reference_sha(head, ref_key) if head is not None else None
         if sha is None:
-            return  # gone already, or not ours to delete
+            return []  # gone already, or not ours to delete
         aside = f"{INTERNAL_PREFIX}gc/{sha}-{uuid.uuid4().hex[:12]}"
         try:
             await self._storage.copy(bucket, ref_key, bucket, aside)
         except DeltaGliderError as exc:
             log.warning("s3://%s/%s: kept (cannot copy it aside: %s)", bucket, ref_key, exc)
-            return
+            return []
         try:
             await self._storage.delete(bucket, ref_key)
             deltas, _ = await self._list_space(bucket, space)
             if deltas:
                 await self._reinstate_reference(bucket, ref_key, aside, sha, deltas)
+            return deltas
         finally:
             with anyio.CancelScope(shield=True):
                 await self._storage.delete(bucket, aside)
@@ -236,11 +273,12 @@ class DeletePipeline(Stage):
         """Rebuild an object and store it anew (against its space's current reference)."""
         await self._put.copy(await self._get.resolve(bucket, key), bucket, key)
 
-    async def _delete_reference(self, bucket: str, space: str, *, force: bool) -> None:
+    async def _delete_reference(self, bucket: str, ref_key: str, *, force: bool) -> None:
+        space = space_of(ref_key)
         deltas, _ = await self._list_space(bucket, space)
         if deltas and not force:
             raise ReferenceInUseError(
-                f"s3://{bucket}/{reference_key(space)} is used by deltas in {space or 'the root'}; "
+                f"s3://{bucket}/{ref_key} may be used by deltas in {space or 'the root'}; "
                 "delete them first or force"
             )
-        await self._storage.delete(bucket, reference_key(space))
+        await self._storage.delete(bucket, ref_key)

@@ -34,6 +34,8 @@ from .._core.metadata import (
 from .._core.policy import delta_budget, delta_ratio, keep_delta, parse_max_ratio
 from .._core.spaces import (
     DELTA_SUFFIX,
+    MAX_KEY_BYTES,
+    SNAPSHOT_PREFIX,
     S3Url,
     check_writable_key,
     delta_key,
@@ -42,11 +44,13 @@ from .._core.spaces import (
     name_of,
     parse_s3_url,
     reference_key,
+    reference_number,
+    snapshot_key,
     space_of,
     upload_key,
 )
 from .._core.twins import newer_copy
-from .._engine.codec import unlink_quietly
+from .._engine.codec import EncodeResult, unlink_quietly
 from .._exceptions import InvalidArgumentError, InvalidRequest
 from .._formats import DEFAULT_FORMAT, FORMATS, DeltaFormat
 from .._localfs import FileChangedError, FileDigest, read_snapshot
@@ -61,6 +65,8 @@ log = logging.getLogger("deltaglider_async")
 
 #: Attempts at a delta put whose reference a concurrent delete keeps collecting.
 _GC_RACE_ROUNDS = 3
+#: Older references a file that misfits the newest is tried against before it becomes one.
+_OLDER_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -213,7 +219,8 @@ class PutPipeline(Stage):
         """One attempt at storing ``path`` as a delta; None when the reference it was encoded
         against is gone once the delta landed (a concurrent GC): the caller tries again."""
         bucket, key = put.bucket, put.key
-        ref_key = reference_key(space_of(key))
+        space = space_of(key)
+        ref_key = reference_key(space)
         budget = delta_budget(path.stat().st_size, put.ratio_limit)
         delta_path = self._temp_path(DELTA_SUFFIX)
         reference_created = False
@@ -227,17 +234,11 @@ class PutPipeline(Stage):
             if early is not None:
                 ref_sha, result = early
             else:
-                ref_head = await self._storage.head(bucket, ref_key)
+                references = await self._references(bucket, space)
+                ref_key, ref_head = await self._newest_present(bucket, references)
                 if ref_head is None:
-                    ref_head, reference_created = await self._election.create(
-                        bucket,
-                        ref_key,
-                        key,
-                        path,
-                        space_start if leads else None,
-                        attributes={
-                            k: v for k, v in put.attributes.items() if k in REFERENCE_ATTRIBUTES
-                        },
+                    ref_head, reference_created = await self._create_reference(
+                        put, ref_key, path, space_start if leads else None
                     )
                 ref_sha = reference_sha(ref_head, ref_key)
                 if leads and space_start is not None:
@@ -246,25 +247,20 @@ class PutPipeline(Stage):
                     return await self._put_direct(
                         put, path, f"{ref_key} is not a deltaglider reference"
                     )
+                result = await self._encode(
+                    put, ref_key, ref_head, ref_sha, reference_created, path, delta_path, budget
+                )
+            snapshot = ""
+            if not reference_created and not self._fits(result, put.ratio_limit):
+                reason = self._over_ratio(result, put.ratio_limit)
+                if early is not None:
+                    references = await self._references(bucket, space)
+                refit = await self._refit(put, references, ref_key, path, delta_path, budget)
+                if refit is None:
+                    return await self._put_direct(put, path, reason)
+                ref_key, ref_sha, result, reference_created = refit
                 if reference_created:
-                    result = await self._ctx.delta_format.encode(
-                        self._codec, path, path, delta_path, None
-                    )
-                    if result.sha256 != ref_sha:
-                        raise FileChangedError(path)
-                else:
-                    result = await self._encode_against(
-                        bucket, ref_key, ref_head.etag, ref_sha, path, delta_path, budget
-                    )
-            worth_it = not result.over_budget and keep_delta(
-                result.delta_size, result.size, put.ratio_limit
-            )
-            if not reference_created and not worth_it:
-                ratio = delta_ratio(result.delta_size, result.size)
-                reason = f"delta ratio {ratio:.2f} > max {put.ratio_limit:.2f}"
-                if result.over_budget:
-                    reason = f"delta exceeds max ratio {put.ratio_limit:.2f}"
-                return await self._put_direct(put, path, reason)
+                    snapshot = f"new reference {name_of(ref_key)} ({reason} against the others)"
             meta = delta_metadata(
                 tool=self._ctx.tool,
                 original_name=name_of(key),
@@ -327,10 +323,130 @@ class PutPipeline(Stage):
             stored_as="delta",
             sha256=result.sha256,
             reference_created=reference_created,
-            reason=result.note,
+            reason=snapshot or result.note,
             delta_format=result.format_name,
             etag=logical_etag(result.sha256),
+            reference_key=ref_key,
         )
+
+    async def _refit(
+        self,
+        put: _Put,
+        references: list[str],
+        ref_key: str,
+        path: Path,
+        delta_path: Path,
+        budget: int | None,
+    ) -> tuple[str, str, EncodeResult, bool] | None:
+        """A base for a file that misfits ``ref_key``: a few older references (two products
+        released into one space take turns), else a new snapshot made from the file, which
+        stored whole would be a reference nothing uses (a compact one costs less) while later
+        versions delta against it.  Its key, SHA-256, the delta and whether it is new; None:
+        store the file whole (the default format, or a concurrent put made that snapshot)."""
+        older = references[references.index(ref_key) + 1 :] if ref_key in references else []
+        for candidate in older[:_OLDER_TRIES]:
+            head = await self._storage.head(put.bucket, candidate)
+            sha = reference_sha(head, candidate) if head is not None else None
+            if head is None or sha is None:
+                continue
+            result = await self._encode_against(
+                put.bucket, candidate, head.etag, sha, path, delta_path, budget
+            )
+            if self._fits(result, put.ratio_limit):
+                return candidate, sha, result, False
+        snapshot = self._next_snapshot(references[0])
+        if not snapshot:
+            return None
+        head, created = await self._create_reference(put, snapshot, path, None)
+        sha = reference_sha(head, snapshot)
+        if sha is None:
+            return None
+        result = await self._encode(put, snapshot, head, sha, created, path, delta_path, budget)
+        if not created and not self._fits(result, put.ratio_limit):
+            return None
+        return snapshot, sha, result, created
+
+    async def _references(self, bucket: str, space: str) -> list[str]:
+        """The references a new delta of ``space`` may be taken against, newest first: the
+        snapshots a listing shows, where the format makes them, then ``reference.bin``."""
+        numbers: set[int] = set()
+        token: str | None = None
+        while self._ctx.delta_format.takes_snapshots:
+            page = await self._storage.list_page(
+                bucket, prefix=space + SNAPSHOT_PREFIX, delimiter="/", token=token
+            )
+            numbers.update(
+                n for entry in page.objects if (n := reference_number(entry["Key"])) is not None
+            )
+            if not page.truncated or not page.next_token:
+                break
+            token = page.next_token
+        return [snapshot_key(space, n) for n in sorted(numbers, reverse=True)] + [
+            reference_key(space)
+        ]
+
+    async def _newest_present(
+        self, bucket: str, references: list[str]
+    ) -> tuple[str, ObjectHead | None]:
+        """The newest of ``references`` still there (``reference.bin`` and None: none is)."""
+        for ref_key in references[:-1]:
+            head = await self._storage.head(bucket, ref_key)
+            if head is not None:
+                return ref_key, head
+        return references[-1], await self._storage.head(bucket, references[-1])
+
+    @staticmethod
+    def _fits(result: EncodeResult, ratio_limit: float) -> bool:
+        return not result.over_budget and keep_delta(result.delta_size, result.size, ratio_limit)
+
+    def _next_snapshot(self, ref_key: str) -> str:
+        """The key of the reference after ``ref_key`` ("" where the format makes none)."""
+        number = reference_number(ref_key)
+        if not self._ctx.delta_format.takes_snapshots or number is None:
+            return ""
+        key = snapshot_key(space_of(ref_key), number + 1)
+        return key if len(key.encode("utf-8")) <= MAX_KEY_BYTES else ""
+
+    async def _create_reference(
+        self, put: _Put, ref_key: str, path: Path, announce: SpaceStart | None
+    ) -> tuple[ObjectHead, bool]:
+        return await self._election.create(
+            put.bucket,
+            ref_key,
+            put.key,
+            path,
+            announce,
+            attributes={k: v for k, v in put.attributes.items() if k in REFERENCE_ATTRIBUTES},
+        )
+
+    async def _encode(
+        self,
+        put: _Put,
+        ref_key: str,
+        ref_head: ObjectHead,
+        ref_sha: str,
+        reference_created: bool,
+        path: Path,
+        delta_path: Path,
+        budget: int | None,
+    ) -> EncodeResult:
+        """The delta of ``path`` against the reference (a zero-diff one against a reference
+        just made from it, encoded from the local file)."""
+        if not reference_created:
+            return await self._encode_against(
+                put.bucket, ref_key, ref_head.etag, ref_sha, path, delta_path, budget
+            )
+        result = await self._ctx.delta_format.encode(self._codec, path, path, delta_path, None)
+        if result.sha256 != ref_sha:
+            raise FileChangedError(path)
+        return result
+
+    @staticmethod
+    def _over_ratio(result: EncodeResult, ratio_limit: float) -> str:
+        if result.over_budget:
+            return f"delta exceeds max ratio {ratio_limit:.2f}"
+        ratio = delta_ratio(result.delta_size, result.size)
+        return f"delta ratio {ratio:.2f} > max {ratio_limit:.2f}"
 
     async def _drop_twin(
         self, bucket: str, key: str, ours_is_delta: bool, send: Callable[[], Awaitable[None]]

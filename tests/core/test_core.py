@@ -28,11 +28,14 @@ from deltaglider_async._core.spaces import (
     classify,
     is_eligible,
     parse_s3_url,
+    reference_number,
     safe_local_relpath,
+    snapshot_key,
     space_of,
     under_prefix,
     upload_key,
 )
+from deltaglider_async._core.stats import Listing, StoredObject, compute_stats
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -64,6 +67,45 @@ def test_classify_stored_keys() -> None:
     assert classify("a/.delta") == (StoredKind.DIRECT, "a/.delta")
     assert classify(".deltaglider/stats_quick.json") == (StoredKind.INTERNAL, "")
     assert classify("a/x.txt") == (StoredKind.DIRECT, "a/x.txt")
+    assert classify("a/reference-2.bin") == (StoredKind.REFERENCE, "")
+
+
+@pytest.mark.parametrize(
+    ("key", "number"),
+    [
+        ("a/reference.bin", 1), ("reference-2.bin", 2), ("a/b/reference-117.bin", 117),
+        ("a/reference-1.bin", None), ("a/reference-0.bin", None), ("a/reference-02.bin", None),
+        ("a/reference-2.bin.delta", None), ("a/my-reference-2.bin", None),
+        ("a/reference-.bin", None), ("a/reference-2.zip", None),
+    ],
+)  # fmt: skip
+def test_reference_numbers(key: str, number: int | None) -> None:
+    assert reference_number(key) == number
+    if number is not None:
+        assert snapshot_key(space_of(key), number) == key
+
+
+def test_snapshot_names_are_reserved() -> None:
+    with pytest.raises(ReservedNameError, match="reserved"):
+        check_logical_key("a/reference-3.bin")
+    check_logical_key("a/reference-03.bin")  # not a name we write
+
+
+def test_stats_count_every_reference_of_a_space() -> None:
+    listing = Listing()
+    for key, size in [
+        ("a/reference.bin", 100), ("a/reference-2.bin", 80), ("a/x-1.zip.delta", 5),
+        ("a/x-2.zip.delta", 6), ("b/reference.bin", 50), ("b/reference-2.bin", 40),
+        ("c.txt", 7),
+    ]:  # fmt: skip
+        listing.add(StoredObject(key, size, "e"))
+    stats = compute_stats(
+        "bkt", "detailed", listing, {"a/x-1.zip.delta": 100, "a/x-2.zip.delta": 90}
+    )
+    assert stats.compressed_size == 7 + 100 + 80 + 5 + 6
+    assert stats.total_size == 7 + 100 + 90
+    assert [o.key for o in stats.orphaned_references] == ["b/reference-2.bin", "b/reference.bin"]
+    assert listing.stored_bytes == 7 + 100 + 80 + 5 + 6 + 50 + 40
 
 
 @pytest.mark.parametrize(

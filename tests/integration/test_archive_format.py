@@ -186,3 +186,112 @@ async def test_estimate_format_predicts_what_a_space_would_store_and_writes_noth
     # A space already in the format counts as it is stored; the way back is estimated too.
     assert already.spaces[0].estimated_size == already.spaces[0].stored_size == actual
     assert back.spaces[0].estimated_size > actual
+
+
+async def test_a_release_that_no_longer_fits_starts_a_new_reference(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    """A file whose delta would be too large becomes the space's next reference instead of a
+    whole object: later releases delta against it, each read is one reference fetch and one
+    decode, and the references go with the space's last delta."""
+    from deltaglider_async import ReservedNameError
+
+    old = [deflated_zip(v) for v in (1, 2)]
+    new = [deflated_zip(v, seed=99) for v in (1, 2, 3)]  # a rewrite: nothing in common
+    keys = [f"s/pkg-1.{v}.whl" for v in (1, 2)] + [f"s/pkg-2.{v}.whl" for v in (1, 2, 3)]
+    async with make_client(s3, tmp_path / "cache", delta_format="archive") as dg:
+        infos = []
+        for key, body in zip(keys, old + new, strict=True):
+            resp = await dg.put_object(Bucket=bucket, Key=key, Body=body)
+            infos.append(resp["DeltaGliderInfo"])
+        refs = [info["ReferenceKey"] for info in infos]
+        assert refs == ["s/reference.bin"] * 2 + ["s/reference-2.bin"] * 3, infos
+        assert all(info["StoredAs"] == "delta" for info in infos), infos
+        assert (
+            infos[2]["ReferenceCreated"] and "new reference reference-2.bin" in infos[2]["Reason"]
+        )
+        assert infos[3]["StoredSize"] < len(new[1]) // 10, infos[3]
+        raw = boto(s3).head_object(Bucket=bucket, Key="s/pkg-2.3.whl.delta")["Metadata"]
+        assert raw["dg-ref-key"] == "s/reference-2.bin"
+        listed = [
+            o["Key"] for o in (await dg.list_objects_v2(Bucket=bucket, Prefix="s/"))["Contents"]
+        ]
+        assert listed == sorted(keys), listed  # references stay hidden
+        stored = await _stored_bytes(s3, bucket, "s/")
+        stats = await dg.bucket_stats(bucket, "detailed")
+        assert stats.compressed_size == stored and stats.object_count == len(keys)
+        with pytest.raises(ReservedNameError):
+            await dg.put_object(Bucket=bucket, Key="s/reference-3.bin", Body=b"mine")
+    async with make_client(s3, tmp_path / "fresh") as dg:  # no option, empty cache
+        for key, body in zip(keys, old + new, strict=True):
+            got = await dg.get_object(Bucket=bucket, Key=key)
+            assert await got["Body"].read() == body, key
+        # The first release's reference outlives the second's deltas, and both go with the last.
+        await dg.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[2:]]})
+        assert await _stored_keys(s3, bucket, "s/") == [
+            "s/pkg-1.1.whl.delta",
+            "s/pkg-1.2.whl.delta",
+            "s/reference-2.bin",
+            "s/reference.bin",
+        ]
+        for key in keys[:2]:
+            await dg.delete_object(Bucket=bucket, Key=key)
+        assert await _stored_keys(s3, bucket, "s/") == []
+
+
+async def test_products_that_take_turns_in_a_space_each_keep_their_reference(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    """Two products released into one space: each release deltas against its own product's
+    reference, not a new one per release."""
+    turns = [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+    seeds = {"a": 11, "b": 99}
+    async with make_client(s3, tmp_path / "cache", delta_format="archive") as dg:
+        refs = []
+        for product, v in turns:
+            body = deflated_zip(v, seed=seeds[product])
+            resp = await dg.put_object(Bucket=bucket, Key=f"t/{product}-1.{v}.whl", Body=body)
+            refs.append(resp["DeltaGliderInfo"]["ReferenceKey"])
+        assert refs == ["t/reference.bin", "t/reference-2.bin"] * 3, refs
+        for product, v in turns:
+            got = await dg.get_object(Bucket=bucket, Key=f"t/{product}-1.{v}.whl")
+            assert await got["Body"].read() == deflated_zip(v, seed=seeds[product])
+
+
+async def test_migrating_to_the_default_format_removes_snapshots_no_delta_names(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    bodies = [deflated_zip(1), deflated_zip(1, seed=99), deflated_zip(2, seed=99)]
+    keys = [f"m/pkg-{i}.whl" for i in range(3)]
+    async with make_client(s3, tmp_path / "c1", delta_format="archive") as dg:
+        for key, body in zip(keys, bodies, strict=True):
+            await dg.put_object(Bucket=bucket, Key=key, Body=body)
+    assert "m/reference-2.bin" in await _stored_keys(s3, bucket, "m/")
+    url = f"s3://{bucket}/m/"
+    async with make_client(s3, tmp_path / "c2", delta_format="vcdiff") as dg:
+        await dg.migrate(await dg.plan_migration(url, url, delta_format="vcdiff"))
+        await dg.reform_references(url)
+        assert "m/reference-2.bin" not in await _stored_keys(s3, bucket, "m/")
+        for key, body in zip(keys, bodies, strict=True):
+            got = await dg.get_object(Bucket=bucket, Key=key)
+            assert await got["Body"].read() == body, key
+
+
+async def test_the_default_format_never_makes_a_second_reference(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    """deltaglider 6.2 knows one reference per space: a misfit is stored whole, as 6.2 would."""
+    async with make_client(s3, tmp_path / "cache") as dg:
+        await dg.put_object(Bucket=bucket, Key="v/pkg-1.whl", Body=deflated_zip(1))
+        resp = await dg.put_object(Bucket=bucket, Key="v/pkg-2.whl", Body=deflated_zip(1, seed=99))
+    assert resp["DeltaGliderInfo"]["StoredAs"] == "direct"
+    assert await _stored_keys(s3, bucket, "v/") == [
+        "v/pkg-1.whl.delta",
+        "v/pkg-2.whl",
+        "v/reference.bin",
+    ]
+
+
+async def _stored_keys(server: LocalS3, bucket: str, prefix: str) -> list[str]:
+    resp = boto(server).list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for o in resp.get("Contents", []))
