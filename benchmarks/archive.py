@@ -276,8 +276,14 @@ def base_choice(files: list[Path], every: int = 10, max_ratio: float = 0.5) -> d
 
     forms: dict[int, Any] = {}
     compact: dict[int, int] = {}
+    deltas: dict[tuple[int, int], int] = {}
 
     def delta(base: int, target: int) -> int:
+        if (base, target) not in deltas:
+            deltas[base, target] = encode(base, target)
+        return deltas[base, target]
+
+    def encode(base: int, target: int) -> int:
         if base not in forms:
             forms[base] = reference_form(files[base].read_bytes())
         plan = encoder_plan(len(forms[base].source), DEFAULT_LIMIT, in_memory=True)

@@ -65,7 +65,8 @@ log = logging.getLogger("deltaglider_async")
 
 #: Attempts at a delta put whose reference a concurrent delete keeps collecting.
 _GC_RACE_ROUNDS = 3
-#: Older references a file that misfits the newest is tried against before it becomes one.
+#: Older references a file that misfits the newest is tried against before it becomes one
+#: (and snapshot numbers it tries to take when concurrent puts take them first).
 _OLDER_TRIES = 3
 
 
@@ -234,8 +235,7 @@ class PutPipeline(Stage):
             if early is not None:
                 ref_sha, result = early
             else:
-                references = await self._references(bucket, space)
-                ref_key, ref_head = await self._newest_present(bucket, references)
+                references, ref_key, ref_head = await self._newest_reference(bucket, space)
                 if ref_head is None:
                     ref_head, reference_created = await self._create_reference(
                         put, ref_key, path, space_start if leads else None
@@ -342,7 +342,8 @@ class PutPipeline(Stage):
         released into one space take turns), else a new snapshot made from the file, which
         stored whole would be a reference nothing uses (a compact one costs less) while later
         versions delta against it.  Its key, SHA-256, the delta and whether it is new; None:
-        store the file whole (the default format, or a concurrent put made that snapshot)."""
+        store the file whole (the default format, or concurrent puts of other files took the
+        next few snapshot numbers)."""
         older = references[references.index(ref_key) + 1 :] if ref_key in references else []
         for candidate in older[:_OLDER_TRIES]:
             head = await self._storage.head(put.bucket, candidate)
@@ -354,17 +355,20 @@ class PutPipeline(Stage):
             )
             if self._fits(result, put.ratio_limit):
                 return candidate, sha, result, False
-        snapshot = self._next_snapshot(references[0])
-        if not snapshot:
-            return None
-        head, created = await self._create_reference(put, snapshot, path, None)
-        sha = reference_sha(head, snapshot)
-        if sha is None:
-            return None
-        result = await self._encode(put, snapshot, head, sha, created, path, delta_path, budget)
-        if not created and not self._fits(result, put.ratio_limit):
-            return None
-        return snapshot, sha, result, created
+        newest = references[0]
+        for _ in range(_OLDER_TRIES):  # concurrent puts of other products take numbers too
+            snapshot = self._next_snapshot(newest)
+            if not snapshot:
+                return None
+            head, created = await self._create_reference(put, snapshot, path, None)
+            sha = reference_sha(head, snapshot)
+            if sha is None:
+                return None
+            result = await self._encode(put, snapshot, head, sha, created, path, delta_path, budget)
+            if created or self._fits(result, put.ratio_limit):
+                return snapshot, sha, result, created
+            newest = snapshot
+        return None
 
     async def _references(self, bucket: str, space: str) -> list[str]:
         """The references a new delta of ``space`` may be taken against, newest first: the
@@ -385,15 +389,26 @@ class PutPipeline(Stage):
             reference_key(space)
         ]
 
-    async def _newest_present(
-        self, bucket: str, references: list[str]
-    ) -> tuple[str, ObjectHead | None]:
-        """The newest of ``references`` still there (``reference.bin`` and None: none is)."""
+    async def _newest_reference(
+        self, bucket: str, space: str
+    ) -> tuple[list[str], str, ObjectHead | None]:
+        """The space's references (newest first) and the newest one still there, with its HEAD
+        (``reference.bin`` and None: the space has none).  The listing and the HEAD of
+        ``reference.bin`` go together: most spaces have no snapshot."""
+        first_head: ObjectHead | None = None
+
+        async def head_first() -> None:
+            nonlocal first_head
+            first_head = await self._storage.head(bucket, reference_key(space))
+
+        async with task_group() as tg:
+            tg.start_soon(head_first)
+            references = await self._references(bucket, space)
         for ref_key in references[:-1]:
             head = await self._storage.head(bucket, ref_key)
             if head is not None:
-                return ref_key, head
-        return references[-1], await self._storage.head(bucket, references[-1])
+                return references, ref_key, head
+        return references, references[-1], first_head
 
     @staticmethod
     def _fits(result: EncodeResult, ratio_limit: float) -> bool:
@@ -560,14 +575,13 @@ class PutPipeline(Stage):
     async def estimate(
         self, path: str | os.PathLike[str], url: str, delta_format: DeltaFormat | None = None
     ) -> CompressionEstimate:
-        """Trial-encode a local file against the reference of the delta space ``url`` names,
-        in ``delta_format`` (the client's)."""
+        """Trial-encode a local file against the newest reference of the delta space ``url``
+        names (the one a put tries first), in ``delta_format`` (the client's)."""
         local, target, key = local_to_key(path, url)
         size = local.stat().st_size
         if not is_eligible(key, self._extensions):
             return CompressionEstimate(size, size, 1.0, "direct", None, "not delta-eligible")
-        ref_key = reference_key(space_of(key))
-        head = await self._storage.head(target.bucket, ref_key)
+        _, _, head = await self._newest_reference(target.bucket, space_of(key))
         if head is None:
             return CompressionEstimate(
                 size,

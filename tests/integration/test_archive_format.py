@@ -258,6 +258,32 @@ async def test_products_that_take_turns_in_a_space_each_keep_their_reference(
             assert await got["Body"].read() == deflated_zip(v, seed=seeds[product])
 
 
+async def test_concurrent_puts_of_several_products_into_one_space_stay_readable(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    """Every put races for the next snapshot number at once: each lands as a delta against a
+    reference that exists, or whole, and the space's references go with its objects."""
+    bodies = {
+        f"c/p{seed}-1.{v}.whl": deflated_zip(v, seed=seed) for seed in (11, 99, 5) for v in (1, 2)
+    }
+    async with make_client(s3, tmp_path / "cache", delta_format="archive") as dg:
+
+        async def put(key: str) -> None:
+            await dg.put_object(Bucket=bucket, Key=key, Body=bodies[key])
+
+        async with anyio.create_task_group() as tg:
+            for key in bodies:
+                tg.start_soon(put, key)
+    async with make_client(s3, tmp_path / "fresh") as dg:
+        for key, body in bodies.items():
+            got = await dg.get_object(Bucket=bucket, Key=key)
+            assert await got["Body"].read() == body, key
+        references = [k for k in await _stored_keys(s3, bucket, "c/") if "reference" in k]
+        assert 2 <= len(references) <= len(bodies), references
+        await dg.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in bodies]})
+    assert await _stored_keys(s3, bucket, "c/") == []
+
+
 async def test_migrating_to_the_default_format_removes_snapshots_no_delta_names(
     s3: LocalS3, bucket: str, tmp_path: Path
 ) -> None:
