@@ -220,6 +220,8 @@ async def test_a_release_that_no_longer_fits_starts_a_new_reference(
         stored = await _stored_bytes(s3, bucket, "s/")
         stats = await dg.bucket_stats(bucket, "detailed")
         assert stats.compressed_size == stored and stats.object_count == len(keys)
+        (space,) = (await dg.estimate_format(bucket, "archive", prefix="s/")).spaces
+        assert space.stored_size == space.estimated_size == stored, space
         with pytest.raises(ReservedNameError):
             await dg.put_object(Bucket=bucket, Key="s/reference-3.bin", Body=b"mine")
     async with make_client(s3, tmp_path / "fresh") as dg:  # no option, empty cache
