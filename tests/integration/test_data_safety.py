@@ -25,7 +25,7 @@ from deltaglider_async import (
 )
 from tests.localserver import LocalS3
 
-from ..artifacts import release_zip
+from ..artifacts import deflated_zip, release_zip
 from ..conftest import make_client
 from ..hooks import Gate, hold, key_is, small_tmpfs
 from .test_sdk_basics import stored_keys
@@ -49,7 +49,9 @@ def assert_no_orphan_delta(raw: Any, bucket: str) -> None:
         meta = {
             k.lower(): v for k, v in raw.head_object(Bucket=bucket, Key=key)["Metadata"].items()
         }
-        ref = key.rsplit("/", 1)[0] + "/reference.bin" if "/" in key else "reference.bin"
+        ref = meta.get("dg-ref-key") or (
+            key.rsplit("/", 1)[0] + "/reference.bin" if "/" in key else "reference.bin"
+        )
         assert ref in keys, f"{key} has no reference"
         ref_meta = raw.head_object(Bucket=bucket, Key=ref)["Metadata"]
         assert ref_meta["dg-file-sha256"] == meta["dg-ref-sha256"], f"{key}: wrong reference"
@@ -95,6 +97,57 @@ async def test_reference_gc_held_before_its_delete_while_an_upload_completes(
             gate.release.set()
     assert await read_fresh(s3, tmp_path / "reader", bucket, "app/v2.zip") == v2
     assert_no_orphan_delta(raw, bucket)
+
+
+async def test_upload_against_a_snapshot_held_while_the_space_is_emptied(
+    s3: LocalS3, raw: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A delta encoded against a snapshot lands after the GC took every reference of its space:
+    the writer notices and stores the file again."""
+    a1, b1, b2 = deflated_zip(1), deflated_zip(1, seed=99), deflated_zip(2, seed=99)
+    async with (
+        make_client(s3, tmp_path / "writer", delta_format="archive") as writer,
+        make_client(s3, tmp_path / "deleter") as deleter,
+    ):
+        await writer.put_object(Bucket=bucket, Key="s/a-1.whl", Body=a1)
+        first = await writer.put_object(Bucket=bucket, Key="s/b-1.whl", Body=b1)
+        assert first["DeltaGliderInfo"]["ReferenceKey"] == "s/reference-2.bin"
+        gate = Gate()
+        hold(writer, "put_file", key_is("s/b-2.whl.delta"), gate)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: writer.put_object(Bucket=bucket, Key="s/b-2.whl", Body=b2))
+            await gate.wait_reached()
+            for key in ("s/a-1.whl", "s/b-1.whl"):
+                await deleter.delete_object(Bucket=bucket, Key=key)
+            gate.release.set()
+    assert await read_fresh(s3, tmp_path / "reader", bucket, "s/b-2.whl") == b2
+    assert_no_orphan_delta(raw, bucket)
+
+
+async def test_snapshot_gc_held_before_its_delete_while_an_upload_against_it_completes(
+    s3: LocalS3, raw: Any, bucket: str, tmp_path: Path
+) -> None:
+    """The GC copied a snapshot aside and is about to delete it when a delta against it lands:
+    the snapshot comes back, and the older reference is left alone."""
+    a1, b1, b2 = deflated_zip(1), deflated_zip(1, seed=99), deflated_zip(2, seed=99)
+    async with (
+        make_client(s3, tmp_path / "writer", delta_format="archive") as writer,
+        make_client(s3, tmp_path / "deleter") as deleter,
+    ):
+        await writer.put_object(Bucket=bucket, Key="s/a-1.whl", Body=a1)
+        await writer.put_object(Bucket=bucket, Key="s/b-1.whl", Body=b1)
+        await deleter.delete_object(Bucket=bucket, Key="s/a-1.whl")
+        gate = Gate()
+        hold(deleter, "delete", key_is("s/reference-2.bin"), gate)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: deleter.delete_object(Bucket=bucket, Key="s/b-1.whl"))
+            await gate.wait_reached()  # the space showed no delta
+            resp = await writer.put_object(Bucket=bucket, Key="s/b-2.whl", Body=b2)
+            assert resp["DeltaGliderInfo"]["ReferenceKey"] == "s/reference-2.bin"
+            gate.release.set()
+    assert await read_fresh(s3, tmp_path / "reader", bucket, "s/b-2.whl") == b2
+    assert_no_orphan_delta(raw, bucket)
+    assert "s/reference.bin" in stored_keys(raw, bucket)
 
 
 async def test_new_first_writer_after_gc_does_not_strand_a_delta_of_the_old_reference(
