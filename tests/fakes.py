@@ -17,7 +17,7 @@ from typing import Any
 
 from deltaglider_async import ConflictError, NotFoundError, StorageError, TransferConfig
 from deltaglider_async._localfs import FileDigest
-from deltaglider_async._storage.port import ListPage, ObjectHead, Progress
+from deltaglider_async._storage.port import ListPage, ObjectHead, OpenedObject, Progress
 
 
 @dataclass
@@ -89,6 +89,17 @@ class MemoryStorage:
         data = found.data[start:end]
         for offset in range(0, len(data), chunk_size):
             yield data[offset : offset + chunk_size]
+
+    async def open_object(self, bucket: str, key: str) -> OpenedObject | None:
+        head = await self.head(bucket, key)
+        if head is None:
+            return None
+        self.calls[-1] = ("open", key)
+        return OpenedObject(
+            head,
+            self.iter_object(bucket, key, etag=head.etag),
+            lambda: self.calls.append(("close", key)),
+        )
 
     async def get_bytes(self, bucket: str, key: str) -> bytes:
         return b"".join([chunk async for chunk in self.iter_object(bucket, key)])

@@ -33,42 +33,70 @@ from .._exceptions import DeltaGliderError, IntegrityError, InvalidArgumentError
 from .._formats import format_of, reference_reader
 from .._localfs import Destination, write_all
 from .._models import DownloadSummary, VerifyResult
-from .._storage.port import ObjectHead, Progress
+from .._storage.port import ObjectHead, OpenedObject, Progress
 from .._tasks import task_group
 from .context import Resolved, Stage, close_reference, served
 
 
 class GetPipeline(Stage):
     async def resolve(self, bucket: str, key: str) -> Resolved:
+        obj, _ = await self._resolve(bucket, key, opening=False)
+        return obj
+
+    async def resolve_open(self, bucket: str, key: str) -> tuple[Resolved, OpenedObject | None]:
+        """``resolve``, with the delta copy fetched by a GET instead of a HEAD: reading a delta
+        then takes one round trip less.  The opened delta (None unless it is what is served) is
+        the caller's, to read through :meth:`open_stream` or to close."""
+        return await self._resolve(bucket, key, opening=True)
+
+    async def _resolve(
+        self, bucket: str, key: str, *, opening: bool
+    ) -> tuple[Resolved, OpenedObject | None]:
         check_bucket(bucket)
         kind, logical = classify(key)
         if kind is StoredKind.DELTA:
             key = logical  # a stored name was given: serve the logical object
         check_logical_key(key)
         heads: dict[str, ObjectHead | None] = {}
+        opened: OpenedObject | None = None
 
         async def head(stored: str) -> None:
             heads[stored] = await self._storage.head(bucket, stored)
 
-        async with task_group() as tg:
-            tg.start_soon(head, delta_key(key))
-            tg.start_soon(head, key)
-        delta_head, direct = heads[delta_key(key)], heads[key]
-        if delta_head is not None:
-            meta = parse_metadata(delta_head.metadata, delta_key(key))
-            delta = Resolved(bucket, key, delta_key(key), delta_head, meta)
-            if meta.kind is MetaKind.DELTA and (direct is None or served(delta, direct) == "delta"):
-                return delta
-        if direct is None:
-            await self._require_bucket(bucket)  # a typo in the bucket is NoSuchBucket, as in S3
-            raise NoSuchKey(f"s3://{bucket}/{key}: no such object")
-        return Resolved(bucket, key, key, direct, parse_metadata(direct.metadata, key))
+        async def open_delta(stored: str) -> None:
+            nonlocal opened
+            opened = await self._storage.open_object(bucket, stored)
+            heads[stored] = opened.head if opened is not None else None
 
-    def open_stream(self, obj: Resolved) -> AsyncIterator[bytes]:
-        """The logical bytes of ``obj`` (decoded if it is a delta)."""
+        try:
+            async with task_group() as tg:
+                tg.start_soon(open_delta if opening else head, delta_key(key))
+                tg.start_soon(head, key)
+            delta_head, direct = heads[delta_key(key)], heads[key]
+            if delta_head is not None:
+                meta = parse_metadata(delta_head.metadata, delta_key(key))
+                delta = Resolved(bucket, key, delta_key(key), delta_head, meta)
+                if meta.kind is MetaKind.DELTA and (
+                    direct is None or served(delta, direct) == "delta"
+                ):
+                    served_delta, opened = opened, None
+                    return delta, served_delta
+            if direct is None:
+                await self._require_bucket(bucket)  # a typo in the bucket is NoSuchBucket
+                raise NoSuchKey(f"s3://{bucket}/{key}: no such object")
+            return Resolved(bucket, key, key, direct, parse_metadata(direct.metadata, key)), None
+        finally:
+            if opened is not None:  # fetched, but not what is served
+                opened.close()
+
+    def open_stream(
+        self, obj: Resolved, opened: OpenedObject | None = None
+    ) -> AsyncIterator[bytes]:
+        """The logical bytes of ``obj`` (decoded if it is a delta; from ``opened``, the delta's
+        GET that :meth:`resolve_open` made, when given)."""
         if obj.meta.kind is not MetaKind.DELTA:
             return self._storage.iter_object(obj.bucket, obj.stored_key, etag=obj.head.etag or None)
-        return self._decode_stream(obj)
+        return self._decode_stream(obj, opened)
 
     def open_range(self, obj: Resolved, start: int, end: int) -> AsyncIterator[bytes]:
         """Logical bytes ``[start, end)`` of ``obj``: a ranged GET of a direct object; a delta
@@ -79,7 +107,17 @@ class GetPipeline(Stage):
             )
         return _slice(self.verified(obj, f"s3://{obj.bucket}/{obj.key}"), start, end)
 
-    async def _decode_stream(self, obj: Resolved) -> AsyncIterator[bytes]:
+    async def _decode_stream(
+        self, obj: Resolved, opened: OpenedObject | None = None
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._decoded(obj, opened):
+                yield chunk
+        finally:
+            if opened is not None:  # read to its end or not, the GET is done with
+                opened.close()
+
+    async def _decoded(self, obj: Resolved, opened: OpenedObject | None) -> AsyncIterator[bytes]:
         meta = obj.meta
         ref_key = meta.ref_key or reference_key(space_of(obj.key))
         what = f"s3://{obj.bucket}/{obj.key}"
@@ -95,8 +133,12 @@ class GetPipeline(Stage):
                     f"s3://{obj.bucket}/{ref_key}",
                 ),
             )
-            delta = self._storage.iter_object(
-                obj.bucket, obj.stored_key, etag=obj.head.etag or None
+            delta = (
+                opened.body
+                if opened is not None and attempt == 0
+                else self._storage.iter_object(
+                    obj.bucket, obj.stored_key, etag=obj.head.etag or None
+                )
             )
             position = 0
             try:
@@ -151,15 +193,20 @@ class GetPipeline(Stage):
         source = parse_s3_url(url)
         if source.is_prefix:
             raise InvalidArgumentError(f"{url} names a prefix; download needs an object key")
-        obj = await self.resolve(source.bucket, source.key)
-        destination = Path(path)
-        if destination.is_dir():
-            destination = destination / name_of(obj.key)
-        # Opening a FIFO waits for its reader: not on the event loop's thread.
-        target = await anyio.to_thread.run_sync(Destination, destination)
+        obj, opened = await self.resolve_open(source.bucket, source.key)
+        try:
+            destination = Path(path)
+            if destination.is_dir():
+                destination = destination / name_of(obj.key)
+            # Opening a FIFO waits for its reader: not on the event loop's thread.
+            target = await anyio.to_thread.run_sync(Destination, destination)
+        except BaseException:
+            if opened is not None:
+                opened.close()
+            raise
         try:
             verified = await self.write_object(
-                obj, target.fd, progress, seekable=not target.special
+                obj, target.fd, progress, seekable=not target.special, opened=opened
             )
             modified = obj.head.last_modified
             target.commit(modified.timestamp() if modified is not None else None)
@@ -177,8 +224,16 @@ class GetPipeline(Stage):
         )
 
     async def write_object(
-        self, obj: Resolved, fd: int, progress: Progress | None, *, seekable: bool = True
+        self,
+        obj: Resolved,
+        fd: int,
+        progress: Progress | None,
+        *,
+        seekable: bool = True,
+        opened: OpenedObject | None = None,
     ) -> bool:
+        """Write the logical bytes of ``obj`` to ``fd``, checked (``opened``: the delta's GET
+        from :meth:`resolve_open`, read or closed here)."""
         what = f"s3://{obj.bucket}/{obj.key}"
         if (
             seekable
@@ -194,7 +249,7 @@ class GetPipeline(Stage):
                 raise IntegrityError(f"{what}: SHA-256 mismatch after download")
             return True
         body = StreamingBody(
-            self.open_stream(obj),
+            self.open_stream(obj, opened),
             what=what,
             expected_sha256=obj.meta.file_sha256,
             expected_size=obj.logical_size if obj.logical_size >= 0 else None,

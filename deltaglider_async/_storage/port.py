@@ -33,6 +33,16 @@ class ObjectHead:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OpenedObject:
+    """A GET whose answer is in: the object's head, and its body to stream (pinned to that
+    ETag, resuming by Range like ``iter_object``) or to ``close`` unread."""
+
+    head: ObjectHead
+    body: AsyncIterator[bytes]
+    close: Callable[[], None]
+
+
 @dataclass
 class ListPage:
     objects: list[dict[str, Any]] = field(default_factory=list)
@@ -71,6 +81,10 @@ class Storage(Protocol):
         chunk_size: int = 1 << 20,
     ) -> AsyncIterator[bytes]:
         """Bytes ``[start, end)``; with ``etag``, of that version only."""
+        ...
+
+    async def open_object(self, bucket: str, key: str) -> OpenedObject | None:
+        """GET a whole object: its head and body in one round trip (None: no such key)."""
         ...
 
     async def get_bytes(self, bucket: str, key: str) -> bytes: ...

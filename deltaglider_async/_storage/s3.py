@@ -50,7 +50,7 @@ from .._tasks import task_group
 from .._transfer import TransferConfig
 from .journal import INTENT_WINDOW_SECONDS, OpenUpload, UploadJournal
 from .lean import LeanS3
-from .port import ListPage, ObjectHead, Progress
+from .port import ListPage, ObjectHead, OpenedObject, Progress
 from .retry import (
     Attempts,
     Fallback,
@@ -372,16 +372,24 @@ class S3Storage:
             raise
         except NotFoundError:
             return None
-        if not resp.get("ETag"):
-            raise not_s3(f"s3://{bucket}/{key}", "no ETag")
-        return ObjectHead(
-            key=key,
-            size=int(resp.get("ContentLength", 0)),
-            etag=resp.get("ETag", ""),
-            metadata={k.lower(): v for k, v in resp.get("Metadata", {}).items()},
-            last_modified=resp.get("LastModified"),
-            content_type=resp.get("ContentType"),
-            attributes={k: v for k, v in resp.items() if k in _HEAD_ATTRIBUTES},
+        return _head_of(resp, bucket, key)
+
+    async def open_object(self, bucket: str, key: str) -> OpenedObject | None:
+        what = f"s3://{bucket}/{key}"
+        try:
+            resp = await self._call(what, "get_object", Bucket=bucket, Key=key)
+        except BucketNotFoundError:
+            raise
+        except NotFoundError:
+            return None
+        body = resp["Body"]
+        try:
+            head = _head_of(resp, bucket, key)
+        except BaseException:
+            body.close()
+            raise
+        return OpenedObject(
+            head, self.iter_object(bucket, key, etag=head.etag, answered=resp), body.close
         )
 
     async def head_fast(self, bucket: str, key: str) -> ObjectHead | None:
@@ -444,8 +452,10 @@ class S3Storage:
         end: int | None = None,
         etag: str | None = None,
         chunk_size: int = 1 << 20,
+        answered: dict[str, Any] | None = None,
     ) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)`` of an object, resuming by Range after broken reads."""
+        """Stream bytes ``[start, end)`` of an object, resuming by Range after broken reads
+        (``answered``: the response of a whole-object GET already made, read first)."""
         what = f"s3://{bucket}/{key}"
         position = start
         attempts = Attempts(self.transfer.max_attempts)
@@ -457,7 +467,7 @@ class S3Storage:
                 params["IfMatch"] = etag
             if end is not None and position >= end:
                 return
-            resp = await self._call(what, "get_object", **params)
+            resp, answered = answered or await self._call(what, "get_object", **params), None
             if not resp.get("ETag"):
                 raise not_s3(what, "no ETag")
             if "Range" in params and not resp.get("ContentRange") and position > 0:
@@ -959,3 +969,18 @@ class S3Storage:
         except Exception as exc:
             raise map_error(exc, "presign") from exc
         return url
+
+
+def _head_of(resp: Mapping[str, Any], bucket: str, key: str) -> ObjectHead:
+    """What a HEAD (or a whole-object GET) answered about the object."""
+    if not resp.get("ETag"):
+        raise not_s3(f"s3://{bucket}/{key}", "no ETag")
+    return ObjectHead(
+        key=key,
+        size=int(resp.get("ContentLength", 0)),
+        etag=resp.get("ETag", ""),
+        metadata={k.lower(): v for k, v in resp.get("Metadata", {}).items()},
+        last_modified=resp.get("LastModified"),
+        content_type=resp.get("ContentType"),
+        attributes={k: v for k, v in resp.items() if k in _HEAD_ATTRIBUTES},
+    )
