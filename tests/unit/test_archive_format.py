@@ -29,10 +29,12 @@ from deltaglider_async._formats import _document as document
 from deltaglider_async._formats._document import Rebuilder, reference_form
 from deltaglider_async._formats.archive import (
     ARCHIVE_MAGIC,
+    REFERENCE_MAGIC,
     _encode_sync,
     _split,
     decode_reference_sync,
     encode_reference_sync,
+    holds_x86_code,
 )
 
 from ..artifacts import deflated_zip, release_tarball, source_tree
@@ -280,6 +282,47 @@ def test_compact_reference_of_several_xz_streams(tmp_path: Path) -> None:
         fresh.members,
         fresh.known.keys(),
     )
+
+
+def _elf(machine: int, code: bytes) -> bytes:
+    header = b"\x7fELF\x02\x01\x01" + bytes(11) + machine.to_bytes(2, "little")
+    return header + bytes(64 - len(header)) + code
+
+
+def test_x86_code_is_told_by_its_headers() -> None:
+    code = random.Random(3).randbytes(1_000)
+    assert holds_x86_code(b"text " + _elf(62, code))
+    assert holds_x86_code(_elf(3, code))
+    assert not holds_x86_code(_elf(183, code))  # aarch64
+    assert not holds_x86_code(b"\x7fELF\x01\x02" + code)  # big-endian, truncated
+    assert holds_x86_code(b"MZ" + bytes(60) + b"PE\x00\x00\x64\x86" + code)
+    assert holds_x86_code(b"\xcf\xfa\xed\xfe\x07\x00\x00\x01" + code)
+    assert not holds_x86_code(code.replace(b"\x7fELF", b"").replace(b"PE\x00\x00", b""))
+
+
+def test_compact_reference_of_x86_code_filters_it(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    # calls to a few targets from everywhere: what the x86 filter makes repeat
+    calls = b"".join(
+        b"\x48\x89\xc7\xe8"
+        + (rng.choice((4096, 9000, 20000)) - at * 8).to_bytes(4, "little", signed=True)
+        for at in range(60_000)
+    )
+    for machine, filtered in ((62, True), (183, False)):
+        data = _zip(
+            [
+                ("lib.so", _elf(machine, calls), zipfile.ZIP_DEFLATED),
+                ("a.txt", b"x" * 999, zipfile.ZIP_DEFLATED),
+            ]
+        )
+        src, out = tmp_path / f"{machine}.zip", tmp_path / f"{machine}.bin"
+        src.write_bytes(data)
+        assert encode_reference_sync(src, out) is not None
+        body = out.read_bytes()
+        assert decode_reference_sync(body, "ref") == data
+        # the first block header's flags: how many filters, less one (x86 + LZMA2, or LZMA2)
+        block_flags = body[len(REFERENCE_MAGIC) + 12 + 1]
+        assert block_flags & 3 == (1 if filtered else 0)
 
 
 def test_known_members_are_copied_only_when_their_contents_match() -> None:
