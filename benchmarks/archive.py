@@ -37,38 +37,36 @@ from ._common import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name, what it shows, package, versions, kind
+#: the last 30 releases of pydantic-core up to 2.43.0 with a CPython 3.11 wheel (2.37.0 has none)
+_PYDANTIC_CORE = [
+    *("2.27.2", "2.28.0", "2.29.0", "2.30.0", "2.31.0", "2.31.1", "2.32.0", "2.33.0", "2.33.1"),
+    *("2.33.2", "2.34.0", "2.34.1", "2.35.0", "2.35.1", "2.35.2", "2.36.0", "2.37.1", "2.37.2"),
+    *("2.38.0", "2.39.0", "2.40.0", "2.40.1", "2.41.0", "2.41.1", "2.41.2", "2.41.3", "2.41.4"),
+    *("2.41.5", "2.42.0", "2.43.0"),
+]
+#: every 0.10 release of py4j (the last 20 that ship the jar)
+_PY4J = [
+    *("0.10.0", "0.10.1", "0.10.2", "0.10.2.1", "0.10.3", "0.10.4", "0.10.5", "0.10.6", "0.10.7"),
+    *("0.10.8.1", "0.10.9", *(f"0.10.9.{p}" for p in range(1, 10))),
+]
+#: stored bytes are also compared at this release, where every series has got to
+COMPARED_AT = 8
+
+# name, what it shows, package, versions, kind: 30 consecutive releases each (py4j: 20)
+AWSCLI = [f"1.45.{p}" for p in range(10, 40)]
 SERIES: list[tuple[str, str, str, list[str], str]] = [
-    ("awscli wheels", "zip of text", "awscli", [f"1.45.{p}" for p in range(10, 40)], "wheel"),
-    ("awscli sdists", ".tar.gz", "awscli", [f"1.45.{p}" for p in range(10, 18)], "sdist"),
-    (
-        "awscli sdists, tar czf",
-        "GNU tar + gzip",
-        "awscli",
-        [f"1.45.{p}" for p in range(10, 18)],
-        "sdist-gnu",
-    ),
+    ("awscli wheels", "zip of text", "awscli", AWSCLI, "wheel"),
+    ("awscli sdists", ".tar.gz", "awscli", AWSCLI, "sdist"),
+    ("awscli sdists, tar czf", "GNU tar + gzip", "awscli", AWSCLI, "sdist-gnu"),
     (
         "botocore wheels",
         "nested .json.gz",
         "botocore",
-        [f"1.40.{p}" for p in range(10, 18)],
+        [f"1.40.{p}" for p in range(10, 40)],
         "wheel",
     ),
-    (
-        "pydantic-core wheels",
-        "native .so",
-        "pydantic_core",
-        ["2.41.0", "2.41.1", "2.41.2", "2.41.3", "2.41.4", "2.41.5", "2.42.0", "2.43.0"],
-        "wheel",
-    ),
-    (
-        "py4j jars",
-        "jar (Maven)",
-        "py4j",
-        [f"0.10.9.{p}" for p in (1, 2, 3, 4, 5, 7, 8, 9)],
-        "jar",
-    ),
+    ("pydantic-core wheels", "native .so", "pydantic_core", _PYDANTIC_CORE, "wheel"),
+    ("py4j jars", "jar (Maven)", "py4j", _PY4J, "jar"),
 ]
 
 OLD_WORKER = r"""
@@ -426,11 +424,21 @@ def main(argv: list[str] | None = None) -> int:
             )
             entry["get_mb_s"] = entry["last_size"] / _median(ours["gets"]) / 1e6
             entry["put_speedup_vs_62"] = sum(old_run["puts"]) / sum(ours["puts"])
+            # A release's put once the space exists (the first put also makes the reference).
+            entry["release_put_speedup_vs_62"] = _median(old_run["puts"][1:]) / _median(
+                ours["puts"][1:]
+            )
+            if len(files) >= COMPARED_AT:
+                at = COMPARED_AT - 1
+                entry["stored_ratio_at_compared_vs_62"] = (
+                    old_run["stored_per_put"][at] / ours["stored_per_put"][at]
+                )
             results["series"].append(entry)
     _add_base_choice(results)
-    for name in ("stored", "added"):
-        ratios = [e[f"{name}_ratio_vs_62"] for e in results["series"]]
-        results[f"geomean_{name}_ratio_vs_62"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
+    for key in ("stored_ratio", "added_ratio", "stored_ratio_at_compared", "release_put_speedup"):
+        ratios = [e[f"{key}_vs_62"] for e in results["series"] if f"{key}_vs_62" in e]
+        if ratios:
+            results[f"geomean_{key}_vs_62"] = math.exp(sum(map(math.log, ratios)) / len(ratios))
     md = write_results("archive", results, render(results))
     plot(results)
     print(md.read_text())
@@ -444,12 +452,13 @@ def render(r: dict[str, Any]) -> str:
         "Each series uploaded in order into SeaweedFS by deltaglider 6.2 and by us in both "
         "formats (`python -m benchmarks --only archive`). Stored = every object under the "
         "prefix, references included. Get: the last release, median of 3 in the uploading "
-        "process; put: the whole series.",
+        "process; put: the whole series, and the median of a release's put after the first "
+        f"(which also makes the reference). Stored is also compared at release {COMPARED_AT}.",
         "",
         "| series | releases | logical | deltaglider 6.2 | ours, vcdiff | ours, archive "
-        "| references | stored vs 6.2 | added per release vs 6.2 | get vs 6.2 | get MB/s "
-        "| put vs 6.2 | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| references | stored vs 6.2 | at release {COMPARED_AT} | added per release vs 6.2 "
+        "| get vs 6.2 | get MB/s | put vs 6.2 | a release's put vs 6.2 | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in r["series"]:
         lines.append(
@@ -457,16 +466,21 @@ def render(r: dict[str, Any]) -> str:
             f"| {fmt_bytes(e['deltaglider 6.2']['stored'])} | {fmt_bytes(e['vcdiff']['stored'])} "
             f"| {fmt_bytes(e['archive']['stored'])} | {e['archive'].get('references', 1)} "
             f"| {e['stored_ratio_vs_62']:.1f}× smaller "
+            f"| {_ratio(e.get('stored_ratio_at_compared_vs_62'))} "
             f"| {e['added_ratio_vs_62']:.1f}× smaller "
             f"| {_speedup(e['get_speedup_vs_62'])} | {e['get_mb_s']:.0f} "
-            f"| {e['put_speedup_vs_62']:.1f}× | {fmt_bytes(e['archive']['peak_rss'])} |"
+            f"| {e['put_speedup_vs_62']:.1f}× | {_ratio(e.get('release_put_speedup_vs_62'))} "
+            f"| {fmt_bytes(e['archive']['peak_rss'])} |"
         )
     lines += [
         "",
         f"Geometric mean over the series: stored bytes **{r['geomean_stored_ratio_vs_62']:.1f}× "
         "smaller** than deltaglider 6.2; what each release after the first adds "
         f"**{r['geomean_added_ratio_vs_62']:.1f}× smaller** (the first release's reference "
-        "weighs most in short series).",
+        "weighs most in short series: at release "
+        f"{COMPARED_AT}, stored bytes are {_ratio(r.get('geomean_stored_ratio_at_compared_vs_62'))}"
+        f" smaller); a release's put {_ratio(r.get('geomean_release_put_speedup_vs_62'))} "
+        "deltaglider 6.2's speed.",
         "",
         "![stored bytes per release](archive.png)",
         "",
@@ -489,6 +503,10 @@ def render(r: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}×"
 
 
 def _speedup(value: float | None) -> str:
