@@ -52,6 +52,7 @@ DEFLATE_NESTED: Final = 3
 NESTED: Final = 4
 PATCH: Final = 5
 TAR: Final = 6
+KNOWN: Final = 7
 
 #: the first bytes of an expanded stream; its version byte follows
 STREAM_MAGIC: Final = b"DGX"
@@ -59,12 +60,16 @@ STREAM_MAGIC: Final = b"DGX"
 #: tries, which changes the source form of references with members only miniz reproduces; 3
 #: tries a large member with every setting when those that worked before fail (botocore's
 #: nested ``.json.gz``: zlib's and GNU gzip's output agree on the small ones, only GNU gzip
-#: reproduces the large ones); 4 keeps a tar inside a member as a ``TAR`` document (``_tar.py``)
-STREAM_VERSION: Final = 4
+#: reproduces the large ones); 4 keeps a tar inside a member as a ``TAR`` document (``_tar.py``);
+#: 5 names a nested member whose compressed bytes the reference holds as a ``KNOWN`` segment
+#: instead of carrying its contents (botocore's ``.json.gz``: a new gzip mtime, the same deflate)
+STREAM_VERSION: Final = 5
 #: every version this reader reads (and computes source forms by)
-STREAM_VERSIONS: Final = (1, 2, 3, 4)
+STREAM_VERSIONS: Final = (1, 2, 3, 4, 5)
 #: the first stream version whose expansion turns tars into ``TAR`` documents
 _TARS_FROM: Final = 4
+#: the first stream version with ``KNOWN`` segments
+_KNOWN_FROM: Final = 5
 #: what rebuilds DEFLATE members, as every stream records it (memLevel 0: GNU gzip's deflate,
 #: our re-implementation, version 1; memLevel 15: miniz's)
 REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1 + miniz {MINIZ_VERSION}"
@@ -95,11 +100,11 @@ _PARAMS: Final[dict[int, tuple[Params, ...]]] = {
         *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
     ),
 }
-_PARAMS[3] = _PARAMS[4] = _PARAMS[2]
+_PARAMS[3] = _PARAMS[4] = _PARAMS[5] = _PARAMS[2]
 #: per stream version, how many large members a producer tries with every setting, once the
 #: settings that worked before failed on them, before it tries large members only with those
 #: (a miss costs a trial deflate per setting up to its first wrong byte: 0.3 s for 3.5 MB)
-_LARGE_RETRIES: Final[dict[int, int]] = {1: 0, 2: 0, 3: 4, 4: 4}
+_LARGE_RETRIES: Final[dict[int, int]] = {1: 0, 2: 0, 3: 4, 4: 4, 5: 4}
 #: after this many members with no exact parameters and none found, an archive's producer is
 #: taken to be some other deflater, and its further members are not tried
 _GIVE_UP_AFTER: Final = 8
@@ -142,7 +147,7 @@ class Segment:
     offset: int = 0  # REF
     level: int = 0  # DEFLATE*
     mem_level: int = 8  # zlib's 1-9, or GNU_GZIP
-    crc: int = 0  # CRC-32 of the rebuilt (compressed) bytes, DEFLATE*
+    crc: int = 0  # CRC-32 of the rebuilt (compressed) bytes, DEFLATE* and KNOWN
     inner_len: int = 0  # bytes the nested document rebuilds to (DEFLATE_NESTED)
     records: int = 0  # TAR: transposed 512-byte records at the start of its payload
 
@@ -159,6 +164,8 @@ class Segment:
             return head + varint(self.out_len) + varint(self.payload_len)
         if self.kind == TAR:
             return head + varint(self.out_len) + varint(self.payload_len) + varint(self.records)
+        if self.kind == KNOWN:
+            return head + self.crc.to_bytes(4, "big") + varint(self.out_len)
         params = bytes([self.level | self.mem_level << 4]) + self.crc.to_bytes(4, "big")
         body = head + params + varint(self.out_len) + varint(self.payload_len)
         if self.kind == DEFLATE_NESTED:
@@ -193,6 +200,12 @@ def parse_table(table: bytes | memoryview) -> list[Segment]:
             plen, pos = read_varint(table, pos)
             records, pos = read_varint(table, pos)
             segments.append(Segment(TAR, n, plen, records=records))
+        elif kind == KNOWN:
+            if pos + 4 > len(table):
+                raise IntegrityError("archive delta: truncated table")
+            crc = int.from_bytes(table[pos : pos + 4], "big")
+            n, pos = read_varint(table, pos + 4)
+            segments.append(Segment(KNOWN, n, 0, crc=crc))
         elif kind in (DEFLATE, DEFLATE_NESTED):
             if pos + 5 > len(table):
                 raise IntegrityError("archive delta: truncated table")
@@ -389,6 +402,9 @@ class _Doc:
             self.segments.append(Segment(REF, length, 0, offset=offset))
         self.cursor = offset + length
 
+    def known(self, crc: int, length: int) -> None:
+        self.segments.append(Segment(KNOWN, length, 0, crc=crc))
+
     def gap(self, data: memoryview, hint: int | None) -> None:
         """Bytes between members (headers, a central directory): stored as their bytewise
         difference from the reference's bytes at ``hint`` when those are mostly the same (a
@@ -505,6 +521,9 @@ class _Found:
     inner: _Inner | None
     #: the settings tried, in order
     tried: list[Params] = field(default_factory=list)
+    #: a deflated member of the reference, by these very bytes: a ``KNOWN`` segment (never
+    #: inflated, so ``contents`` is None)
+    known: bool = False
 
 
 @dataclass
@@ -523,29 +542,33 @@ def _discover(
     producer: _Producer,
     producers: Producers,
     known: KnownDeflates,
+    refer: bool,
 ) -> _Found:
-    """Inflate one member and find the settings that deflate it back, and so on inside it.
+    """Inflate one member and find the settings that deflate it back, and so on inside it;
+    with ``refer``, a member ``known`` holds is not even inflated.
 
     Pure but for ``producers`` (what worked so far), so it runs on worker threads with copies of
     them: the costly part of an expansion (a trial deflate per member) goes onto every core.
     """
     if method == STORED:
-        return _Found(None, 0, None, _discover_inner(data, depth, producers, known))
-    contents = _inflated(data, max(NESTED_LIMIT, 64 * len(data)))
+        return _Found(None, 0, None, _discover_inner(data, depth, producers, known, refer))
     crc = binascii.crc32(data)
+    reproduced = _known_params(known, data, crc)
+    if refer and reproduced is not None:
+        return _Found(None, crc, reproduced, None, known=True)
+    contents = _inflated(data, max(NESTED_LIMIT, 64 * len(data)))
     if contents is None:
         return _Found(None, crc, None, None)
-    reproduced = _known_params(known, data, crc) is not None
-    tried = [] if reproduced else list(producer.trials(len(contents), hint))
+    tried = [] if reproduced is not None else list(producer.trials(len(contents), hint))
     params = producer.first_match(tried, contents, data) if tried else None
     inner = None
-    if reproduced or params is not None:
-        inner = _discover_inner(memoryview(contents), depth, producers, known)
+    if reproduced is not None or params is not None:
+        inner = _discover_inner(memoryview(contents), depth, producers, known, refer)
     return _Found(contents, crc, params, inner, tried)
 
 
 def _discover_inner(
-    contents: memoryview, depth: int, producers: Producers, known: KnownDeflates
+    contents: memoryview, depth: int, producers: Producers, known: KnownDeflates, refer: bool
 ) -> _Inner | None:
     if depth + 1 >= MAX_DEPTH or len(contents) > NESTED_LIMIT:
         return None
@@ -562,6 +585,7 @@ def _discover_inner(
             producer,
             producers,
             known,
+            refer,
         )
         for s in spans
     ]
@@ -603,7 +627,15 @@ class _Lookahead:
         producer = producers.of(0, is_gzip(self._view))
         data = self._view[span.offset : span.offset + span.length]
         return worker_pool().submit(
-            _discover, data, span.method, span.hint, 0, producer, producers, expander.known
+            _discover,
+            data,
+            span.method,
+            span.hint,
+            0,
+            producer,
+            producers,
+            expander.known,
+            expander.refers,
         )
 
 
@@ -625,6 +657,8 @@ class Expander:
         self._reference = reference
         self._version = version
         self.known: KnownDeflates = reference.known if reference is not None else {}
+        #: whether members ``known`` holds become ``KNOWN`` segments
+        self.refers = reference is not None and version >= _KNOWN_FROM
         self.producers = Producers(_PARAMS[version], _LARGE_RETRIES[version])
         self._budget = SOURCE_LIMIT
         self.stats = ExpandStats()
@@ -717,6 +751,10 @@ class Expander:
     ) -> None:
         if depth == 0:
             self.stats.members += 1
+        if found.known:
+            doc.known(found.crc, len(data))
+            self.stats.unchanged += depth == 0
+            return
         if span.method == STORED:
             inner = self._inner(found.inner, data, depth)
             if inner is None:
@@ -791,7 +829,7 @@ class Expander:
                 doc.payload += parts
                 return doc
         if found is None:
-            found = _discover_inner(contents, depth, self.producers, self.known)
+            found = _discover_inner(contents, depth, self.producers, self.known, self.refers)
             if found is None:
                 return None
         inner = self._document(contents, depth + 1, found.spans, found.found)
@@ -960,9 +998,10 @@ Piece = bytes | memoryview
 class Rebuilder:
     """Fed an expanded stream in pieces, returns the original bytes in order.
 
-    RAW payload passes through, REF slices the reference, small DEFLATE members are deflated in
-    parallel, large ones as a stream; small nested documents are rebuilt whole, large ones (a
-    ``.tar.gz``'s tar) as a stream; a TAR's body streams between its headers.
+    RAW payload passes through, REF slices the reference, KNOWN is a deflated member of the
+    reference's, small DEFLATE members are deflated in parallel, large ones as a stream; small
+    nested documents are rebuilt whole, large ones (a ``.tar.gz``'s tar) as a stream; a TAR's
+    body streams between its headers.
     """
 
     def __init__(
@@ -1066,6 +1105,15 @@ class Rebuilder:
                 if end > len(self._reference):
                     raise IntegrityError(f"{self._what}: archive delta points past its reference")
                 out.append(memoryview(self._reference)[seg.offset : end])
+                self._index += 1
+                continue
+            if seg.kind == KNOWN:
+                found = self._known.get((seg.crc, seg.out_len))
+                if found is None:
+                    raise IntegrityError(
+                        f"{self._what}: archive delta names a member its reference does not hold"
+                    )
+                out.append(found.compressed)
                 self._index += 1
                 continue
             self._left = seg.payload_len

@@ -158,8 +158,9 @@ def _encode_sync(
     size = 0
     try:
         parsed, body = _split(delta, str(target))
-        # Members whose settings the expansion just proved are not deflated a second time.
-        known = {**form.known, **expander.learnt}
+        # Members whose settings the expansion just proved are not deflated a second time; the
+        # reference's own come last, so that KNOWN segments resolve as a reader resolves them.
+        known = {**expander.learnt, **form.known}
         rebuilder = Rebuilder(form.raw, str(target), parsed.segments, known=known)
         for piece in _unvcdiff(form.source, body, payload_size):
             for out in rebuilder.feed(piece):

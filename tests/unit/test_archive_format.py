@@ -7,6 +7,7 @@ Archives come from Python's zipfile/gzip/tarfile, from Debian's ``zip``, ``fastj
 
 from __future__ import annotations
 
+import binascii
 import ensurepip
 import gzip
 import io
@@ -65,7 +66,7 @@ def roundtrip(reference: bytes, target: bytes, tmp: Path) -> str:
     assert blob.startswith(ARCHIVE_MAGIC)
     head, body = _split(blob, "t")
     assert head.version == form.version
-    rebuilder = Rebuilder(form.raw, "t", head.segments)
+    rebuilder = Rebuilder(form.raw, "t", head.segments, known=form.known)  # as a get reads
     decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
     pieces = [*decoder.stream(body), *decoder.finish_stream()]
     rebuilt = b"".join(bytes(p) for piece in pieces for p in rebuilder.feed(piece))
@@ -259,6 +260,49 @@ def test_nested_archives(tmp_path: Path) -> None:
     head, _ = expander.expand(deflated_zip(2, nested=True))
     kinds = {s.kind for s in document.parse_head(head).segments}
     assert document.DEFLATE_NESTED in kinds and document.NESTED in kinds
+
+
+def _gzip_stamped(data: bytes, mtime: int) -> bytes:
+    """What ``gzip -9`` writes at ``mtime``, deflated by the pinned GNU gzip deflater."""
+    header = b"\x1f\x8b\x08\x00" + mtime.to_bytes(4, "little") + b"\x02\x03"
+    body = xdelta_ffi.deflate_raw(data, 9, xdelta_ffi.GNU_GZIP)
+    trailer = binascii.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little")
+    return header + body + trailer
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_nested_member_the_reference_holds_is_named_not_carried(
+    tmp_path: Path, method: int
+) -> None:
+    """botocore's case: each release's ``.json.gz`` gets a new gzip mtime over the same deflate
+    stream; the stream is a KNOWN segment, so its contents are neither in the delta's payload
+    nor deflated again, and a reader without that member fails loudly."""
+    model = b"".join(source_tree(1, files=8, lines=400).values())
+
+    def release(version: int) -> bytes:
+        code = b"".join(source_tree(version, files=2).values())
+        return _zip(
+            [
+                ("pkg/code.py", code, zipfile.ZIP_DEFLATED),
+                ("pkg/model.json.gz", _gzip_stamped(model, 1_700_000_000 + version), method),
+            ]
+        )
+
+    old, new = release(1), release(2)
+    assert roundtrip(old, new, tmp_path) == "archive"
+    form = reference_form(old)
+    _, payload = document.Expander(form).expand(new)
+    assert len(payload) < len(model) // 4  # the model is not in it
+    src, out = tmp_path / "target", tmp_path / "delta"
+    src.write_bytes(new)
+    assert _encode_sync(form, src, out, None, PLAN).result is not None
+    parsed, body = _split(out.read_bytes(), "t")
+    decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
+    expanded = b"".join(bytes(p) for p in [*decoder.stream(body), *decoder.finish_stream()])
+    blind = Rebuilder(form.raw, "t", parsed.segments, known={})
+    with pytest.raises(IntegrityError, match="does not hold"):
+        blind.feed(expanded)
+        blind.finish()
 
 
 def test_compact_reference_of_several_xz_streams(tmp_path: Path) -> None:
@@ -474,7 +518,7 @@ def test_a_large_gnu_member_rebuilds_the_same_however_it_is_fed(tmp_path: Path) 
     decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
     expanded = b"".join(bytes(p) for p in [*decoder.stream(body), *decoder.finish_stream()])
     for piece in (1_000, 3 << 20, len(expanded)):
-        rebuilder = Rebuilder(form.raw, "t", segments)
+        rebuilder = Rebuilder(form.raw, "t", segments, known=form.known)
         rebuilt = b"".join(
             bytes(p)
             for start in range(0, len(expanded), piece)

@@ -29,6 +29,7 @@ GOLDEN = {
             2: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
             3: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
             4: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
+            5: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
         },
     ),
     "tgz": (
@@ -39,6 +40,7 @@ GOLDEN = {
             2: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
             3: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
             4: "923665a0e47282e70141f42177ed41ca2d55949a0e04b75064972b09fbac911c",
+            5: "923665a0e47282e70141f42177ed41ca2d55949a0e04b75064972b09fbac911c",
         },
     ),
     "gzdata": (
@@ -49,6 +51,7 @@ GOLDEN = {
             2: "0e7d1e5090613a9c50a336520a7244697108782bac377088ca0fdb6eddbe8183",
             3: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
             4: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
+            5: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
         },
     ),
     "paxtgz": (
@@ -59,6 +62,7 @@ GOLDEN = {
             2: "c7a36cd5c1e6563cd4edaa91fee9ad915ec6c5b77afa184887ffef70c9f271ce",
             3: "c7a36cd5c1e6563cd4edaa91fee9ad915ec6c5b77afa184887ffef70c9f271ce",
             4: "70a30da80ae6c236129519763c57cf9077e55e845a82fdfa2bf07e57559039d0",
+            5: "70a30da80ae6c236129519763c57cf9077e55e845a82fdfa2bf07e57559039d0",
         },
     ),
 }
