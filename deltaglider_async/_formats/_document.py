@@ -70,6 +70,9 @@ STREAM_VERSIONS: Final = (1, 2, 3, 4, 5)
 _TARS_FROM: Final = 4
 #: the first stream version with ``KNOWN`` segments
 _KNOWN_FROM: Final = 5
+#: stream versions whose source forms are those of a later version (5 changed only what a writer
+#: emits against a reference), so that a space holding deltas of both keeps one form in memory
+SAME_FORM: Final = {4: 5}
 #: what rebuilds DEFLATE members, as every stream records it (memLevel 0: GNU gzip's deflate,
 #: our re-implementation, version 1; memLevel 15: miniz's)
 REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1 + miniz {MINIZ_VERSION}"

@@ -35,6 +35,7 @@ from .._exceptions import DeltaGliderError, IntegrityError
 from ._containers import is_gzip
 from ._document import (
     REBUILDER,
+    SAME_FORM,
     STREAM_VERSION,
     WORKERS,
     Expander,
@@ -427,6 +428,7 @@ class Archive:
     ) -> ReferenceForm:
         """The reference's source form as stream ``version`` computes it: a delta decodes
         against the form of the version it was written in."""
+        version = SAME_FORM.get(version, version)
         sha = None if isinstance(reference, Path) else reference.sha256
         if sha is not None and (found := self._forms.get((sha, version))) is not None:
             self._forms.move_to_end((sha, version))

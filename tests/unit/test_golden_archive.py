@@ -13,7 +13,7 @@ import pytest
 
 from deltaglider_async._engine.cache import MemoryEntry
 from deltaglider_async._engine.codec import CodecRunner
-from deltaglider_async._formats._document import STREAM_VERSIONS, reference_form
+from deltaglider_async._formats._document import SAME_FORM, STREAM_VERSIONS, reference_form
 from deltaglider_async._formats.archive import ARCHIVE, decode_reference_sync
 
 from .golden import DATA
@@ -80,6 +80,8 @@ def test_source_forms_are_what_each_version_fixed(kind: str) -> None:
     assert set(GOLDEN[kind][2]) == set(STREAM_VERSIONS)
     for version, digest in GOLDEN[kind][2].items():
         assert hashlib.sha256(reference_form(raw, version=version).source).hexdigest() == digest
+    for version, same in SAME_FORM.items():  # what lets a reader keep one form for both
+        assert GOLDEN[kind][2][version] == GOLDEN[kind][2][same]
 
 
 @pytest.mark.parametrize("version", STREAM_VERSIONS)
