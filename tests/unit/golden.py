@@ -31,10 +31,10 @@ class _Pinned:
         return self._deflater.compress(b"", finish=True)
 
 
-def _gzip(data: bytes, level: int = 9) -> bytes:
-    """What GNU ``gzip -n -<level>`` writes (no name, mtime 0)."""
+def gzip_pinned(data: bytes, level: int = 9, mtime: int = 0) -> bytes:
+    """What GNU ``gzip -n -<level>`` writes (no name) at ``mtime``."""
     xfl = {9: 2, 1: 4}.get(level, 0)
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, 3])
+    header = b"\x1f\x8b\x08\x00" + mtime.to_bytes(4, "little") + bytes([xfl, 3])
     body = xdelta_ffi.deflate_raw(data, level, xdelta_ffi.GNU_GZIP)
     return header + body + struct.pack("<II", binascii.crc32(data), len(data) & 0xFFFFFFFF)
 
@@ -65,7 +65,7 @@ def golden_archive(version: int) -> bytes:
             model = b"".join(source_tree(version + 50, files=3, lines=60).values())
             zf.writestr(
                 zipfile.ZipInfo("pkg/data/model.json.gz", date_time=stamp),
-                _gzip(model),
+                gzip_pinned(model),
                 zipfile.ZIP_STORED,
             )
     finally:
@@ -84,7 +84,7 @@ def golden_tarball(version: int) -> bytes:
             info.size, info.mtime, info.mode = len(body), 1_767_225_600, 0o644
             info.uname = info.gname = "build"
             archive.addfile(info, io.BytesIO(body))
-    return _gzip(tar.getvalue(), 6)
+    return gzip_pinned(tar.getvalue(), 6)
 
 
 def golden_gzipped_data(version: int) -> bytes:
@@ -101,7 +101,7 @@ def golden_gzipped_data(version: int) -> bytes:
         ]:
             zf.writestr(
                 zipfile.ZipInfo(f"{folder}/{name}.gz", date_time=(2026, 1, 1, 0, 0, 0)),
-                _gzip(body, 6),
+                gzip_pinned(body, 6),
                 zipfile.ZIP_STORED,
             )
     return out.getvalue()
@@ -128,7 +128,7 @@ def golden_pax_tarball(version: int) -> bytes:
         link = tarfile.TarInfo(f"pkg-1.{version}/latest")
         link.type, link.linkname, link.mtime = tarfile.SYMTYPE, "pkg/VERSION", stamp
         archive.addfile(link)
-    return _gzip(tar.getvalue(), 6)
+    return gzip_pinned(tar.getvalue(), 6)
 
 
 GOLDEN = {

@@ -7,7 +7,6 @@ Archives come from Python's zipfile/gzip/tarfile, from Debian's ``zip``, ``fastj
 
 from __future__ import annotations
 
-import binascii
 import ensurepip
 import gzip
 import io
@@ -39,6 +38,7 @@ from deltaglider_async._formats.archive import (
 )
 
 from ..artifacts import deflated_zip, release_tarball, source_tree
+from .golden import gzip_pinned
 
 FALLBACKS = (
     "no deflated member that re-deflates byte-exact",
@@ -262,14 +262,6 @@ def test_nested_archives(tmp_path: Path) -> None:
     assert document.DEFLATE_NESTED in kinds and document.NESTED in kinds
 
 
-def _gzip_stamped(data: bytes, mtime: int) -> bytes:
-    """What ``gzip -9`` writes at ``mtime``, deflated by the pinned GNU gzip deflater."""
-    header = b"\x1f\x8b\x08\x00" + mtime.to_bytes(4, "little") + b"\x02\x03"
-    body = xdelta_ffi.deflate_raw(data, 9, xdelta_ffi.GNU_GZIP)
-    trailer = binascii.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little")
-    return header + body + trailer
-
-
 @pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
 def test_a_nested_member_the_reference_holds_is_named_not_carried(
     tmp_path: Path, method: int
@@ -284,7 +276,7 @@ def test_a_nested_member_the_reference_holds_is_named_not_carried(
         return _zip(
             [
                 ("pkg/code.py", code, zipfile.ZIP_DEFLATED),
-                ("pkg/model.json.gz", _gzip_stamped(model, 1_700_000_000 + version), method),
+                ("pkg/model.json.gz", gzip_pinned(model, mtime=1_700_000_000 + version), method),
             ]
         )
 

@@ -159,11 +159,11 @@ def test_gnu_tar_archives_round_trip(tmp_path: Path) -> None:
 
 
 def test_mutated_tarballs_round_trip_or_fall_back(tmp_path: Path) -> None:
-    from .golden import _gzip
+    from .golden import gzip_pinned
 
     rng = random.Random(4)
     tar = _tar(1, tarfile.PAX_FORMAT, stamp=1_767_225_600)
-    reference = _gzip(tar, 6)
+    reference = gzip_pinned(tar, 6)
     outcomes: dict[str, int] = {}
     for _ in range(250):
         mutated = bytearray(tar)
@@ -173,6 +173,6 @@ def test_mutated_tarballs_round_trip_or_fall_back(tmp_path: Path) -> None:
                 mutated[at] = rng.randrange(256)
             else:
                 mutated[at:at] = rng.randbytes(rng.randint(1, 600))
-        result = roundtrip(reference, _gzip(bytes(mutated), 6), tmp_path)
+        result = roundtrip(reference, gzip_pinned(bytes(mutated), 6), tmp_path)
         outcomes[result.split(" (")[0]] = outcomes.get(result.split(" (")[0], 0) + 1
     assert outcomes.get("archive", 0) > 225, outcomes
