@@ -35,8 +35,10 @@ from ._zlib import (
     ZlibError,
     byte_difference,
     byte_sum,
+    deflate_block_ends,
     deflate_matches,
     deflate_raw,
+    deflate_resume,
     inflate_raw,
 )
 
@@ -64,8 +66,10 @@ __all__ = [
     "byte_difference",
     "byte_sum",
     "decode",
+    "deflate_block_ends",
     "deflate_matches",
     "deflate_raw",
+    "deflate_resume",
     "encode",
     "encoder_memory_estimate",
     "inflate_raw",

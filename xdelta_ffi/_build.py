@@ -197,6 +197,10 @@ int dg_deflate_matches(int level, int window_bits, int mem_level, int strategy, 
                        size_t in_len, const uint8_t *expect, size_t expect_len);
 void dg_bytes_combine(uint8_t *out, const uint8_t *a, size_t na, const uint8_t *b, size_t nb,
                       int subtract);
+long dg_deflate_block_ends(const uint8_t *in, size_t in_len, size_t *contents_at,
+                           size_t *compressed_at, size_t cap);
+int dg_deflate_resume(int level, int mem_level, const uint8_t *in, size_t dict_len, size_t in_len,
+                      int finish, uint8_t *out, size_t out_len, const uint8_t *expect);
 
 typedef struct dg_gz dg_gz;
 dg_gz *dg_gz_new(int level);

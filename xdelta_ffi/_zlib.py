@@ -246,3 +246,57 @@ def byte_sum(a: Buffer, b: Buffer) -> bytes:
 def byte_difference(a: Buffer, b: Buffer) -> bytes:
     """``a[i] - b[i]`` mod 256 for each byte (``b`` may be shorter: zeros beyond it)."""
     return _combine(a, b, 1)
+
+
+def deflate_block_ends(data: Buffer) -> list[tuple[int, int]]:
+    """Where the blocks of the raw deflate stream ``data`` end on a byte boundary, the final
+    block excluded: (contents offset, compressed offset) pairs, in order.  A deflate of the
+    contents can be resumed there (:func:`deflate_resume`)."""
+    src = memoryview(data).cast("B")
+    cap = max(16, src.nbytes // 64)  # any more would be closer together than is of use
+    contents_at, compressed_at = ffi.new("size_t[]", cap), ffi.new("size_t[]", cap)
+    found = lib.dg_deflate_block_ends(
+        ffi.from_buffer(src), src.nbytes, contents_at, compressed_at, cap
+    )
+    if found < 0:
+        raise ZlibError("not a complete raw deflate stream")
+    return [(contents_at[i], compressed_at[i]) for i in range(found)]
+
+
+def deflate_resume(
+    contents: Buffer,
+    start: int,
+    level: int,
+    mem_level: int,
+    out_len: int,
+    *,
+    finish: bool,
+    expect: Buffer | None = None,
+) -> bytes | None:
+    """The ``out_len`` bytes zlib's raw deflate emits for ``contents[start:]`` when resumed at
+    a byte-aligned block boundary ``start`` (``contents[:start]``, of which the last 32 KiB
+    count, came before): the whole rest of the stream with ``finish``, else up to the next
+    boundary, ``contents`` then reaching some way past it.  None when it makes other bytes
+    (or, given ``expect``, other than those)."""
+    src = memoryview(contents).cast("B")
+    out = bytearray(out_len)
+    want = ffi.NULL
+    if expect is not None:
+        exp = memoryview(expect).cast("B")
+        if exp.nbytes != out_len:
+            return None
+        want = ffi.from_buffer(exp)
+    rc = lib.dg_deflate_resume(
+        level,
+        mem_level,
+        ffi.from_buffer(src),
+        start,
+        src.nbytes,
+        int(finish),
+        ffi.from_buffer(out) if out_len else ffi.NULL,
+        out_len,
+        want,
+    )
+    if rc < 0:
+        raise ZlibError(f"deflate refuses level={level} mem_level={mem_level}")
+    return bytes(out) if rc else None

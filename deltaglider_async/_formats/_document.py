@@ -21,10 +21,12 @@ from __future__ import annotations
 import binascii
 import hashlib
 import io
+import itertools
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from xdelta_ffi import (
@@ -36,8 +38,10 @@ from xdelta_ffi import (
     ZlibError,
     byte_difference,
     byte_sum,
+    deflate_block_ends,
     deflate_matches,
     deflate_raw,
+    deflate_resume,
     inflate_raw,
 )
 
@@ -53,6 +57,8 @@ NESTED: Final = 4
 PATCH: Final = 5
 TAR: Final = 6
 KNOWN: Final = 7
+#: not a segment: the split points of the DEFLATE or DEFLATE_NESTED entry that follows it
+SPLITS: Final = 8
 
 #: the first bytes of an expanded stream; its version byte follows
 STREAM_MAGIC: Final = b"DGX"
@@ -62,17 +68,21 @@ STREAM_MAGIC: Final = b"DGX"
 #: nested ``.json.gz``: zlib's and GNU gzip's output agree on the small ones, only GNU gzip
 #: reproduces the large ones); 4 keeps a tar inside a member as a ``TAR`` document (``_tar.py``);
 #: 5 names a nested member whose compressed bytes the reference holds as a ``KNOWN`` segment
-#: instead of carrying its contents (botocore's ``.json.gz``: a new gzip mtime, the same deflate)
-STREAM_VERSION: Final = 5
+#: instead of carrying its contents (botocore's ``.json.gz``: a new gzip mtime, the same deflate);
+#: 6 gives large zlib members split points, where their deflate resumes, so that several cores
+#: rebuild one (a ``.tar.gz``'s single stream)
+STREAM_VERSION: Final = 6
 #: every version this reader reads (and computes source forms by)
-STREAM_VERSIONS: Final = (1, 2, 3, 4, 5)
+STREAM_VERSIONS: Final = (1, 2, 3, 4, 5, 6)
 #: the first stream version whose expansion turns tars into ``TAR`` documents
 _TARS_FROM: Final = 4
 #: the first stream version with ``KNOWN`` segments
 _KNOWN_FROM: Final = 5
-#: stream versions whose source forms are those of a later version (5 changed only what a writer
-#: emits against a reference), so that a space holding deltas of both keeps one form in memory
-SAME_FORM: Final = {4: 5}
+#: the first stream version with ``SPLITS``
+_SPLITS_FROM: Final = 6
+#: stream versions whose source forms are those of a later version (5 and 6 changed only what a
+#: writer emits), so that a space holding deltas of several keeps one form in memory
+SAME_FORM: Final = {4: 6, 5: 6}
 #: what rebuilds DEFLATE members, as every stream records it (memLevel 0: GNU gzip's deflate,
 #: our re-implementation, version 1; memLevel 15: miniz's)
 REBUILDER: Final = f"zlib {ZLIB_VERSION} + gnu-gzip deflate 1 + miniz {MINIZ_VERSION}"
@@ -103,16 +113,29 @@ _PARAMS: Final[dict[int, tuple[Params, ...]]] = {
         *((level, 9) for level in (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)),
     ),
 }
-_PARAMS[3] = _PARAMS[4] = _PARAMS[5] = _PARAMS[2]
+_PARAMS[3] = _PARAMS[4] = _PARAMS[5] = _PARAMS[6] = _PARAMS[2]
 #: per stream version, how many large members a producer tries with every setting, once the
 #: settings that worked before failed on them, before it tries large members only with those
 #: (a miss costs a trial deflate per setting up to its first wrong byte: 0.3 s for 3.5 MB)
-_LARGE_RETRIES: Final[dict[int, int]] = {1: 0, 2: 0, 3: 4, 4: 4, 5: 4}
+_LARGE_RETRIES: Final[dict[int, int]] = {1: 0, 2: 0, 3: 4, 4: 4, 5: 4, 6: 4}
 #: after this many members with no exact parameters and none found, an archive's producer is
 #: taken to be some other deflater, and its further members are not tried
 _GIVE_UP_AFTER: Final = 8
 #: members up to this size are tried with every setting even once one setting is known
 _CHEAP_TRIAL: Final = 64 << 10
+
+#: a split point: where a member's deflate resumes, as (contents offset, compressed offset)
+Split = tuple[int, int]
+#: zlib members with at least this much contents are given split points (from version 6)
+SPLIT_MIN: Final = 2 << 20
+#: contents between split points: at least this much (so a chunk's setup is noise) ...
+SPLIT_CHUNK: Final = 1 << 20
+#: ... and at most this much (a reader holds a few chunks at once)
+SPLIT_MAX: Final = 8 << 20
+#: contents a chunk's deflate reads past its end (part of the format: what writers verify with)
+SPLIT_LOOKAHEAD: Final = 4096
+#: the contents before a split point that its chunk's deflate is preset with (zlib's window)
+_WINDOW: Final = 32 << 10
 
 
 def varint(value: int) -> bytes:
@@ -153,11 +176,20 @@ class Segment:
     crc: int = 0  # CRC-32 of the rebuilt (compressed) bytes, DEFLATE* and KNOWN
     inner_len: int = 0  # bytes the nested document rebuilds to (DEFLATE_NESTED)
     records: int = 0  # TAR: transposed 512-byte records at the start of its payload
+    #: DEFLATE*: where its deflate resumes (a SPLITS entry before its own)
+    splits: tuple[Split, ...] = ()
+
+    @property
+    def contents_len(self) -> int:
+        """DEFLATE*: the bytes it deflates."""
+        return self.inner_len if self.kind == DEFLATE_NESTED else self.payload_len
 
     def encode(self, ref_cursor: int) -> bytes:
         """The table entry; a REF's offset is written relative to where the previous REF of its
         table ended (``ref_cursor``): unchanged members come in order, so these stay small."""
         head = bytes([self.kind])
+        if self.splits:
+            head = _encode_splits(self.splits) + head
         if self.kind == RAW:
             return head + varint(self.out_len)
         if self.kind in (REF, PATCH):
@@ -176,14 +208,61 @@ class Segment:
         return body
 
 
+def _encode_splits(splits: tuple[Split, ...]) -> bytes:
+    out = [bytes([SPLITS]), varint(len(splits))]
+    last = (0, 0)
+    for point in splits:
+        out += [varint(point[0] - last[0]), varint(point[1] - last[1])]
+        last = point
+    return b"".join(out)
+
+
+def _parse_splits(table: bytes | memoryview, pos: int) -> tuple[tuple[Split, ...], int]:
+    count, pos = read_varint(table, pos)
+    if count > len(table):
+        raise IntegrityError("archive delta: malformed split points")
+    points: list[Split] = []
+    contents = compressed = 0
+    for _ in range(count):
+        step, pos = read_varint(table, pos)
+        compressed_step, pos = read_varint(table, pos)
+        if not step or not compressed_step or step > SPLIT_MAX:
+            raise IntegrityError("archive delta: malformed split points")
+        contents, compressed = contents + step, compressed + compressed_step
+        points.append((contents, compressed))
+    return tuple(points), pos
+
+
+def _with_splits(seg: Segment, splits: tuple[Split, ...]) -> Segment:
+    if not splits:
+        return seg
+    last_contents, last_compressed = splits[-1]
+    if (
+        seg.kind not in (DEFLATE, DEFLATE_NESTED)
+        or not splittable((seg.level, seg.mem_level))
+        or seg.contents_len - last_contents > SPLIT_MAX
+        or last_contents + SPLIT_LOOKAHEAD > seg.contents_len
+        or last_compressed >= seg.out_len
+    ):
+        raise IntegrityError("archive delta: split points that fit no member")
+    return replace(seg, splits=splits)
+
+
 def parse_table(table: bytes | memoryview) -> list[Segment]:
     segments: list[Segment] = []
     pos = 0
     cursor = 0
+    splits: tuple[Split, ...] = ()
     while pos < len(table):
         kind = table[pos]
         pos += 1
-        if kind == RAW:
+        if splits and kind not in (DEFLATE, DEFLATE_NESTED):
+            raise IntegrityError("archive delta: split points that fit no member")
+        if kind == SPLITS and not splits:
+            splits, pos = _parse_splits(table, pos)
+            if not splits:
+                raise IntegrityError("archive delta: malformed split points")
+        elif kind == RAW:
             n, pos = read_varint(table, pos)
             segments.append(Segment(RAW, n, n))
         elif kind in (REF, PATCH):
@@ -223,9 +302,13 @@ def parse_table(table: bytes | memoryview) -> list[Segment]:
             level, mem_level = params & 0x0F, params >> 4
             if not _valid_params(level, mem_level):
                 raise IntegrityError("archive delta: invalid deflate parameters")
-            segments.append(Segment(kind, clen, plen, 0, level, mem_level, crc, inner))
+            seg = Segment(kind, clen, plen, 0, level, mem_level, crc, inner)
+            segments.append(_with_splits(seg, splits))
+            splits = ()
         else:
             raise IntegrityError(f"archive delta: unknown segment kind {kind}")
+    if splits:
+        raise IntegrityError("archive delta: split points that fit no member")
     return segments
 
 
@@ -235,6 +318,90 @@ def _valid_params(level: int, mem_level: int) -> bool:
     if mem_level == GNU_GZIP:
         return 1 <= level <= 9
     return level <= 9 and mem_level <= 9
+
+
+def splittable(params: Params) -> bool:
+    """Whether members deflated so may get split points: zlib's lazy-matching levels, whose
+    deflate resumed at a block boundary with the window preset mostly continues it exactly."""
+    level, mem_level = params
+    return 4 <= level <= 9 and 1 <= mem_level <= 9
+
+
+def _chunk_input(points: Sequence[Split], index: int, size: int) -> tuple[int, int, int]:
+    """Chunk ``index`` of a member of ``size`` bytes of contents split at ``points`` (its first
+    is (0, 0)): the contents its deflate reads (start, stop) and where among them it begins."""
+    begin = points[index][0]
+    start = max(0, begin - _WINDOW)
+    last = index + 1 == len(points)
+    stop = size if last else min(size, points[index + 1][0] + SPLIT_LOOKAHEAD)
+    return start, stop, begin - start
+
+
+def _chunk_out(points: Sequence[Split], index: int, out_len: int) -> int:
+    """The bytes chunk ``index`` deflates to."""
+    end = out_len if index + 1 == len(points) else points[index + 1][1]
+    return end - points[index][1]
+
+
+def _split_points(contents_len: int, compressed: memoryview) -> list[Split]:
+    """Candidate split points: the first byte-aligned block end past every ``SPLIT_CHUNK``."""
+    points: list[Split] = [(0, 0)]
+    for point in deflate_block_ends(compressed):
+        if point[0] >= points[-1][0] + SPLIT_CHUNK and point[0] + SPLIT_LOOKAHEAD <= contents_len:
+            points.append(point)
+    return points
+
+
+def _split_match(
+    contents: bytes | memoryview, compressed: memoryview, params: Params, points: list[Split]
+) -> tuple[Split, ...] | None:
+    """Whether zlib with ``params`` reproduces the member, found chunk by chunk on every core:
+    its split points ((): it does, unsplit), or None.  A chunk that does not reproduce when
+    resumed at its point (zlib's lazy-match state is not all in its window) is joined to the one
+    before, and that is tried again; one that does not reproduce from the start is a miss."""
+    level, mem_level = params
+    size, out_len = len(contents), len(compressed)
+    verified: dict[tuple[Split, int], bool] = {}
+
+    def verify(index: int) -> bool:
+        start, stop, begin = _chunk_input(points, index, size)
+        made = _chunk_out(points, index, out_len)
+        at = points[index][1]
+        return (
+            deflate_resume(
+                contents[start:stop],
+                begin,
+                level,
+                mem_level,
+                made,
+                finish=index + 1 == len(points),
+                expect=compressed[at : at + made],
+            )
+            is not None
+        )
+
+    # The first chunk alone first: a wrong setting fails there, within a block or two, as a
+    # plain trial would, instead of in every chunk at once.
+    if not verify(0):
+        return None
+    verified[(points[0], _chunk_out(points, 0, out_len))] = True
+    while True:
+        keys = [(points[i], _chunk_out(points, i, out_len)) for i in range(len(points))]
+        todo = [i for i, key in enumerate(keys) if key not in verified]
+        for index, ok in zip(todo, split_pool().map(verify, todo), strict=True):
+            verified[keys[index]] = ok
+        if not verified[keys[0]]:
+            return None
+        failed = [i for i, key in enumerate(keys) if not verified[key]]
+        if not failed:
+            break
+        points = [point for i, point in enumerate(points) if i not in failed]
+    bounds = [p[0] for p in points] + [size]
+    if len(points) > 1 and any(b - a > SPLIT_MAX for a, b in itertools.pairwise(bounds)):
+        # A reader would hold too much of it at once: rebuilt in one stream, which is not what
+        # the chunks proved.
+        return () if deflate_matches(contents, compressed, level, mem_level) else None
+    return tuple(points[1:])
 
 
 def _looks_like_archive(data: bytes | memoryview) -> bool:
@@ -527,6 +694,8 @@ class _Found:
     #: a deflated member of the reference, by these very bytes: a ``KNOWN`` segment (never
     #: inflated, so ``contents`` is None)
     known: bool = False
+    #: where the deflate that reproduces it resumes (with ``params``)
+    splits: tuple[Split, ...] = ()
 
 
 @dataclass
@@ -563,11 +732,12 @@ def _discover(
     if contents is None:
         return _Found(None, crc, None, None)
     tried = [] if reproduced is not None else list(producer.trials(len(contents), hint))
-    params = producer.first_match(tried, contents, data) if tried else None
+    match = producer.first_match(tried, contents, data) if tried else None
+    params, splits = match if match is not None else (None, ())
     inner = None
     if reproduced is not None or params is not None:
         inner = _discover_inner(memoryview(contents), depth, producers, known, refer)
-    return _Found(contents, crc, params, inner, tried)
+    return _Found(contents, crc, params, inner, tried, splits=splits)
 
 
 def _discover_inner(
@@ -662,7 +832,9 @@ class Expander:
         self.known: KnownDeflates = reference.known if reference is not None else {}
         #: whether members ``known`` holds become ``KNOWN`` segments
         self.refers = reference is not None and version >= _KNOWN_FROM
-        self.producers = Producers(_PARAMS[version], _LARGE_RETRIES[version])
+        self.producers = Producers(
+            _PARAMS[version], _LARGE_RETRIES[version], split=version >= _SPLITS_FROM
+        )
         self._budget = SOURCE_LIMIT
         self.stats = ExpandStats()
         self._learn = learn
@@ -772,18 +944,20 @@ class Expander:
         if contents is not None and len(contents) > self._budget:
             contents = None
         params = None
+        splits: tuple[Split, ...] = ()
         if contents is not None:
             params = _known_params(self.known, data, found.crc)
             if params is None and found.params is not None:
-                params = producer.worked(found.params)
+                params, splits = producer.worked(found.params), found.splits
             elif params is None:
                 trials = producer.trials(len(contents), span.hint)
                 if trials == found.tried:
                     producer.missed(len(contents))
                 else:  # the job's copy of the producer knew less than this one
-                    params = producer.first_match(trials, contents, data)
-                    if params is not None:
-                        found = _Found(contents, found.crc, params, None)
+                    match = producer.first_match(trials, contents, data)
+                    if match is not None:
+                        params, splits = match
+                        found = _Found(contents, found.crc, params, None, splits=splits)
         if contents is None or params is None:
             self.stats.not_reproduced += depth == 0
             doc.raw(data)
@@ -799,7 +973,15 @@ class Expander:
         if inner is None:
             doc.segments.append(
                 Segment(
-                    DEFLATE, len(data), len(contents), 0, level, mem_level, found.crc, len(contents)
+                    DEFLATE,
+                    len(data),
+                    len(contents),
+                    0,
+                    level,
+                    mem_level,
+                    found.crc,
+                    len(contents),
+                    splits=splits,
                 )
             )
             doc.payload.append(contents)
@@ -815,6 +997,7 @@ class Expander:
                     mem_level,
                     found.crc,
                     len(contents),
+                    splits=splits,
                 )
             )
             doc.payload.append(body)
@@ -850,15 +1033,17 @@ class _Producer:
     another deflater: the rest are not tried at all.
     """
 
-    def __init__(self, order: Sequence[Params], large_retries: int) -> None:
+    def __init__(self, order: Sequence[Params], large_retries: int, split: bool) -> None:
         self._order: list[Params] = list(order)
         self._worked: list[Params] = []
         self._misses = 0
         self._large_retries = large_retries
         self._large_misses = 0
+        #: whether large members get split points
+        self._split = split
 
     def copy(self) -> _Producer:
-        twin = _Producer(self._order, self._large_retries)
+        twin = _Producer(self._order, self._large_retries, self._split)
         twin._worked, twin._misses, twin._large_misses = (
             list(self._worked),
             self._misses,
@@ -883,10 +1068,18 @@ class _Producer:
 
     def first_match(
         self, trials: list[Params], contents: bytes, compressed: memoryview
-    ) -> Params | None:
+    ) -> tuple[Params, tuple[Split, ...]] | None:
+        """The first setting that reproduces the member, and its split points."""
+        points: list[Split] | None = None  # found once, for every setting tried
         for params in trials:
-            if deflate_matches(contents, compressed, params[0], params[1]):
-                return self.worked(params)
+            if self._split and len(contents) >= SPLIT_MIN and splittable(params):
+                if points is None:
+                    points = _split_points(len(contents), compressed)
+                splits = _split_match(contents, compressed, params, points)
+            else:
+                splits = () if deflate_matches(contents, compressed, *params) else None
+            if splits is not None:
+                return self.worked(params), splits
         self.missed(len(contents))
         return None
 
@@ -905,19 +1098,21 @@ class Producers:
     """The producers of one expansion, by container (depth, gzip or zip), all starting from the
     settings order of its stream version."""
 
-    def __init__(self, order: Sequence[Params], large_retries: int) -> None:
+    def __init__(self, order: Sequence[Params], large_retries: int, split: bool) -> None:
         self._order = order
         self._large_retries = large_retries
+        self._split = split
         self._by_container: dict[tuple[int, bool], _Producer] = {}
 
     def of(self, depth: int, gzip: bool) -> _Producer:
         found = self._by_container.get((depth, gzip))
         if found is None:
-            found = self._by_container[(depth, gzip)] = _Producer(self._order, self._large_retries)
+            found = _Producer(self._order, self._large_retries, self._split)
+            self._by_container[(depth, gzip)] = found
         return found
 
     def copy(self) -> Producers:
-        twin = Producers(self._order, self._large_retries)
+        twin = Producers(self._order, self._large_retries, self._split)
         twin._by_container = {key: p.copy() for key, p in self._by_container.items()}
         return twin
 
@@ -946,6 +1141,7 @@ def parse_head(head: bytes) -> Head:
 
 WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
+_SPLIT_POOL: ThreadPoolExecutor | None = None
 
 
 def worker_pool() -> ThreadPoolExecutor:
@@ -955,6 +1151,88 @@ def worker_pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dg-worker")
     return _POOL
+
+
+def split_pool() -> ThreadPoolExecutor:
+    """The chunks of split members, apart from :func:`worker_pool` because jobs there wait for
+    them (chunks wait for nothing)."""
+    global _SPLIT_POOL
+    if _SPLIT_POOL is None:
+        _SPLIT_POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dg-split")
+    return _SPLIT_POOL
+
+
+def _deflate_chunk(
+    seg: Segment, points: Sequence[Split], index: int, data: bytes | memoryview, base: int
+) -> bytes | None:
+    """Chunk ``index`` of a split member, from its contents ``data`` (which start at contents
+    offset ``base`` and hold what the chunk reads)."""
+    start, stop, begin = _chunk_input(points, index, seg.contents_len)
+    return deflate_resume(
+        data[start - base : stop - base],
+        begin,
+        seg.level,
+        seg.mem_level,
+        _chunk_out(points, index, seg.out_len),
+        finish=index + 1 == len(points),
+    )
+
+
+def _deflate_split(seg: Segment, contents: bytes | memoryview, what: str) -> bytes:
+    points = [(0, 0), *seg.splits]
+    if len(contents) != seg.contents_len:
+        return _check_member(seg, b"", what)
+    chunks = list(
+        split_pool().map(lambda i: _deflate_chunk(seg, points, i, contents, 0), range(len(points)))
+    )
+    made = [chunk for chunk in chunks if chunk is not None]
+    return _check_member(seg, b"".join(made) if len(made) == len(chunks) else b"", what)
+
+
+class _SplitDeflater:
+    """A large split member's deflate, fed its contents as they come: each chunk goes to the
+    split pool once its contents (and lookahead) are in, a few at once, and comes out in order."""
+
+    def __init__(self, seg: Segment, what: str) -> None:
+        self._seg, self._what = seg, what
+        self._points: list[Split] = [(0, 0), *seg.splits]
+        self._held = bytearray()  # the contents from offset _base on
+        self._base = 0
+        self._next = 0  # the next chunk to submit
+        self._jobs: deque[Future[bytes | None]] = deque()
+
+    def compress(self, data: Piece, *, finish: bool = False) -> bytes:
+        self._held += data
+        out = []
+        while self._next < len(self._points):
+            start, stop, _ = _chunk_input(self._points, self._next, self._seg.contents_len)
+            if self._base + len(self._held) < stop and not finish:
+                break
+            while len(self._jobs) >= WORKERS:
+                out.append(self._take())
+            chunk = bytes(self._held[start - self._base : stop - self._base])
+            job = split_pool().submit(
+                _deflate_chunk, self._seg, self._points, self._next, chunk, start
+            )
+            self._jobs.append(job)
+            self._next += 1
+            keep = (
+                _chunk_input(self._points, self._next, self._seg.contents_len)[0]
+                if self._next < len(self._points)
+                else self._base + len(self._held)
+            )
+            del self._held[: keep - self._base]
+            self._base = keep
+        while self._jobs and (finish or self._jobs[0].done()):
+            out.append(self._take())
+        return b"".join(out)
+
+    def _take(self) -> bytes:
+        made = self._jobs.popleft().result()
+        if made is None:
+            _check_member(self._seg, b"", self._what)
+        assert made is not None
+        return made
 
 
 def _check_member(seg: Segment, out: bytes, what: str) -> bytes:
@@ -974,6 +1252,8 @@ def _deflate_member(
     found = _known_member(known, seg)
     if found is not None and found.contents_digest == span_digest(contents):
         return bytes(found.compressed)
+    if seg.splits:
+        return _deflate_split(seg, contents, what)
     return _check_member(seg, deflate_raw(contents, seg.level, seg.mem_level), what)
 
 
@@ -1030,7 +1310,7 @@ class Rebuilder:
         self._left = 0  # payload bytes the current segment still takes
         # A large DEFLATE member is rebuilt as it arrives: deflated in a stream, or, when it is a
         # known member, its contents hashed to be replaced by the known bytes at its end.
-        self._stream: Deflater | None = None
+        self._stream: Deflater | _SplitDeflater | None = None
         self._stream_out = 0
         self._stream_crc = 0
         self._stream_known: KnownDeflate | None = None
@@ -1138,7 +1418,11 @@ class Rebuilder:
                 if self._stream_known is not None:
                     self._stream_digest = hashlib.sha256()
                 else:
-                    self._stream = Deflater(seg.level, seg.mem_level)
+                    self._stream = (
+                        _SplitDeflater(seg, self._what)
+                        if seg.splits
+                        else Deflater(seg.level, seg.mem_level)
+                    )
                     self._stream_out = 0
                     self._stream_crc = 0
             if self._left == 0:

@@ -672,7 +672,7 @@ def test_large_members_only_another_deflater_reproduces_expand_from_version_3(
 
 def test_a_producer_tries_large_members_with_every_setting_only_a_few_times() -> None:
     params = document._PARAMS[3]
-    producer = document._Producer(params, 2)
+    producer = document._Producer(params, 2, split=False)
     large = document._CHEAP_TRIAL + 1
     producer.worked((6, 8))
     assert producer.trials(large, None) == list(params)

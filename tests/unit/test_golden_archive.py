@@ -14,7 +14,7 @@ import pytest
 from deltaglider_async._engine.cache import MemoryEntry
 from deltaglider_async._engine.codec import CodecRunner
 from deltaglider_async._formats._document import SAME_FORM, STREAM_VERSIONS, reference_form
-from deltaglider_async._formats.archive import ARCHIVE, decode_reference_sync
+from deltaglider_async._formats.archive import ARCHIVE, _split, decode_reference_sync
 
 from .golden import DATA
 
@@ -30,6 +30,7 @@ GOLDEN = {
             3: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
             4: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
             5: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
+            6: "b0b37fb97470823e898994fa566466dc954636a0972f53627037a6c8bedf20ab",
         },
     ),
     "tgz": (
@@ -41,6 +42,7 @@ GOLDEN = {
             3: "effe02d2347324e4f353038842f711f95c3752f72f3fdd6dd1bc6a2b60d6c6a4",
             4: "923665a0e47282e70141f42177ed41ca2d55949a0e04b75064972b09fbac911c",
             5: "923665a0e47282e70141f42177ed41ca2d55949a0e04b75064972b09fbac911c",
+            6: "923665a0e47282e70141f42177ed41ca2d55949a0e04b75064972b09fbac911c",
         },
     ),
     "gzdata": (
@@ -52,6 +54,7 @@ GOLDEN = {
             3: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
             4: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
             5: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
+            6: "bc95bc3a9cb0b4c582e94f1f6c5faf137d992b74d555af943637c82db3c33848",
         },
     ),
     "paxtgz": (
@@ -63,6 +66,19 @@ GOLDEN = {
             3: "c7a36cd5c1e6563cd4edaa91fee9ad915ec6c5b77afa184887ffef70c9f271ce",
             4: "70a30da80ae6c236129519763c57cf9077e55e845a82fdfa2bf07e57559039d0",
             5: "70a30da80ae6c236129519763c57cf9077e55e845a82fdfa2bf07e57559039d0",
+            6: "70a30da80ae6c236129519763c57cf9077e55e845a82fdfa2bf07e57559039d0",
+        },
+    ),
+    "pytgz": (
+        "a7d6b3ab1e335780569533894764788765b524a4513ac5d8ec8f92378a8ed9a4",
+        "136ed599dd9ab082a23fb8f300f0c8d52d10dcca75985b9d6947e41b0f586c32",
+        {
+            1: "2d90ef124ff157159f5d41b4fa39e021c43f1fef4287671aa93f4e1ba2af42ed",
+            2: "2d90ef124ff157159f5d41b4fa39e021c43f1fef4287671aa93f4e1ba2af42ed",
+            3: "2d90ef124ff157159f5d41b4fa39e021c43f1fef4287671aa93f4e1ba2af42ed",
+            4: "69c77c2d3f4e5a5c31b98db8cccb0605987840102d78a9a5d56dd383043d3ccc",
+            5: "69c77c2d3f4e5a5c31b98db8cccb0605987840102d78a9a5d56dd383043d3ccc",
+            6: "69c77c2d3f4e5a5c31b98db8cccb0605987840102d78a9a5d56dd383043d3ccc",
         },
     ),
 }
@@ -97,3 +113,9 @@ async def test_stored_deltas_still_decode(kind: str, version: int) -> None:
     reference = MemoryEntry(GOLDEN[kind][0], len(raw), raw)
     out = [p async for p in ARCHIVE.decode(CodecRunner(1), reference, chunks(), None, kind)]
     assert hashlib.sha256(b"".join(out)).hexdigest() == GOLDEN[kind][1]
+
+
+def test_the_golden_python_tarball_decodes_split_from_version_6() -> None:
+    for version in STREAM_VERSIONS:
+        head, _ = _split((DATA / f"golden-pytgz-delta-v{version}.bin").read_bytes(), "pytgz")
+        assert any(s.splits for s in head.segments) == (version >= 6)

@@ -1,0 +1,155 @@
+"""Split points (stream version 6): a large zlib member's deflate resumes at byte-aligned block
+boundaries, so that several cores rebuild it, chunk by chunk, to the very bytes; anything that
+does not resume exactly is joined to the chunk before it or kept unsplit, never stored wrong."""
+
+from __future__ import annotations
+
+import binascii
+import itertools
+from pathlib import Path
+
+import pytest
+
+import xdelta_ffi
+from deltaglider_async._exceptions import IntegrityError
+from deltaglider_async._formats import _document as document
+from deltaglider_async._formats._document import (
+    DEFLATE,
+    RAW,
+    Rebuilder,
+    Segment,
+    parse_table,
+    reference_form,
+)
+from deltaglider_async._formats.archive import _encode_sync, _split
+
+from .golden import golden_python_tarball
+from .test_archive_format import PLAN, roundtrip
+
+
+@pytest.fixture(scope="module")
+def tar() -> bytes:
+    """4 MiB of tar, several deflate blocks apart from each other."""
+    return xdelta_ffi.inflate_raw(golden_python_tarball(1)[10:])[0]
+
+
+def _segment(
+    data: bytes, compressed: bytes, level: int, splits: tuple[document.Split, ...]
+) -> Segment:
+    crc = binascii.crc32(compressed)
+    return Segment(DEFLATE, len(compressed), len(data), 0, level, 8, crc, len(data), splits=splits)
+
+
+def _match(data: bytes, compressed: bytes, level: int) -> tuple[document.Split, ...] | None:
+    view = memoryview(compressed)
+    return document._split_match(data, view, (level, 8), document._split_points(len(data), view))
+
+
+@pytest.mark.parametrize("level", [4, 6, 9])
+def test_zlib_members_rebuild_chunk_by_chunk_however_they_are_fed(tar: bytes, level: int) -> None:
+    compressed = xdelta_ffi.deflate_raw(tar, level)
+    splits = _match(tar, compressed, level)
+    assert splits is not None and len(splits) >= 2
+    assert all(b[0] - a[0] >= document.SPLIT_CHUNK for a, b in itertools.pairwise(splits))
+    seg = _segment(tar, compressed, level, splits)
+    assert document._deflate_split(seg, tar, "t") == compressed
+    for piece in (1_000, 300_000, len(tar)):
+        deflater = document._SplitDeflater(seg, "t")
+        out = [deflater.compress(tar[i : i + piece]) for i in range(0, len(tar), piece)]
+        assert b"".join(out) + deflater.compress(b"", finish=True) == compressed
+
+
+def test_other_settings_do_not_match_when_split(tar: bytes) -> None:
+    compressed = xdelta_ffi.deflate_raw(tar, 9)
+    assert _match(tar, compressed, 6) is None
+    assert not document.splittable((1, 8))  # deflate_fast does not hash every position
+    assert not document.splittable((9, xdelta_ffi.GNU_GZIP))
+
+
+def test_a_point_that_does_not_resume_is_dropped(
+    tar: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compressed = xdelta_ffi.deflate_raw(tar, 9)
+    points = document._split_points(len(tar), memoryview(compressed))
+    assert len(points) >= 3
+    bad = points[1][0]
+    resume = xdelta_ffi.deflate_resume
+
+    def flaky(contents: memoryview, begin: int, *args: object, **kw: object) -> bytes | None:
+        at = bad - document._WINDOW
+        if begin == document._WINDOW and bytes(contents[:64]) == tar[at : at + 64]:
+            return None  # as if zlib's lazy-match state at ``bad`` were not all in its window
+        return resume(contents, begin, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(document, "deflate_resume", flaky)
+    splits = _match(tar, compressed, 9)
+    assert splits is not None and bad not in [p[0] for p in splits]
+    assert splits == tuple(p for p in points[1:] if p[0] != bad)
+    monkeypatch.undo()
+    assert document._deflate_split(_segment(tar, compressed, 9, splits), tar, "t") == compressed
+
+
+def test_wrong_split_points_fail_loudly(tar: bytes) -> None:
+    compressed = xdelta_ffi.deflate_raw(tar, 9)
+    splits = _match(tar, compressed, 9)
+    assert splits
+    (contents, at), *rest = splits
+    for wrong in [((contents, at + 1), *rest), ((contents + 1, at), *rest)]:
+        with pytest.raises(IntegrityError, match="does not rebuild byte-exact"):
+            document._deflate_split(_segment(tar, compressed, 9, tuple(wrong)), tar, "t")
+
+
+def test_the_table_carries_split_points_and_refuses_misplaced_ones(tar: bytes) -> None:
+    compressed = xdelta_ffi.deflate_raw(tar, 9)
+    splits = _match(tar, compressed, 9)
+    assert splits
+    seg = _segment(tar, compressed, 9, splits)
+    raw = Segment(RAW, 5, 5)
+    assert parse_table(raw.encode(0) + seg.encode(0)) == [raw, seg]
+    entry = seg.encode(0)
+    points = document._encode_splits(splits)
+    assert entry.startswith(points)
+    for table in (
+        points + raw.encode(0),  # before a RAW
+        raw.encode(0) + points,  # at the end
+        points + points + entry[len(points) :],  # twice
+        bytes([document.SPLITS, 0]) + entry[len(points) :],  # none
+    ):
+        with pytest.raises(IntegrityError, match="split points"):
+            parse_table(table)
+    gnu = Segment(DEFLATE, len(compressed), len(tar), 0, 9, xdelta_ffi.GNU_GZIP, 0, len(tar))
+    with pytest.raises(IntegrityError, match="split points"):
+        parse_table(points + gnu.encode(0))
+
+
+def test_python_tarballs_are_stored_split_and_rebuild_as_a_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = golden_python_tarball(1), golden_python_tarball(2)
+    assert roundtrip(old, new, tmp_path) == "archive"
+    form = reference_form(old)
+    src, out = tmp_path / "target", tmp_path / "delta"
+    src.write_bytes(new)
+    assert _encode_sync(form, src, out, None, PLAN).result is not None
+    head, body = _split(out.read_bytes(), "t")
+    [tar_member] = [s for s in head.segments if s.kind == document.DEFLATE_NESTED]
+    assert len(tar_member.splits) >= 2
+    decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
+    expanded = b"".join(bytes(p) for p in [*decoder.stream(body), *decoder.finish_stream()])
+    monkeypatch.setattr(document, "STREAM_MEMBER", 1 << 20)  # the tar's document is streamed
+    for piece in (4_096, 1 << 20, len(expanded)):
+        rebuilder = Rebuilder(form.raw, "t", head.segments, known=form.known)
+        rebuilt = b"".join(
+            bytes(p)
+            for start in range(0, len(expanded), piece)
+            for p in rebuilder.feed(expanded[start : start + piece])
+        )
+        rebuilder.finish()
+        assert rebuilt == new
+
+
+def test_version_5_writes_no_split_points() -> None:
+    old, new = golden_python_tarball(1), golden_python_tarball(2)
+    form = reference_form(old, version=5)
+    head, _ = document.Expander(form, version=5).expand(new)
+    assert not any(s.splits for s in document.parse_head(head).segments)
