@@ -201,6 +201,7 @@ long dg_deflate_block_ends(const uint8_t *in, size_t in_len, size_t *contents_at
                            size_t *compressed_at, size_t cap);
 int dg_deflate_resume(int level, int mem_level, const uint8_t *in, size_t dict_len, size_t in_len,
                       int finish, uint8_t *out, size_t out_len, const uint8_t *expect);
+void dg_block_sums(const uint8_t *data, size_t count, uint32_t *sums);
 
 typedef struct dg_gz dg_gz;
 dg_gz *dg_gz_new(int level);

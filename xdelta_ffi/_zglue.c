@@ -187,3 +187,13 @@ int dg_deflate_resume(int level, int mem_level, const uint8_t *in, size_t dict_l
   deflateEnd(&s);
   return result;
 }
+
+/* The byte sum of each of count 512-byte blocks (tar header checksums). */
+void dg_block_sums(const uint8_t *data, size_t count, uint32_t *sums) {
+  size_t i, j;
+  for (i = 0; i < count; i++) {
+    uint32_t total = 0;
+    for (j = 0; j < 512; j++) total += data[i * 512 + j];
+    sums[i] = total;
+  }
+}

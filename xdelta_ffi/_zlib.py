@@ -300,3 +300,15 @@ def deflate_resume(
     if rc < 0:
         raise ZlibError(f"deflate refuses level={level} mem_level={mem_level}")
     return bytes(out) if rc else None
+
+
+def block_sums(data: Buffer) -> list[int]:
+    """The byte sum of each 512-byte block of ``data`` (a whole number of them)."""
+    src = memoryview(data).cast("B")
+    count = src.nbytes // 512
+    if count * 512 != src.nbytes:
+        raise ValueError("not a whole number of 512-byte blocks")
+    sums = ffi.new("uint32_t[]", max(1, count))
+    if count:
+        lib.dg_block_sums(ffi.from_buffer(src), count, sums)
+    return list(ffi.unpack(sums, count))

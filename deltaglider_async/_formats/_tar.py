@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from xdelta_ffi import block_sums
+
 from .._exceptions import IntegrityError
 
 BLOCK: Final = 512
@@ -49,11 +51,11 @@ def _transpose(records: bytes, count: int) -> bytes:
     return b"".join(records[i::BLOCK] for i in range(BLOCK)) if count else b""
 
 
-def _untranspose(columns: bytes | bytearray | memoryview, count: int) -> bytes:
+def _untranspose(columns: bytes | bytearray | memoryview, count: int) -> bytearray:
     records = bytearray(BLOCK * count)
     for i in range(BLOCK):
         records[i::BLOCK] = columns[i * count : (i + 1) * count]
-    return bytes(records)
+    return records
 
 
 def tar_split(data: bytes | memoryview) -> tuple[int, list[bytes | memoryview]] | None:
@@ -92,9 +94,28 @@ class TarJoiner:
         self._count = count
         self._what = what
         self._columns = bytearray()
-        self._records: bytes | None = None
+        self._records: memoryview | None = None
         self._index = 0  # the next record to emit
+        self._sizes: dict[int, int | None] = {}  # of the headers, by record
         self._body_due = 0  # body bytes the member being emitted still takes
+
+    def _headers(self, records: bytearray) -> memoryview:
+        """The records with every header's checksum written back (an extended header's data
+        blocks are not headers: their bytes stay as they are), and each header's size noted."""
+        view = memoryview(records)
+        sums = block_sums(records)
+        blank = sum(_BLANK)
+        index = 0
+        while index < self._count:
+            at = index * BLOCK
+            total = sums[index] - sum(view[at + 148 : at + 156]) + blank
+            view[at + 148 : at + 156] = b"%06o\0 " % total
+            size = _size(view[at + 124 : at + 136])
+            self._sizes[index] = size
+            index += 1
+            if size is not None and records[at + 156] in _EXTENDED:
+                index += -(-size // BLOCK)
+        return view.toreadonly()
 
     def feed(self, piece: bytes | memoryview) -> list[bytes | memoryview]:
         view = memoryview(piece).cast("B")
@@ -105,7 +126,7 @@ class TarJoiner:
             view = view[take:]
             if len(self._columns) < BLOCK * self._count:
                 return out
-            self._records = _untranspose(self._columns, self._count)
+            self._records = self._headers(_untranspose(self._columns, self._count))
             self._columns = bytearray()
             self._emit_records(out)
         while len(view):  # a member's body, or (every record emitted) the tail
@@ -119,25 +140,27 @@ class TarJoiner:
         return out
 
     def _emit_records(self, out: list[bytes | memoryview]) -> None:
-        """Headers (and extended headers' data) up to the next member whose body is due."""
-        assert self._records is not None
+        """Headers (and extended headers' data) up to the next member whose body is due: runs of
+        consecutive records go out as one slice of the records, whose checksums were written
+        back when they were untransposed."""
+        records = self._records
+        assert records is not None
+        first = self._index
         while self._index < self._count and self._body_due == 0:
             at = self._index * BLOCK
-            header = bytearray(self._records[at : at + BLOCK])
-            header[_CHKSUM] = _checksum_field(header)
-            out.append(bytes(header))
+            size = self._sizes.get(self._index)
             self._index += 1
-            size = _size(header[124:136])
             if size is None:
                 raise IntegrityError(f"{self._what}: archive delta: a tar header has no size")
             stored = -(-size // BLOCK) * BLOCK
-            if header[156] in _EXTENDED:
+            if records[at + 156] in _EXTENDED:
                 if self._index + stored // BLOCK > self._count:
                     raise IntegrityError(f"{self._what}: archive delta: a tar segment is truncated")
-                out.append(self._records[self._index * BLOCK : self._index * BLOCK + stored])
                 self._index += stored // BLOCK
             else:
                 self._body_due = stored
+        if self._index > first:
+            out.append(records[first * BLOCK : self._index * BLOCK])
 
     def finish(self) -> None:
         if self._records is None or self._index < self._count or self._body_due:
