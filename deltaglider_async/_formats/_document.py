@@ -369,7 +369,7 @@ def _split_match(
         at = points[index][1]
         return (
             deflate_resume(
-                contents[start:stop],
+                memoryview(contents)[start:stop],
                 begin,
                 level,
                 mem_level,
@@ -1169,7 +1169,7 @@ def _deflate_chunk(
     offset ``base`` and hold what the chunk reads)."""
     start, stop, begin = _chunk_input(points, index, seg.contents_len)
     return deflate_resume(
-        data[start - base : stop - base],
+        memoryview(data)[start - base : stop - base],
         begin,
         seg.level,
         seg.mem_level,
@@ -1191,7 +1191,9 @@ def _deflate_split(seg: Segment, contents: bytes | memoryview, what: str) -> byt
 
 class _SplitDeflater:
     """A large split member's deflate, fed its contents as they come: each chunk goes to the
-    split pool once its contents (and lookahead) are in, a few at once, and comes out in order."""
+    split pool once its contents (and lookahead) are in, and comes out in order.  At most one
+    chunk per worker, and 16 MiB of their contents, are in flight, besides the chunk being
+    collected (at most ``SPLIT_MAX`` and the lookahead)."""
 
     def __init__(self, seg: Segment, what: str) -> None:
         self._seg, self._what = seg, what
@@ -1199,7 +1201,8 @@ class _SplitDeflater:
         self._held = bytearray()  # the contents from offset _base on
         self._base = 0
         self._next = 0  # the next chunk to submit
-        self._jobs: deque[Future[bytes | None]] = deque()
+        self._jobs: deque[tuple[Future[bytes | None], int]] = deque()
+        self._in_flight = 0  # contents bytes the jobs hold
 
     def compress(self, data: Piece, *, finish: bool = False) -> bytes:
         self._held += data
@@ -1208,13 +1211,16 @@ class _SplitDeflater:
             start, stop, _ = _chunk_input(self._points, self._next, self._seg.contents_len)
             if self._base + len(self._held) < stop and not finish:
                 break
-            while len(self._jobs) >= WORKERS:
-                out.append(self._take())
             chunk = bytes(self._held[start - self._base : stop - self._base])
+            while self._jobs and (
+                len(self._jobs) >= WORKERS or self._in_flight + len(chunk) > 2 * SPLIT_MAX
+            ):
+                out.append(self._take())
             job = split_pool().submit(
                 _deflate_chunk, self._seg, self._points, self._next, chunk, start
             )
-            self._jobs.append(job)
+            self._jobs.append((job, len(chunk)))
+            self._in_flight += len(chunk)
             self._next += 1
             keep = (
                 _chunk_input(self._points, self._next, self._seg.contents_len)[0]
@@ -1223,12 +1229,14 @@ class _SplitDeflater:
             )
             del self._held[: keep - self._base]
             self._base = keep
-        while self._jobs and (finish or self._jobs[0].done()):
+        while self._jobs and (finish or self._jobs[0][0].done()):
             out.append(self._take())
         return b"".join(out)
 
     def _take(self) -> bytes:
-        made = self._jobs.popleft().result()
+        job, size = self._jobs.popleft()
+        self._in_flight -= size
+        made = job.result()
         if made is None:
             _check_member(self._seg, b"", self._what)
         assert made is not None
