@@ -41,6 +41,7 @@ from ._zlib import (
     deflate_raw,
     deflate_resume,
     inflate_raw,
+    resume_start,
 )
 
 #: Version of the bundled xdelta3 library.
@@ -77,5 +78,6 @@ __all__ = [
     "inflate_raw",
     "pooled_memory",
     "release_memory",
+    "resume_start",
     "set_pool_limit",
 ]

@@ -211,6 +211,8 @@ size_t dg_gz_take(dg_gz *g, uint8_t *out, size_t cap);
 size_t dg_gz_pending(const dg_gz *g);
 int dg_gzip_matches(int level, const uint8_t *in, size_t in_len, const uint8_t *expect,
                     size_t expect_len);
+int dg_gzip_resume(int level, const uint8_t *in, size_t begin, size_t in_len, int finish,
+                   uint8_t *out, size_t out_len, const uint8_t *expect);
 
 
 #define XD3_SEC_DJW ...

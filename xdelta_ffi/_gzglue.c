@@ -58,6 +58,7 @@ typedef struct dg_gz {
   size_t out_len, out_cap;
   const uint8_t *expect; /* when comparing: the bytes the output must be */
   size_t expect_len, compared;
+  int expect_prefix; /* ... or start with (output past them is not compared) */
   int failed; /* 1: differs from expect, 2: out of memory */
   uint16_t head[GZ_HASH_SIZE];
   uint16_t prev[GZ_WSIZE];
@@ -179,8 +180,10 @@ static void gz_emit(dg_gz *g) {
   deflate_state *s = g->s;
   size_t n = s->pending;
   if (g->failed == 0 && g->expect != NULL) {
-    if (g->compared + n > g->expect_len ||
-        memcmp(s->pending_buf, g->expect + g->compared, n) != 0)
+    size_t due = g->compared < g->expect_len ? g->expect_len - g->compared : 0;
+    size_t checked = n < due ? n : due;
+    if ((n > due && !g->expect_prefix) ||
+        memcmp(s->pending_buf, g->expect + g->compared, checked) != 0)
       g->failed = 1;
     g->compared += n;
   } else if (g->failed == 0) {
@@ -359,6 +362,54 @@ int dg_gzip_matches(int level, const uint8_t *in, size_t in_len, const uint8_t *
   g->expect_len = expect_len;
   dg_gz_feed(g, in, in_len, 1);
   result = g->failed == 2 ? -1 : (g->failed == 0 && g->done && g->compared == expect_len);
+  dg_gz_free(g);
+  return result;
+}
+
+/* GNU gzip's deflate (levels 4-9) resumed at a byte-aligned block boundary of its stream, as
+ * dg_deflate_resume does for zlib's.  gzip's window sits at a position its history fixes: it
+ * slides by 32 KiB whenever the match position passes 64 KiB - 262 of it, so at contents offset
+ * `at` it holds contents from 32 KiB * slides, slides = #{k >= 0 : 32 KiB * (k + 2) - 262 < at}
+ * (the caller passes in[] from there: `begin` = at - that); every string before `at` in it is
+ * hashed, in order, as gzip's lazy matcher hashes them all.  Output and result as for
+ * dg_deflate_resume (finish: the chunk ends the stream). */
+int dg_gzip_resume(int level, const uint8_t *in, size_t begin, size_t in_len, int finish,
+                   uint8_t *out, size_t out_len, const uint8_t *expect) {
+  dg_gz *g;
+  size_t filled, pos;
+  unsigned head_out;
+  int result = 0;
+  if (level < 4 || level > 9 || begin > in_len || begin > GZ_WINDOW - GZ_LOOKAHEAD) return -1;
+  g = dg_gz_new(level);
+  if (g == NULL) return -1;
+  filled = in_len < GZ_WINDOW ? in_len : GZ_WINDOW;
+  memcpy(g->window, in, filled);
+  g->strstart = (unsigned)begin;
+  g->lookahead = (unsigned)(filled - begin);
+  g->block_start = (long)begin;
+  g->started = 1;
+  g->ins_h = 0;
+  GZ_UPDATE_HASH(g->ins_h, g->window[0]);
+  GZ_UPDATE_HASH(g->ins_h, g->window[1]);
+  for (pos = 0; pos < begin; pos++) GZ_INSERT(g, pos, head_out);
+  (void)head_out;
+  g->need_fill = g->lookahead < GZ_LOOKAHEAD;
+  g->expect = expect;
+  g->expect_len = expect == NULL ? 0 : out_len;
+  g->expect_prefix = !finish;
+  if (dg_gz_feed(g, in + filled, in_len - filled, finish) == 0 && !finish) {
+    _tr_flush_bits(g->s); /* what the last block left in the bit buffer (it ended on a byte) */
+    gz_emit(g);
+  }
+  if (g->failed == 2) {
+    result = -1;
+  } else if (expect != NULL) {
+    result = g->failed == 0 && g->compared >= out_len && (!finish || (g->done && g->compared == out_len));
+    if (result) memcpy(out, expect, out_len);
+  } else if (g->out_len >= out_len && (!finish || (g->done && g->out_len == out_len))) {
+    memcpy(out, g->out, out_len);
+    result = 1;
+  }
   dg_gz_free(g);
   return result;
 }

@@ -263,6 +263,17 @@ def deflate_block_ends(data: Buffer) -> list[tuple[int, int]]:
     return [(contents_at[i], compressed_at[i]) for i in range(found)]
 
 
+def resume_start(offset: int, mem_level: int) -> int:
+    """Where the contents that a deflate resumed at block boundary ``offset`` reads begin
+    (:func:`deflate_resume`): 32 KiB before it for zlib's (its window); for GNU gzip's, where
+    gzip's window then began, which its history fixes (it slides by 32 KiB each time the match
+    position passes 64 KiB - 262 of it)."""
+    if mem_level != GNU_GZIP:
+        return max(0, offset - 32768)
+    threshold = 65536 - 262
+    return 0 if offset <= threshold else 32768 * ((offset - threshold - 1) // 32768 + 1)
+
+
 def deflate_resume(
     contents: Buffer,
     start: int,
@@ -273,11 +284,13 @@ def deflate_resume(
     finish: bool,
     expect: Buffer | None = None,
 ) -> bytes | None:
-    """The ``out_len`` bytes zlib's raw deflate emits for ``contents[start:]`` when resumed at
-    a byte-aligned block boundary ``start`` (``contents[:start]``, of which the last 32 KiB
-    count, came before): the whole rest of the stream with ``finish``, else up to the next
-    boundary, ``contents`` then reaching some way past it.  None when it makes other bytes
-    (or, given ``expect``, other than those)."""
+    """The ``out_len`` bytes raw deflate emits for ``contents[start:]`` when resumed at a
+    byte-aligned block boundary ``start`` of its stream: the whole rest of the stream with
+    ``finish``, else up to the next boundary (``contents`` then reaching some way past it).
+    ``contents`` begins at :func:`resume_start` of the boundary.  zlib's (levels 4-9) and GNU
+    gzip's (``mem_level=GNU_GZIP``, levels 4-9) lazy-matching deflates hash every position, so
+    resumed so they mostly continue the original exactly.  None when this makes other bytes (or,
+    given ``expect``, other than those)."""
     src = memoryview(contents).cast("B")
     out = bytearray(out_len)
     want = ffi.NULL
@@ -286,19 +299,25 @@ def deflate_resume(
         if exp.nbytes != out_len:
             return None
         want = ffi.from_buffer(exp)
-    rc = lib.dg_deflate_resume(
-        level,
-        mem_level,
-        ffi.from_buffer(src),
-        start,
-        src.nbytes,
-        int(finish),
-        ffi.from_buffer(out) if out_len else ffi.NULL,
-        out_len,
-        want,
-    )
+    made = ffi.from_buffer(out) if out_len else ffi.NULL
+    if mem_level == GNU_GZIP:
+        rc = lib.dg_gzip_resume(
+            level, ffi.from_buffer(src), start, src.nbytes, int(finish), made, out_len, want
+        )
+    else:
+        rc = lib.dg_deflate_resume(
+            level,
+            mem_level,
+            ffi.from_buffer(src),
+            start,
+            src.nbytes,
+            int(finish),
+            made,
+            out_len,
+            want,
+        )
     if rc < 0:
-        raise ZlibError(f"deflate refuses level={level} mem_level={mem_level}")
+        raise ZlibError(f"deflate cannot resume at level={level} mem_level={mem_level}")
     return bytes(out) if rc else None
 
 

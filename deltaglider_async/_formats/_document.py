@@ -43,6 +43,7 @@ from xdelta_ffi import (
     deflate_raw,
     deflate_resume,
     inflate_raw,
+    resume_start,
 )
 
 from .._exceptions import IntegrityError
@@ -132,10 +133,9 @@ SPLIT_MIN: Final = 2 << 20
 SPLIT_CHUNK: Final = 1 << 20
 #: ... and at most this much (a reader holds a few chunks at once)
 SPLIT_MAX: Final = 8 << 20
-#: contents a chunk's deflate reads past its end (part of the format: what writers verify with)
-SPLIT_LOOKAHEAD: Final = 4096
-#: the contents before a split point that its chunk's deflate is preset with (zlib's window)
-_WINDOW: Final = 32 << 10
+#: contents a chunk's deflate reads past its end (part of the format: what writers verify with;
+#: GNU gzip's deflate reads its input 32 KiB at a time)
+SPLIT_LOOKAHEAD: Final = 64 << 10
 
 
 def varint(value: int) -> bytes:
@@ -321,17 +321,20 @@ def _valid_params(level: int, mem_level: int) -> bool:
 
 
 def splittable(params: Params) -> bool:
-    """Whether members deflated so may get split points: zlib's lazy-matching levels, whose
-    deflate resumed at a block boundary with the window preset mostly continues it exactly."""
+    """Whether members deflated so may get split points: zlib's and GNU gzip's lazy-matching
+    levels, whose deflate resumed at a block boundary with the window preset mostly continues
+    it exactly."""
     level, mem_level = params
-    return 4 <= level <= 9 and 1 <= mem_level <= 9
+    return 4 <= level <= 9 and (1 <= mem_level <= 9 or mem_level == GNU_GZIP)
 
 
-def _chunk_input(points: Sequence[Split], index: int, size: int) -> tuple[int, int, int]:
+def _chunk_input(
+    points: Sequence[Split], index: int, size: int, mem_level: int
+) -> tuple[int, int, int]:
     """Chunk ``index`` of a member of ``size`` bytes of contents split at ``points`` (its first
     is (0, 0)): the contents its deflate reads (start, stop) and where among them it begins."""
     begin = points[index][0]
-    start = max(0, begin - _WINDOW)
+    start = resume_start(begin, mem_level)
     last = index + 1 == len(points)
     stop = size if last else min(size, points[index + 1][0] + SPLIT_LOOKAHEAD)
     return start, stop, begin - start
@@ -364,7 +367,7 @@ def _split_match(
     verified: dict[tuple[Split, int], bool] = {}
 
     def verify(index: int) -> bool:
-        start, stop, begin = _chunk_input(points, index, size)
+        start, stop, begin = _chunk_input(points, index, size, mem_level)
         made = _chunk_out(points, index, out_len)
         at = points[index][1]
         return (
@@ -1167,7 +1170,7 @@ def _deflate_chunk(
 ) -> bytes | None:
     """Chunk ``index`` of a split member, from its contents ``data`` (which start at contents
     offset ``base`` and hold what the chunk reads)."""
-    start, stop, begin = _chunk_input(points, index, seg.contents_len)
+    start, stop, begin = _chunk_input(points, index, seg.contents_len, seg.mem_level)
     return deflate_resume(
         memoryview(data)[start - base : stop - base],
         begin,
@@ -1208,7 +1211,9 @@ class _SplitDeflater:
         self._held += data
         out = []
         while self._next < len(self._points):
-            start, stop, _ = _chunk_input(self._points, self._next, self._seg.contents_len)
+            start, stop, _ = _chunk_input(
+                self._points, self._next, self._seg.contents_len, self._seg.mem_level
+            )
             if self._base + len(self._held) < stop and not finish:
                 break
             chunk = bytes(self._held[start - self._base : stop - self._base])
@@ -1223,7 +1228,9 @@ class _SplitDeflater:
             self._in_flight += len(chunk)
             self._next += 1
             keep = (
-                _chunk_input(self._points, self._next, self._seg.contents_len)[0]
+                _chunk_input(self._points, self._next, self._seg.contents_len, self._seg.mem_level)[
+                    0
+                ]
                 if self._next < len(self._points)
                 else self._base + len(self._held)
             )

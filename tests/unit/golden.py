@@ -131,10 +131,10 @@ def golden_pax_tarball(version: int) -> bytes:
     return gzip_pinned(tar.getvalue(), 6)
 
 
-def golden_python_tarball(version: int) -> bytes:
-    """A 4 MiB ``.tar.gz`` as Python's ``tarfile`` (``w:gz``: zlib at level 9) writes it: large
-    enough that its stream gets split points (stream version 6), of vendored copies of one tree
-    further apart than deflate's window, so that xz keeps the golden files small."""
+def _vendored_tar(version: int) -> bytes:
+    """4 MiB of tar: large enough that its deflate stream gets split points (stream version 6),
+    of vendored copies of one tree further apart than deflate's window, so that xz keeps the
+    golden files small."""
     import tarfile
 
     base = source_tree(version, files=3, lines=1200)
@@ -146,7 +146,12 @@ def golden_python_tarball(version: int) -> bytes:
                 info = tarfile.TarInfo(f"pkg-1.{version}/vendor{copy}/{name}")
                 info.size, info.mtime, info.mode = len(body), 1_767_225_600, 0o644
                 archive.addfile(info, io.BytesIO(body))
-    data = tar.getvalue()
+    return tar.getvalue()
+
+
+def golden_python_tarball(version: int) -> bytes:
+    """That tar as Python's ``tarfile`` (``w:gz``: zlib at level 9) writes it."""
+    data = _vendored_tar(version)
     header = b"\x1f\x8b\x08\x00" + (1_767_225_600).to_bytes(4, "little") + b"\x02\xff"
     body = xdelta_ffi.deflate_raw(data, 9)
     return header + body + struct.pack("<II", binascii.crc32(data), len(data) & 0xFFFFFFFF)
@@ -158,6 +163,7 @@ GOLDEN = {
     "gzdata": golden_gzipped_data,
     "paxtgz": golden_pax_tarball,
     "pytgz": golden_python_tarball,
+    "gnutgz": lambda version: gzip_pinned(_vendored_tar(version), 5),  # tar c | gzip -5
 }
 
 

@@ -23,35 +23,43 @@ from deltaglider_async._formats._document import (
 )
 from deltaglider_async._formats.archive import _encode_sync, _split
 
-from .golden import golden_python_tarball
+from ..artifacts import source_tree
+from .golden import GOLDEN, golden_python_tarball
 from .test_archive_format import PLAN, roundtrip
+
+GNU = xdelta_ffi.GNU_GZIP
+SPLITTABLE = [(4, 8), (6, 8), (9, 8), (6, 9), (4, GNU), (6, GNU), (9, GNU)]
 
 
 @pytest.fixture(scope="module")
 def tar() -> bytes:
-    """4 MiB of tar, several deflate blocks apart from each other."""
-    return xdelta_ffi.inflate_raw(golden_python_tarball(1)[10:])[0]
+    """3.6 MB of source text: several deflate blocks that end on a byte, at every level."""
+    return b"".join(source_tree(1, files=20, lines=2500).values())
 
 
 def _segment(
-    data: bytes, compressed: bytes, level: int, splits: tuple[document.Split, ...]
+    data: bytes, compressed: bytes, params: document.Params, splits: tuple[document.Split, ...]
 ) -> Segment:
     crc = binascii.crc32(compressed)
-    return Segment(DEFLATE, len(compressed), len(data), 0, level, 8, crc, len(data), splits=splits)
+    return Segment(DEFLATE, len(compressed), len(data), 0, *params, crc, len(data), splits=splits)
 
 
-def _match(data: bytes, compressed: bytes, level: int) -> tuple[document.Split, ...] | None:
+def _match(
+    data: bytes, compressed: bytes, params: document.Params
+) -> tuple[document.Split, ...] | None:
     view = memoryview(compressed)
-    return document._split_match(data, view, (level, 8), document._split_points(len(data), view))
+    return document._split_match(data, view, params, document._split_points(len(data), view))
 
 
-@pytest.mark.parametrize("level", [4, 6, 9])
-def test_zlib_members_rebuild_chunk_by_chunk_however_they_are_fed(tar: bytes, level: int) -> None:
-    compressed = xdelta_ffi.deflate_raw(tar, level)
-    splits = _match(tar, compressed, level)
-    assert splits is not None and len(splits) >= 2
+@pytest.mark.parametrize("params", SPLITTABLE)
+def test_members_rebuild_chunk_by_chunk_however_they_are_fed(
+    tar: bytes, params: document.Params
+) -> None:
+    compressed = xdelta_ffi.deflate_raw(tar, *params)
+    splits = _match(tar, compressed, params)
+    assert splits
     assert all(b[0] - a[0] >= document.SPLIT_CHUNK for a, b in itertools.pairwise(splits))
-    seg = _segment(tar, compressed, level, splits)
+    seg = _segment(tar, compressed, params, splits)
     assert document._deflate_split(seg, tar, "t") == compressed
     for piece in (1_000, 300_000, len(tar)):
         deflater = document._SplitDeflater(seg, "t")
@@ -61,9 +69,11 @@ def test_zlib_members_rebuild_chunk_by_chunk_however_they_are_fed(tar: bytes, le
 
 def test_other_settings_do_not_match_when_split(tar: bytes) -> None:
     compressed = xdelta_ffi.deflate_raw(tar, 9)
-    assert _match(tar, compressed, 6) is None
+    for other in [(6, 8), (9, GNU), (4, 8)]:
+        assert _match(tar, compressed, other) is None
     assert not document.splittable((1, 8))  # deflate_fast does not hash every position
-    assert not document.splittable((9, xdelta_ffi.GNU_GZIP))
+    assert not document.splittable((3, GNU))
+    assert not document.splittable((6, xdelta_ffi.MINIZ))
 
 
 def test_a_point_that_does_not_resume_is_dropped(
@@ -76,34 +86,36 @@ def test_a_point_that_does_not_resume_is_dropped(
     resume = xdelta_ffi.deflate_resume
 
     def flaky(contents: memoryview, begin: int, *args: object, **kw: object) -> bytes | None:
-        at = bad - document._WINDOW
-        if begin == document._WINDOW and bytes(contents[:64]) == tar[at : at + 64]:
+        at = bad - 32768
+        if begin == 32768 and bytes(contents[:64]) == tar[at : at + 64]:
             return None  # as if zlib's lazy-match state at ``bad`` were not all in its window
         return resume(contents, begin, *args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(document, "deflate_resume", flaky)
-    splits = _match(tar, compressed, 9)
+    splits = _match(tar, compressed, (9, 8))
     assert splits is not None and bad not in [p[0] for p in splits]
     assert splits == tuple(p for p in points[1:] if p[0] != bad)
     monkeypatch.undo()
-    assert document._deflate_split(_segment(tar, compressed, 9, splits), tar, "t") == compressed
+    assert (
+        document._deflate_split(_segment(tar, compressed, (9, 8), splits), tar, "t") == compressed
+    )
 
 
 def test_wrong_split_points_fail_loudly(tar: bytes) -> None:
     compressed = xdelta_ffi.deflate_raw(tar, 9)
-    splits = _match(tar, compressed, 9)
+    splits = _match(tar, compressed, (9, 8))
     assert splits
     (contents, at), *rest = splits
     for wrong in [((contents, at + 1), *rest), ((contents + 1, at), *rest)]:
         with pytest.raises(IntegrityError, match="does not rebuild byte-exact"):
-            document._deflate_split(_segment(tar, compressed, 9, tuple(wrong)), tar, "t")
+            document._deflate_split(_segment(tar, compressed, (9, 8), tuple(wrong)), tar, "t")
 
 
 def test_the_table_carries_split_points_and_refuses_misplaced_ones(tar: bytes) -> None:
     compressed = xdelta_ffi.deflate_raw(tar, 9)
-    splits = _match(tar, compressed, 9)
+    splits = _match(tar, compressed, (9, 8))
     assert splits
-    seg = _segment(tar, compressed, 9, splits)
+    seg = _segment(tar, compressed, (9, 8), splits)
     raw = Segment(RAW, 5, 5)
     assert parse_table(raw.encode(0) + seg.encode(0)) == [raw, seg]
     entry = seg.encode(0)
@@ -117,15 +129,16 @@ def test_the_table_carries_split_points_and_refuses_misplaced_ones(tar: bytes) -
     ):
         with pytest.raises(IntegrityError, match="split points"):
             parse_table(table)
-    gnu = Segment(DEFLATE, len(compressed), len(tar), 0, 9, xdelta_ffi.GNU_GZIP, 0, len(tar))
+    miniz = Segment(DEFLATE, len(compressed), len(tar), 0, 9, xdelta_ffi.MINIZ, 0, len(tar))
     with pytest.raises(IntegrityError, match="split points"):
-        parse_table(points + gnu.encode(0))
+        parse_table(points + miniz.encode(0))
 
 
-def test_python_tarballs_are_stored_split_and_rebuild_as_a_stream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["pytgz", "gnutgz"])
+def test_large_tarballs_are_stored_split_and_rebuild_as_a_stream(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old, new = golden_python_tarball(1), golden_python_tarball(2)
+    old, new = GOLDEN[kind](1), GOLDEN[kind](2)
     assert roundtrip(old, new, tmp_path) == "archive"
     form = reference_form(old)
     src, out = tmp_path / "target", tmp_path / "delta"
@@ -133,7 +146,7 @@ def test_python_tarballs_are_stored_split_and_rebuild_as_a_stream(
     assert _encode_sync(form, src, out, None, PLAN).result is not None
     head, body = _split(out.read_bytes(), "t")
     [tar_member] = [s for s in head.segments if s.kind == document.DEFLATE_NESTED]
-    assert len(tar_member.splits) >= 2
+    assert tar_member.splits
     decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
     expanded = b"".join(bytes(p) for p in [*decoder.stream(body), *decoder.finish_stream()])
     monkeypatch.setattr(document, "STREAM_MEMBER", 1 << 20)  # the tar's document is streamed

@@ -81,6 +81,18 @@ GOLDEN = {
             6: "69c77c2d3f4e5a5c31b98db8cccb0605987840102d78a9a5d56dd383043d3ccc",
         },
     ),
+    "gnutgz": (
+        "58e158045f840a53230f5677390458fde7bd12a5849dbf9886326786208167be",
+        "8d0e9dd5e795e3718e90732be03aa609d8a905641490055a114f0bad2cb20052",
+        {
+            1: "a29ec3acd58a39ab7f9e35b44037ade208d5f0dba19a034c82edabfe0a38364a",
+            2: "a29ec3acd58a39ab7f9e35b44037ade208d5f0dba19a034c82edabfe0a38364a",
+            3: "a29ec3acd58a39ab7f9e35b44037ade208d5f0dba19a034c82edabfe0a38364a",
+            4: "24c6e3a6367ae0148ebba656be784cf4ffef4f84d77d343d9d5814682b4846b9",
+            5: "24c6e3a6367ae0148ebba656be784cf4ffef4f84d77d343d9d5814682b4846b9",
+            6: "24c6e3a6367ae0148ebba656be784cf4ffef4f84d77d343d9d5814682b4846b9",
+        },
+    ),
 }
 
 
@@ -115,7 +127,8 @@ async def test_stored_deltas_still_decode(kind: str, version: int) -> None:
     assert hashlib.sha256(b"".join(out)).hexdigest() == GOLDEN[kind][1]
 
 
-def test_the_golden_python_tarball_decodes_split_from_version_6() -> None:
+@pytest.mark.parametrize("kind", ["pytgz", "gnutgz"])
+def test_the_golden_large_tarballs_decode_split_from_version_6(kind: str) -> None:
     for version in STREAM_VERSIONS:
-        head, _ = _split((DATA / f"golden-pytgz-delta-v{version}.bin").read_bytes(), "pytgz")
+        head, _ = _split((DATA / f"golden-{kind}-delta-v{version}.bin").read_bytes(), kind)
         assert any(s.splits for s in head.segments) == (version >= 6)
