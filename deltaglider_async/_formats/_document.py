@@ -358,10 +358,12 @@ def _split_points(contents_len: int, compressed: memoryview) -> list[Split]:
 def _split_match(
     contents: bytes | memoryview, compressed: memoryview, params: Params, points: list[Split]
 ) -> tuple[Split, ...] | None:
-    """Whether zlib with ``params`` reproduces the member, found chunk by chunk on every core:
-    its split points ((): it does, unsplit), or None.  A chunk that does not reproduce when
-    resumed at its point (zlib's lazy-match state is not all in its window) is joined to the one
-    before, and that is tried again; one that does not reproduce from the start is a miss."""
+    """Whether the deflater of ``params`` reproduces the member, found chunk by chunk on every
+    core: its split points ((): it does, unsplit), or None.  A chunk that does not reproduce when
+    resumed at its point (the lazy-match state there is not all in the window) is joined to the
+    one before, and that is tried again; one that does not reproduce from the start is a miss.
+    When joined chunks fail again, the member is tried as one stream: a producer that differs
+    from the deflater somewhere inside would otherwise cost a round per point."""
     level, mem_level = params
     size, out_len = len(contents), len(compressed)
     verified: dict[tuple[Split, int], bool] = {}
@@ -388,7 +390,7 @@ def _split_match(
     if not verify(0):
         return None
     verified[(points[0], _chunk_out(points, 0, out_len))] = True
-    while True:
+    for _ in range(2):
         keys = [(points[i], _chunk_out(points, i, out_len)) for i in range(len(points))]
         todo = [i for i, key in enumerate(keys) if key not in verified]
         for index, ok in zip(todo, split_pool().map(verify, todo), strict=True):
@@ -397,14 +399,13 @@ def _split_match(
             return None
         failed = [i for i, key in enumerate(keys) if not verified[key]]
         if not failed:
-            break
+            bounds = [p[0] for p in points] + [size]
+            if all(b - a <= SPLIT_MAX for a, b in itertools.pairwise(bounds)):
+                return tuple(points[1:])
+            break  # a reader would hold too much of it at once
         points = [point for i, point in enumerate(points) if i not in failed]
-    bounds = [p[0] for p in points] + [size]
-    if len(points) > 1 and any(b - a > SPLIT_MAX for a, b in itertools.pairwise(bounds)):
-        # A reader would hold too much of it at once: rebuilt in one stream, which is not what
-        # the chunks proved.
-        return () if deflate_matches(contents, compressed, level, mem_level) else None
-    return tuple(points[1:])
+    # Rebuilt in one stream, which is not what the chunks proved.
+    return () if deflate_matches(contents, compressed, level, mem_level) else None
 
 
 def _looks_like_archive(data: bytes | memoryview) -> bool:

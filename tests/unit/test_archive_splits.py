@@ -166,3 +166,25 @@ def test_version_5_writes_no_split_points() -> None:
     form = reference_form(old, version=5)
     head, _ = document.Expander(form, version=5).expand(new)
     assert not any(s.splits for s in document.parse_head(head).segments)
+
+
+def test_a_member_that_differs_inside_a_chunk_is_tried_as_one_stream(
+    tar: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compressed = xdelta_ffi.deflate_raw(tar, 9)
+    points = document._split_points(len(tar), memoryview(compressed))
+    assert len(points) >= 3
+    resume = xdelta_ffi.deflate_resume
+    calls = []
+
+    def diverging(contents: memoryview, begin: int, *args: object, **kw: object) -> bytes | None:
+        # as if the producer had differed from zlib near the end: a resumed chunk that runs to
+        # the end fails, however the chunks are joined
+        calls.append(begin)
+        if begin and kw["finish"]:
+            return None
+        return resume(contents, begin, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(document, "deflate_resume", diverging)
+    assert _match(tar, compressed, (9, 8)) == ()  # the one stream (not resumed) does match
+    assert len(calls) <= 2 * len(points)
