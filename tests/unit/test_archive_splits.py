@@ -16,16 +16,14 @@ from deltaglider_async._formats import _document as document
 from deltaglider_async._formats._document import (
     DEFLATE,
     RAW,
-    Rebuilder,
     Segment,
     parse_table,
     reference_form,
 )
-from deltaglider_async._formats.archive import _encode_sync, _split
 
 from ..artifacts import source_tree
 from .golden import GOLDEN, golden_python_tarball
-from .test_archive_format import PLAN, roundtrip
+from .test_archive_format import assert_rebuilds_however_fed, encoded_expansion, roundtrip
 
 GNU = xdelta_ffi.GNU_GZIP
 SPLITTABLE = [(4, 8), (6, 8), (9, 8), (6, 9), (4, GNU), (6, GNU), (9, GNU)]
@@ -140,25 +138,11 @@ def test_large_tarballs_are_stored_split_and_rebuild_as_a_stream(
 ) -> None:
     old, new = GOLDEN[kind](1), GOLDEN[kind](2)
     assert roundtrip(old, new, tmp_path) == "archive"
-    form = reference_form(old)
-    src, out = tmp_path / "target", tmp_path / "delta"
-    src.write_bytes(new)
-    assert _encode_sync(form, src, out, None, PLAN).result is not None
-    head, body = _split(out.read_bytes(), "t")
-    [tar_member] = [s for s in head.segments if s.kind == document.DEFLATE_NESTED]
+    form, segments, expanded = encoded_expansion(old, new, tmp_path)
+    [tar_member] = [s for s in segments if s.kind == document.DEFLATE_NESTED]
     assert tar_member.splits
-    decoder = xdelta_ffi.Decoder(form.source, source_size=len(form.source), target_size=None)
-    expanded = b"".join(bytes(p) for p in [*decoder.stream(body), *decoder.finish_stream()])
     monkeypatch.setattr(document, "STREAM_MEMBER", 1 << 20)  # the tar's document is streamed
-    for piece in (4_096, 1 << 20, len(expanded)):
-        rebuilder = Rebuilder(form.raw, "t", head.segments, known=form.known)
-        rebuilt = b"".join(
-            bytes(p)
-            for start in range(0, len(expanded), piece)
-            for p in rebuilder.feed(expanded[start : start + piece])
-        )
-        rebuilder.finish()
-        assert rebuilt == new
+    assert_rebuilds_however_fed(form, segments, expanded, new)
 
 
 def test_version_5_writes_no_split_points() -> None:
