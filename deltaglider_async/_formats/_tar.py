@@ -40,11 +40,15 @@ def _size(field: bytes | bytearray | memoryview) -> int | None:
     return int(digits, 8) if digits else 0
 
 
-def _checksum_field(header: bytes | bytearray | memoryview) -> bytes:
+def _checksum_field(header: bytes | bytearray | memoryview, total: int | None = None) -> bytes:
     """What tar (GNU tar, Python's tarfile) writes: six octal digits, NUL, space, of the sum of
-    the header's bytes with the field itself counted as spaces."""
-    total = sum(header[:148]) + sum(_BLANK) + sum(header[156:BLOCK])
-    return b"%06o\0 " % total
+    the header's bytes with the field itself counted as spaces (``total``: the sum of all its
+    bytes, when known)."""
+    if total is None:
+        total = sum(header[:148]) + sum(header[156:BLOCK])
+    else:
+        total -= sum(header[148:156])
+    return b"%06o\0 " % (total + sum(_BLANK))
 
 
 def _transpose(records: bytes, count: int) -> bytes:
@@ -104,12 +108,10 @@ class TarJoiner:
         blocks are not headers: their bytes stay as they are), and each header's size noted."""
         view = memoryview(records)
         sums = block_sums(records)
-        blank = sum(_BLANK)
         index = 0
         while index < self._count:
             at = index * BLOCK
-            total = sums[index] - sum(view[at + 148 : at + 156]) + blank
-            view[at + 148 : at + 156] = b"%06o\0 " % total
+            view[at + 148 : at + 156] = _checksum_field(view[at : at + BLOCK], sums[index])
             size = _size(view[at + 124 : at + 136])
             self._sizes[index] = size
             index += 1
