@@ -10,6 +10,7 @@ import json
 import math
 import os
 import signal
+import sys
 import traceback
 import typing
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,7 @@ from deltaglider_async import (
     InvalidArgumentError,
     TransferConfig,
     TransferResult,
+    __version__,
 )
 from deltaglider_async.aws import (
     PathFilter,
@@ -366,10 +368,33 @@ def shared_callback(app: typer.Typer) -> None:
 
     def remember(**kwargs: Any) -> None:
         ctx: typer.Context = kwargs.pop("dg_context")
+        kwargs.pop("version")
         ctx.obj = kwargs
 
-    _present_as(remember, _shared_parameters())
+    version = inspect.Parameter(
+        "version",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=False,
+        annotation=Annotated[
+            bool,
+            typer.Option(
+                "--version",
+                help="print the version and exit",
+                is_eager=True,
+                callback=_print_version,
+            ),
+        ],
+    )
+    _present_as(remember, [*_shared_parameters(), version])
     app.callback()(remember)
+
+
+def _print_version(wanted: bool) -> None:
+    """``--version`` as aws-cli prints its own: the tool's and Python's versions."""
+    if wanted:
+        python = ".".join(map(str, sys.version_info[:3]))
+        typer.echo(f"deltaglider-async/{__version__} Python/{python} {sys.platform}")
+        raise typer.Exit(EXIT_OK)
 
 
 class _Terminated(Exception):

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from deltaglider_async import __version__
 from tests.localserver import LocalS3
 
 from ..artifacts import release_zip
@@ -172,6 +173,13 @@ def test_exit_codes_for_bad_input(
         assert "Traceback" not in result.stderr, args
 
 
+def test_version_is_printed_before_anything_else_runs(env: dict[str, str]) -> None:
+    for args in (("--version",), ("--version", "ls", "s3://no-such-bucket/")):
+        result = run({**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"deltaglider-async/{__version__} Python/3."), args
+
+
 def test_unreachable_endpoint_and_bad_credentials(env: dict[str, str], s3bucket: str) -> None:
     down = run({**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "ls", f"s3://{s3bucket}/")
     assert down.returncode == 255 and "cannot reach" in down.stderr
@@ -257,7 +265,7 @@ def test_terminate_during_download_leaves_no_partial_file(
     client = boto(seaweed)
     big = tmp_path / "served.img"
     with big.open("wb") as fh:
-        for _ in range(64):
+        for _ in range(16):  # long enough to be caught mid-way on a fast machine
             fh.write(os.urandom(8 << 20))
     client.upload_file(str(big), s3bucket, "big/served.img")
     target = tmp_path / "down"
