@@ -499,7 +499,7 @@ def _saved_text(
     if kind == "delta":
         # floor, so that 99.97 % does not read as a perfect 100.0 %
         pct = math.floor(1000 * (1 - stored / original)) / 10 if original else 0.0
-        return f"(delta {human(stored)}, {pct:.1f}% saved)"
+        return f"(delta {human(stored)}, {pct:.1f}% saved{', ' + reason if reason else ''})"
     return f"(direct {human(stored)}{', ' + reason if reason else ''})"
 
 

@@ -8,6 +8,7 @@ is simply not a span, so every byte string has an answer.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,25 +49,46 @@ def find_spans(data: bytes | memoryview) -> list[Span]:
     return _zip_spans(view)
 
 
-def _zip_spans(view: memoryview) -> list[Span]:
+def expected_expansion(data: bytes | memoryview) -> int:
+    """The bytes ``data`` (zip or gzip) expands to if every deflated member re-deflates, as its
+    container records the members' sizes (a zip's central directory, a gzip's ISIZE trailer),
+    found without inflating anything; archives nested in members expand further.  Tells whether
+    an expansion can be afforded before it is made."""
+    view = memoryview(data)
+    if is_gzip(view):
+        return max(len(view), int.from_bytes(view[-4:], "little"))
+    grown = sum(
+        usize - csize for method, csize, usize, _ in _central_entries(view) if method == DEFLATED
+    )
+    return len(view) + max(0, grown)
+
+
+def _central_entries(view: memoryview) -> Iterator[tuple[int, int, int, int]]:
+    """(method, compressed size, size, local header offset in ``view``) of each entry of a
+    zip's central directory, as far as it parses."""
     found = _find_eocd(view)
     if found is None:
-        return []
+        return
     cd_start, cd_end, base, entries = found
-    spans: list[Span] = []
     pos = cd_start
     for _ in range(entries):
         if pos + _CENTRAL.size > cd_end:
-            break
+            return
         fields = _CENTRAL.unpack_from(view, pos)
         if fields[0] != b"PK\x01\x02":
-            break
+            return
         method, csize, usize = fields[4], fields[8], fields[9]
         name_len, extra_len, comment_len, local = fields[10], fields[11], fields[12], fields[16]
         extra = bytes(view[pos + 46 + name_len : pos + 46 + name_len + extra_len])
         usize, csize, local = _zip64_sizes(extra, usize, csize, local)
         pos += 46 + name_len + extra_len + comment_len
-        span = _member_data(view, base + local, csize, method)
+        yield method, csize, usize, base + local
+
+
+def _zip_spans(view: memoryview) -> list[Span]:
+    spans: list[Span] = []
+    for method, csize, _, local in _central_entries(view):
+        span = _member_data(view, local, csize, method)
         if span is not None:
             spans.append(span)
     spans.sort(key=lambda s: s.offset)

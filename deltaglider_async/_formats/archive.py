@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import lzma
+import mmap
+import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._engine.cache import ReferenceSource
 from .._engine.codec import DECODER_MEMORY, CodecRunner, EncodeResult, EncoderPlan
 from .._exceptions import DeltaGliderError, IntegrityError
-from ._containers import is_gzip
+from ._containers import expected_expansion, is_gzip
 from ._document import (
     REBUILDER,
     SAME_FORM,
@@ -388,6 +390,25 @@ def reference_reader(
     return read
 
 
+def _file_expansion(path: Path) -> int:
+    """:func:`expected_expansion` of a file, from the pages its containers' records are on."""
+    with path.open("rb") as f:
+        if not os.fstat(f.fileno()).st_size:
+            return 0
+        with (
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+            memoryview(mapped) as view,
+        ):
+            return expected_expansion(view)
+
+
+def _too_large(need: int, codec: CodecRunner) -> str:
+    return (
+        f"its expansion needs {need >> 20} MiB, more than the memory budget leaves "
+        f"({codec.memory.room >> 20} MiB; raise DG_MEMORY_LIMIT)"
+    )
+
+
 def _read_reference(reference: ReferenceSource | Path) -> bytes:
     if isinstance(reference, Path):
         return reference.read_bytes()
@@ -410,8 +431,17 @@ class Archive:
     ) -> Mapping[str, str] | None:
         """Store the space's reference in compact form (see :func:`encode_reference_sync`), with
         as many pieces compressed at once as the cores and a quarter of the budget's room allow."""
-        parallel = max(1, min(WORKERS, codec.memory.room // 4 // _XZ_MEMORY))
-        async with codec.memory.reserve(parallel * _XZ_MEMORY, f"compacting {path.name}"):
+        size = path.stat().st_size
+        expansion = await anyio.to_thread.run_sync(_file_expansion, path) if size else 0
+        # Held while compacting: the file, its expansion, the expanded copy the xz pieces are
+        # cut from and the rebuilt bytes that prove them.
+        held = 2 * (size + expansion)
+        parallel = max(1, min(WORKERS, (codec.memory.room - held) // 4 // _XZ_MEMORY))
+        need = held + parallel * _XZ_MEMORY
+        if need > codec.memory.room:
+            log.info("%s: reference stored as it is: %s", path, _too_large(need, codec))
+            return None
+        async with codec.memory.reserve(need, f"compacting {path.name}"):
             form = await anyio.to_thread.run_sync(
                 encode_reference_sync, path, out, parallel, limiter=codec.limiter
             )
@@ -423,19 +453,63 @@ class Archive:
     def metadata(self, original_name: str) -> Mapping[str, str]:
         return {"dg-delta-format": self.name, "dg-archive-rebuilder": REBUILDER}
 
+    def _cached_form(
+        self, reference: ReferenceSource | Path, version: int = STREAM_VERSION
+    ) -> ReferenceForm | None:
+        if isinstance(reference, Path):
+            return None
+        key = (reference.sha256, SAME_FORM.get(version, version))
+        found = self._forms.get(key)
+        if found is not None:
+            self._forms.move_to_end(key)
+        return found
+
+    async def _affordable_form(
+        self, codec: CodecRunner, reference: ReferenceSource | Path, target: Path
+    ) -> tuple[ReferenceForm | None, str]:
+        """The reference's form, unless expanding both files would not fit the memory budget:
+        judged from what their containers record before anything is expanded (a 190 MB wheel
+        expands to 670 MB, which takes 40 s and 1.5 GB to find out); then (None, why)."""
+        found = self._cached_form(reference)
+        if found is not None:
+            return found, ""
+
+        def estimate() -> tuple[bytes | None, int, int]:
+            if isinstance(reference, Path):
+                return None, _file_expansion(reference), _file_expansion(target)
+            raw = _read_reference(reference)
+            return raw, expected_expansion(raw), _file_expansion(target)
+
+        raw, ref_expansion, target_expansion = await anyio.to_thread.run_sync(
+            estimate, limiter=codec.limiter
+        )
+        ref_size = reference.stat().st_size if isinstance(reference, Path) else reference.size
+        held = ref_size + ref_expansion + target.stat().st_size + target_expansion
+        need = codec.plan_encoder(ref_expansion, in_memory=True, beside=held).need + held
+        if need > codec.memory.room:
+            return None, _too_large(need, codec)
+        return await self._form(codec, reference, raw=raw), ""
+
     async def _form(
-        self, codec: CodecRunner, reference: ReferenceSource | Path, version: int = STREAM_VERSION
+        self,
+        codec: CodecRunner,
+        reference: ReferenceSource | Path,
+        version: int = STREAM_VERSION,
+        *,
+        raw: bytes | None = None,
     ) -> ReferenceForm:
         """The reference's source form as stream ``version`` computes it: a delta decodes
-        against the form of the version it was written in."""
+        against the form of the version it was written in (``raw``: its bytes, if read)."""
+        found = self._cached_form(reference, version)
+        if found is not None:
+            return found
         version = SAME_FORM.get(version, version)
         sha = None if isinstance(reference, Path) else reference.sha256
-        if sha is not None and (found := self._forms.get((sha, version))) is not None:
-            self._forms.move_to_end((sha, version))
-            return found
 
         def build() -> tuple[tuple[str, int], ReferenceForm]:
-            raw = _read_reference(reference)
+            nonlocal raw
+            if raw is None:
+                raw = _read_reference(reference)
             key = (sha or hashlib.sha256(raw).hexdigest(), version)
             found = self._forms.get(key)
             return key, found if found is not None else reference_form(raw, version=version)
@@ -460,10 +534,12 @@ class Archive:
         delta_out: Path,
         budget: int | None,
     ) -> EncodeResult:
+        form: ReferenceForm | None = None
         size = reference.stat().st_size if isinstance(reference, Path) else reference.size
         why_not = f"reference larger than {MAX_ARCHIVE >> 20} MiB"
         if size <= MAX_ARCHIVE:
-            form = await self._form(codec, reference)
+            form, why_not = await self._affordable_form(codec, reference, target)
+        if form is not None:
             why_not = "the reference is not a zip or gzip archive"
             if form.is_archive:
                 encoded = await self._encode_archive(codec, form, target, delta_out, budget)
@@ -488,11 +564,7 @@ class Archive:
         held = form.size + target_size + expansion
         plan = codec.plan_encoder(len(form.source), in_memory=True, beside=held)
         if plan.need + held > codec.memory.room:
-            return _Encoded(
-                None,
-                f"its expansion needs {(plan.need + held) >> 20} MiB, more than the memory "
-                f"budget leaves ({codec.memory.room >> 20} MiB; raise DG_MEMORY_LIMIT)",
-            )
+            return _Encoded(None, _too_large(plan.need + held, codec))
         try:
             async with codec.memory.reserve(plan.need + held, f"encoding {target.name}"):
                 return await anyio.to_thread.run_sync(

@@ -4,6 +4,7 @@ converts a deltaglider prefix in place, resumably, and a re-run has nothing to d
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 from tests.localserver import LocalS3
@@ -83,3 +84,24 @@ def test_cp_sync_and_migrate_with_the_archive_format(
     for v in (1, 2, 3):
         assert (out / f"pkg-1.{v}.whl").read_bytes() == deflated_zip(v)
     assert run(env, "verify", f"s3://{s3bucket}/old/pkg-1.3.whl").returncode == 0
+
+
+def test_an_archive_the_budget_cannot_expand_is_stored_as_vcdiff_and_says_why(
+    env: dict[str, str], seaweed: LocalS3, s3bucket: str, tmp_path: Path
+) -> None:
+    for v in (1, 2):
+        with zipfile.ZipFile(tmp_path / f"big-{v}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("zeros.bin", bytes(100 << 20))  # 100 MiB that deflate to 100 KB
+            zf.writestr("version.txt", f"{v}\n")
+    tight = {**env, "DG_MEMORY_LIMIT": "128M"}
+    lines = []
+    for v in (1, 2):
+        args = (str(tmp_path / f"big-{v}.zip"), f"s3://{s3bucket}/big/", "--show-savings")
+        done = run(tight, "cp", *args, "--delta-format", "archive")
+        assert done.returncode == 0, done.stderr
+        lines.append(done.stdout)
+    assert "archive format not used: its expansion needs" in lines[1], lines
+    assert "DG_MEMORY_LIMIT" in lines[1]
+    assert set(_formats(seaweed, s3bucket, "big/").values()) == {"vcdiff"}
+    reference = boto(seaweed).get_object(Bucket=s3bucket, Key="big/reference.bin")["Body"]
+    assert reference.read(4) == b"PK\x03\x04"  # stored as it is, not in compact form

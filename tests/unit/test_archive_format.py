@@ -26,6 +26,7 @@ from deltaglider_async._engine.codec import encoder_plan
 from deltaglider_async._engine.memory import DEFAULT_LIMIT
 from deltaglider_async._exceptions import IntegrityError
 from deltaglider_async._formats import _document as document
+from deltaglider_async._formats._containers import expected_expansion
 from deltaglider_async._formats._document import Rebuilder, ReferenceForm, reference_form
 from deltaglider_async._formats.archive import (
     ARCHIVE_MAGIC,
@@ -561,9 +562,23 @@ def test_a_large_known_member_is_copied_only_when_its_contents_match(tmp_path: P
         rebuild(bytes(changed))
 
 
-async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(tmp_path: Path) -> None:
+def test_the_expected_expansion_is_read_from_the_containers_records() -> None:
+    text = b"".join(b"line %d\n" % i for i in range(20000))
+    members = [("a.txt", text, zipfile.ZIP_DEFLATED), ("b.bin", b"kept", zipfile.ZIP_STORED)]
+    data = b"prepended" + _zip(members)
+    compressed = zipfile.ZipFile(io.BytesIO(data)).getinfo("a.txt").compress_size
+    assert expected_expansion(data) == len(data) - compressed + len(text)
+    assert expected_expansion(gzip.compress(text)) == len(text)
+    for junk in (b"", b"PK\x05\x06", b"not an archive" * 10, data[:-30]):
+        assert expected_expansion(junk) == len(junk)
+
+
+async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from deltaglider_async._engine.codec import CodecRunner
     from deltaglider_async._engine.memory import MemoryBudget
+    from deltaglider_async._formats import archive
     from deltaglider_async._formats.archive import ARCHIVE
 
     members = [("big.txt", bytes(60 << 20), zipfile.ZIP_DEFLATED)]  # 60 MiB of zeros, deflated
@@ -573,7 +588,11 @@ async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(tmp_path
     target.write_bytes(_zip([*members, ("new.txt", b"new", zipfile.ZIP_DEFLATED)]))
     codec = CodecRunner(1)
     codec.memory = MemoryBudget(128 << 20)
-    result = await ARCHIVE.encode(codec, reference, target, tmp_path / "delta", None)
+    with monkeypatch.context() as patched:  # refused from the zips' records: nothing expanded
+        patched.setattr(archive, "reference_form", _never)
+        patched.setattr(archive, "encode_reference_sync", _never)
+        result = await ARCHIVE.encode(codec, reference, target, tmp_path / "delta", None)
+        assert await ARCHIVE.reference_body(codec, reference, tmp_path / "ref") is None
     assert result.format_name == "vcdiff"
     assert "DG_MEMORY_LIMIT" in result.note and "expansion needs" in result.note
     assert codec.memory.in_use == 0
@@ -581,6 +600,11 @@ async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(tmp_path
     assert (await ARCHIVE.encode(codec, reference, target, tmp_path / "d2", None)).format_name == (
         "archive"
     )
+    assert await ARCHIVE.reference_body(codec, reference, tmp_path / "ref") is not None
+
+
+def _never(*args: object, **kwargs: object) -> None:
+    raise AssertionError("expanded although the budget cannot hold the expansion")
 
 
 class _MinizCompressor:
