@@ -599,7 +599,7 @@ class AsyncDeltaGliderClient:
     ) -> BucketStats:
         """How much delta compression saves in a bucket (or under a prefix).
 
-        ``quick`` lists only (original sizes estimated from each space's reference);
+        ``quick`` lists and HEADs one delta per space (the others estimated from it);
         ``sampled`` HEADs a few deltas per space and projects; ``detailed`` HEADs every delta,
         concurrently, while the listing streams.  Results are cached (see docs/stats.md).
         """

@@ -34,7 +34,9 @@ from .._render import human
 @command(app)
 def stats(
     bucket: Annotated[str, typer.Argument(help="bucket, s3://bucket or s3://bucket/prefix")],
-    quick: Annotated[bool, typer.Option("--quick", help="listing only (estimated)")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="the listing and a delta per space (estimated)")
+    ] = False,
     sampled: Annotated[bool, typer.Option("--sampled", help="HEAD a sample per space")] = False,
     detailed: Annotated[bool, typer.Option("--detailed", help="HEAD every delta")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="ignore cached results")] = False,

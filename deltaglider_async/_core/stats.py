@@ -22,8 +22,11 @@ from .spaces import REFERENCE_NAME, StoredKind, classify, name_of, space_of
 T = TypeVar("T")
 Mode = Literal["quick", "sampled", "detailed"]
 MODES: tuple[Mode, ...] = ("quick", "sampled", "detailed")
-#: Deltas HEADed per delta space in sampled mode.
+#: Deltas HEADed per delta space in sampled mode ...
 SAMPLE_PER_SPACE = 8
+#: ... and in quick mode: a version's own size, which a space's reference does not show when it
+#: is stored in compact form (the archive format's, several times smaller than the file)
+QUICK_PER_SPACE = 1
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,12 @@ class Listing:
         return [*self.references.values(), *(o for v in self.snapshots.values() for o in v)]
 
     def keys_to_head(self, mode: Mode) -> list[StoredObject]:
-        """Deltas whose original size the mode reads: all, a sample per space, or none."""
+        """Deltas whose original size the mode reads: all, or a sample per space."""
         if mode == "detailed":
             return [o for v in self.deltas.values() for o in v]
-        if mode == "sampled":  # evenly spread over each space's (sorted) versions
-            return [o for v in self.deltas.values() for o in sample_evenly(v, SAMPLE_PER_SPACE)]
-        return []
+        count = SAMPLE_PER_SPACE if mode == "sampled" else QUICK_PER_SPACE
+        # evenly spread over each space's (sorted) versions
+        return [o for v in self.deltas.values() for o in sample_evenly(v, count)]
 
 
 @dataclass(frozen=True)

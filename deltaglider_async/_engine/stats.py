@@ -107,7 +107,7 @@ class StatsEngine:
             bucket,
             mode,
             listing,
-            {} if mode == "quick" else originals,
+            originals,
             failed_heads=failed,
             heads_issued=heads,
             computed_at=timestamp(datetime.now(UTC)),
@@ -202,8 +202,8 @@ class StatsEngine:
                 async with task_group() as listers:
                     for start, stop in ranges:
                         listers.start_soon(list_range, start, stop)
-                if mode == "sampled":
-                    for obj in listing.keys_to_head("sampled"):
+                if mode != "detailed":
+                    for obj in listing.keys_to_head(mode):
                         if obj.key not in sizes:
                             await to_head(obj)
             receive.close()

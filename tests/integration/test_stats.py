@@ -11,7 +11,7 @@ import pytest
 from deltaglider_async import AsyncDeltaGliderClient, BucketNotFoundError
 from tests.localserver import LocalS3
 
-from ..artifacts import release_zip
+from ..artifacts import deflated_zip, release_zip
 from ..conftest import make_client
 from .test_sdk_basics import stored_keys
 
@@ -79,11 +79,26 @@ async def test_quick_and_sampled_say_they_estimate(
 ) -> None:
     await build_bucket(dg, raw, bucket)
     quick = await dg.bucket_stats(bucket, "quick")
-    assert quick.estimated and quick.heads_issued == 0
+    assert quick.estimated and quick.heads_issued == 2  # a delta of each space
     assert quick.average_compression_ratio > 0.5  # the old tool reported 0 % here
     sampled = await dg.bucket_stats(bucket, "sampled")
-    assert sampled.heads_issued == 6  # every space has fewer deltas than the sample size
+    assert sampled.heads_issued == 4  # every space has fewer deltas than the sample size
     assert not sampled.estimated
+
+
+async def test_quick_estimates_from_a_version_not_a_compact_reference(
+    s3: LocalS3, raw: Any, bucket: str, tmp_path: Path
+) -> None:
+    async with make_client(s3, tmp_path / "c", delta_format="archive") as dg:
+        bodies = [deflated_zip(v) for v in (1, 2, 3, 4)]
+        for v, body in enumerate(bodies):
+            await dg.put_object(Bucket=bucket, Key=f"w/pkg-{v}.whl", Body=body)
+        reference = raw.head_object(Bucket=bucket, Key="w/reference.bin")
+        assert reference["Metadata"].get("dg-reference-form") == "archive"
+        assert reference["ContentLength"] < len(bodies[0]) * 0.7  # compact: listed small
+        quick = await dg.bucket_stats(bucket, "quick")
+    assert quick.estimated and quick.heads_issued == 1
+    assert quick.total_size == pytest.approx(sum(map(len, bodies)), rel=0.05)
 
 
 async def test_caching_incremental_and_document(
