@@ -112,7 +112,7 @@ class AsyncDeltaGliderClient:
         self._ctx = Context(
             storage=storage,
             cache=cache,
-            codec=CodecRunner(transfer.codec_threads),
+            codec=CodecRunner(transfer.codec_threads, derived=cache),
             transfer=transfer,
             stats=self._stats,
             extensions=frozenset(e.lower() for e in delta_extensions),

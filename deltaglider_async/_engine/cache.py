@@ -14,7 +14,9 @@ key can read are removed once they are a day old.  Concurrent requests for one r
 once.
 
 Beside the references, ``notes/`` keeps small documents under the same key (what the deltas of a
-bucket said in their HEADs, so that a new process lists them without HEADing them again).
+bucket said in their HEADs, so that a new process lists them without HEADing them again), and
+*derived* entries, what was computed from a reference at some cost (the archive format's source
+form of it), are entries like the references, addressed by their own SHA-256 and named by a note.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import struct
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -56,6 +58,7 @@ _ENTRY = re.compile(r"[0-9a-f]{64}\.[0-9a-f]{16}\.dgc")
 FOREIGN_ENTRY_TTL = 24 * 3600.0
 _NOTES = "notes"
 _NOTE_NAME = re.compile(r"[0-9a-z-]{1,80}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 #: A fill that has not been renamed into place for this long was left by a killed process.
 STALE_FILL_SECONDS = 3600.0
 DEFAULT_MAX_BYTES = 2048 << 20
@@ -525,6 +528,50 @@ class ReferenceCache:
                 count += 1
         shutil.rmtree(self.directory / _NOTES, ignore_errors=True)
         return count
+
+    async def keep_derived(self, name: str, pieces: Sequence[bytes | memoryview]) -> None:
+        """Keep what was derived from a reference at some cost (the archive format's source form
+        of it) for other processes: the concatenation of ``pieces`` as an entry of its own,
+        addressed by its SHA-256 (pruned with the references), and a note ``name`` naming it.
+        A cache that cannot keep it only loses it."""
+        if self.backend == "memory" or not _NOTE_NAME.fullmatch(name):
+            return
+        digest = hashlib.sha256()
+        for piece in pieces:
+            digest.update(piece)
+        sha = digest.hexdigest()
+
+        async def local() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                view = memoryview(piece)
+                for start in range(0, len(view), CHUNK):
+                    yield bytes(view[start : start + CHUNK])
+
+        try:
+            await self.warm(sha, local)
+        except CacheCorruptError as exc:
+            log.debug("derived entry %s not kept: %s", name, exc)
+            return
+        await anyio.to_thread.run_sync(self.write_note, name, sha.encode())
+
+    def load_derived(self, name: str) -> bytes | None:
+        """What :meth:`keep_derived` kept as ``name``, or None.  Blocking file I/O: call it
+        from a worker thread."""
+        named = self.read_note(name)
+        if named is None or not _SHA256.fullmatch(named.decode("ascii", "replace")):
+            return None
+        sha = named.decode()
+        entry = self._lookup(sha)
+        if not isinstance(entry, EncryptedEntry):
+            return None
+        try:
+            data = entry.read_block(0, entry.size) if entry.size else b""
+        except (CacheError, OSError):
+            _discard(entry.path)
+            return None
+        finally:
+            entry.close()
+        return data if hashlib.sha256(data).hexdigest() == sha else None
 
     def read_note(self, name: str) -> bytes | None:
         """The note ``name`` (see the module's doc); None when there is none this key can read.

@@ -7,9 +7,10 @@ import dataclasses
 import hashlib
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 
@@ -209,12 +210,23 @@ class FileEncode:
         self._out.close()
 
 
-class CodecRunner:
-    """Runs codec work on worker threads, at most ``threads`` at a time."""
+class DerivedStore(Protocol):
+    """Where what was derived from a reference at some cost outlives the process (the reference
+    cache: :meth:`~.cache.ReferenceCache.keep_derived`)."""
 
-    def __init__(self, threads: int) -> None:
+    def load_derived(self, name: str) -> bytes | None: ...
+
+    async def keep_derived(self, name: str, pieces: Sequence[bytes | memoryview]) -> None: ...
+
+
+class CodecRunner:
+    """Runs codec work on worker threads, at most ``threads`` at a time; ``derived`` keeps what
+    formats derive from references."""
+
+    def __init__(self, threads: int, derived: DerivedStore | None = None) -> None:
         self.limiter = anyio.CapacityLimiter(threads)
         self.memory = process_budget()
+        self.derived = derived
 
     def plan_encoder(
         self, source_size: int, *, in_memory: bool = False, beside: int = 0

@@ -474,6 +474,80 @@ class ReferenceForm:
         return len(self.raw) + len(self.source)
 
 
+#: the first bytes of a source form kept in the reference cache (:func:`form_pieces`)
+_FORM_MAGIC: Final = b"DGFORM1\n"
+
+
+def form_pieces(form: ReferenceForm) -> list[bytes | memoryview]:
+    """``form`` without its reference's bytes, as pieces to store: a process that has the
+    reference reads it back (:func:`parse_form`) instead of expanding the reference again.
+    Known members that are a slice of the reference are kept as their offset."""
+    head = [
+        _FORM_MAGIC,
+        varint(form.version),
+        bytes([form.is_archive]),
+        varint(form.tail),
+        varint(len(form.members)),
+        *(digest + varint(offset) for digest, offset in form.members.items()),
+        varint(len(form.known)),
+    ]
+    inline: list[bytes | memoryview] = []
+    raw = memoryview(form.raw)
+    for (crc, length), found in form.known.items():
+        at = form.members.get(span_digest(found.compressed))
+        in_raw = at is not None and raw[at : at + length] == found.compressed
+        head.append(
+            crc.to_bytes(4, "big")
+            + varint(length)
+            + found.contents_digest
+            + bytes([found.level, found.mem_level])
+            + varint(at + 1 if in_raw and at is not None else 0)
+        )
+        if not in_raw:
+            inline.append(found.compressed)
+    return [b"".join(head), *inline, varint(len(form.source)), form.source]
+
+
+def parse_form(data: bytes, raw: bytes) -> ReferenceForm | None:
+    """The form :func:`form_pieces` stored, for the reference ``raw``; None if it is not one."""
+    if not data.startswith(_FORM_MAGIC):
+        return None
+    view = memoryview(data)
+    try:
+        version, pos = read_varint(view, len(_FORM_MAGIC))
+        is_archive = bool(view[pos])
+        tail, pos = read_varint(view, pos + 1)
+        count, pos = read_varint(view, pos)
+        members: dict[bytes, int] = {}
+        for _ in range(count):
+            digest = bytes(view[pos : pos + 32])
+            members[digest], pos = read_varint(view, pos + 32)
+        count, pos = read_varint(view, pos)
+        entries = []
+        for _ in range(count):
+            crc = int.from_bytes(view[pos : pos + 4], "big")
+            length, pos = read_varint(view, pos + 4)
+            digest, level, mem_level = bytes(view[pos : pos + 32]), view[pos + 32], view[pos + 33]
+            at, pos = read_varint(view, pos + 34)
+            entries.append((crc, length, digest, level, mem_level, at))
+        known: KnownDeflates = {}
+        for crc, length, digest, level, mem_level, at in entries:
+            if at:
+                compressed = memoryview(raw)[at - 1 : at - 1 + length]
+            else:
+                # a copy: a view would keep the whole stored form alive beside the source
+                compressed, pos = memoryview(bytes(view[pos : pos + length])), pos + length
+            if len(compressed) != length:
+                return None
+            known[(crc, length)] = KnownDeflate(compressed, digest, level, mem_level)
+        size, pos = read_varint(view, pos)
+    except (IntegrityError, IndexError):
+        return None
+    if pos + size != len(view) or tail > len(raw) or version not in STREAM_VERSIONS:
+        return None
+    return ReferenceForm(raw, data[pos:], members, is_archive, tail, known, version)
+
+
 @dataclass(frozen=True)
 class ReferenceExpansion:
     """A reference's own expansion (:func:`expand_reference`)."""

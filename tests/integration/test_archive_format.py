@@ -323,3 +323,31 @@ async def test_the_default_format_never_makes_a_second_reference(
 async def _stored_keys(server: LocalS3, bucket: str, prefix: str) -> list[str]:
     resp = boto(server).list_objects_v2(Bucket=bucket, Prefix=prefix)
     return sorted(o["Key"] for o in resp.get("Contents", []))
+
+
+async def test_a_new_process_reads_the_form_the_cache_kept_instead_of_expanding_again(
+    s3: LocalS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deltaglider_async._formats import archive
+
+    versions = [deflated_zip(v, nested=True) for v in (1, 2, 3)]
+    cache = tmp_path / "cache"
+    async with make_client(s3, cache, delta_format="archive") as dg:
+        for v, body in enumerate(versions):
+            await dg.put_object(Bucket=bucket, Key=f"kept/app-{v}.jar", Body=body)
+    archive.ARCHIVE._forms.clear()  # what a new process starts with
+
+    def expanded_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the reference was expanded again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(archive, "reference_form", expanded_again)
+        async with make_client(s3, cache) as dg:
+            for v, body in enumerate(versions):
+                got = await dg.get_object(Bucket=bucket, Key=f"kept/app-{v}.jar")
+                assert await got["Body"].read() == body
+    # Another cache has no form kept: it expands the reference, and reads the same bytes.
+    archive.ARCHIVE._forms.clear()
+    async with make_client(s3, tmp_path / "other") as dg:
+        got = await dg.get_object(Bucket=bucket, Key="kept/app-2.jar")
+        assert await got["Body"].read() == versions[2]

@@ -562,6 +562,31 @@ def test_a_large_known_member_is_copied_only_when_its_contents_match(tmp_path: P
         rebuild(bytes(changed))
 
 
+def test_a_kept_form_reads_back_as_the_form() -> None:
+    raw = deflated_zip(3, nested=True)
+    form = reference_form(raw)
+    assert any(k.compressed.obj is not raw for k in form.known.values())  # nested: kept inline
+    data = b"".join(bytes(p) for p in document.form_pieces(form))
+    back = document.parse_form(data, raw)
+    assert back is not None
+    assert (back.source, back.members, back.tail, back.version) == (
+        form.source,
+        form.members,
+        form.tail,
+        form.version,
+    )
+    assert back.is_archive and back.raw is raw
+    assert {
+        k: (bytes(v.compressed), v.contents_digest, v.level, v.mem_level)
+        for k, v in back.known.items()
+    } == {
+        k: (bytes(v.compressed), v.contents_digest, v.level, v.mem_level)
+        for k, v in form.known.items()
+    }
+    for damaged in (b"", data[:-1], data[: len(data) // 2], b"x" + data, data + b"x"):
+        assert document.parse_form(damaged, raw) is None
+
+
 def test_the_expected_expansion_is_read_from_the_containers_records() -> None:
     text = b"".join(b"line %d\n" % i for i in range(20000))
     members = [("a.txt", text, zipfile.ZIP_DEFLATED), ("b.bin", b"kept", zipfile.ZIP_STORED)]
