@@ -1,4 +1,5 @@
-"""Where the compressed members of a zip or gzip file lie: pure parsing, no I/O.
+"""Where the compressed members of a zip or gzip file lie: pure parsing, no I/O (but for
+:func:`file_expected_expansion`, which reads the few parts of a file that parsing needs).
 
 Nothing here trusts the archive: a span is only a candidate (the archive format inflates it and
 deflates it again, and keeps it only if that gives back the very bytes).  Whatever does not parse
@@ -7,6 +8,8 @@ is simply not a span, so every byte string has an answer.
 
 from __future__ import annotations
 
+import io
+import mmap
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +64,26 @@ def expected_expansion(data: bytes | memoryview) -> int:
         usize - csize for method, csize, usize, _ in _central_entries(view) if method == DEFLATED
     )
     return len(view) + max(0, grown)
+
+
+def file_expected_expansion(file: io.BufferedIOBase, size: int) -> int:
+    """:func:`expected_expansion` of an open file of ``size`` bytes, which reads its first bytes,
+    its last 64 KiB and its central directory, into anonymous memory whose other pages are never
+    touched (a file mapped instead would crash the process if it shrank meanwhile)."""
+    if not size:
+        return 0
+    with mmap.mmap(-1, size) as buffer, memoryview(buffer) as view:
+
+        def fill(start: int, stop: int) -> None:
+            file.seek(start)
+            file.readinto(view[start:stop])
+
+        fill(0, min(size, _GZIP_FIXED + 8))
+        fill(max(0, size - (0xFFFF + _EOCD.size + _EOCD64.size + _EOCD64_LOCATOR.size)), size)
+        found = _find_eocd(view)
+        if found is not None:
+            fill(found[0], found[1])
+        return expected_expansion(view)
 
 
 def _central_entries(view: memoryview) -> Iterator[tuple[int, int, int, int]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import lzma
-import mmap
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -34,7 +33,7 @@ from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._engine.cache import ReferenceSource
 from .._engine.codec import DECODER_MEMORY, CodecRunner, EncodeResult, EncoderPlan
 from .._exceptions import DeltaGliderError, IntegrityError
-from ._containers import expected_expansion, is_gzip
+from ._containers import expected_expansion, file_expected_expansion, is_gzip
 from ._document import (
     REBUILDER,
     SAME_FORM,
@@ -393,15 +392,8 @@ def reference_reader(
 
 
 def _file_expansion(path: Path) -> int:
-    """:func:`expected_expansion` of a file, from the pages its containers' records are on."""
     with path.open("rb") as f:
-        if not os.fstat(f.fileno()).st_size:
-            return 0
-        with (
-            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-            memoryview(mapped) as view,
-        ):
-            return expected_expansion(view)
+        return file_expected_expansion(f, os.fstat(f.fileno()).st_size)
 
 
 def _form_name(key: tuple[str, int]) -> str:
@@ -541,8 +533,8 @@ class Archive:
 
     async def _persist(self, codec: CodecRunner, key: tuple[str, int], form: ReferenceForm) -> None:
         """Keep an archive's form in the reference cache: a process that reads or writes against
-        this reference next loads it (an awscli wheel's in 0.05 s) instead of expanding the
-        reference again (1.1 s; a botocore wheel's 2.8 s)."""
+        this reference next loads it instead of expanding the reference again (an awscli
+        wheel's: 0.06 s instead of 1.2 s, a botocore wheel's 0.3 s instead of 2.3 s)."""
         if codec.derived is not None and form.is_archive:
             pieces = await anyio.to_thread.run_sync(form_pieces, form, limiter=codec.limiter)
             await codec.derived.keep_derived(_form_name(key), pieces)

@@ -26,7 +26,7 @@ from deltaglider_async._engine.codec import encoder_plan
 from deltaglider_async._engine.memory import DEFAULT_LIMIT
 from deltaglider_async._exceptions import IntegrityError
 from deltaglider_async._formats import _document as document
-from deltaglider_async._formats._containers import expected_expansion
+from deltaglider_async._formats._containers import expected_expansion, file_expected_expansion
 from deltaglider_async._formats._document import Rebuilder, ReferenceForm, reference_form
 from deltaglider_async._formats.archive import (
     ARCHIVE_MAGIC,
@@ -596,6 +596,11 @@ def test_the_expected_expansion_is_read_from_the_containers_records() -> None:
     assert expected_expansion(gzip.compress(text)) == len(text)
     for junk in (b"", b"PK\x05\x06", b"not an archive" * 10, data[:-30]):
         assert expected_expansion(junk) == len(junk)
+    # From a file, reading only the parts the records are in: the same answers.
+    big = b"x" * (300 << 10) + data  # the central directory far from the file's start
+    for body in (big, data, gzip.compress(text), b"", b"not an archive" * 10):
+        with io.BytesIO(body) as f:
+            assert file_expected_expansion(f, len(body)) == expected_expansion(body)
 
 
 async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(
