@@ -1355,11 +1355,33 @@ def _known_member(known: KnownDeflates, seg: Segment) -> KnownDeflate | None:
     return None
 
 
+@dataclass
+class Learning:
+    """What a rebuild learns: the deflated members it made, as an expansion learns them (a
+    reference's compact form rebuilt is its expansion, with these its known deflates).
+    Members streamed out are not kept: then it is not ``complete``."""
+
+    known: KnownDeflates = field(default_factory=dict)
+    complete: bool = True
+
+    def made(self, seg: Segment, contents: bytes | memoryview, out: bytes) -> None:
+        self.known[(seg.crc, seg.out_len)] = KnownDeflate(
+            memoryview(out), span_digest(contents), seg.level, seg.mem_level
+        )
+
+
 def rebuild_document(
-    doc: bytes | memoryview, reference: bytes, known: KnownDeflates, what: str, depth: int = 0
+    doc: bytes | memoryview,
+    reference: bytes,
+    known: KnownDeflates,
+    what: str,
+    depth: int = 0,
+    learn: Learning | None = None,
 ) -> bytes:
     """A whole (nested) document back to its bytes, in memory."""
-    rebuilder = Rebuilder(reference, what, None, known=known, depth=depth, parallel=False)
+    rebuilder = Rebuilder(
+        reference, what, None, known=known, depth=depth, parallel=False, learn=learn
+    )
     out = b"".join(bytes(piece) for piece in rebuilder.feed(doc))
     rebuilder.finish()
     return out
@@ -1386,9 +1408,11 @@ class Rebuilder:
         known: KnownDeflates | None = None,
         depth: int = 0,
         parallel: bool = True,
+        learn: Learning | None = None,
     ) -> None:
         self._reference = reference
         self._known: KnownDeflates = known or {}
+        self._learn = learn
         self._what = what
         self._depth = depth
         self._parallel = parallel
@@ -1502,7 +1526,10 @@ class Rebuilder:
                         known=self._known,
                         depth=self._depth + 1,
                         parallel=self._parallel,  # on this thread, not a pool worker's
+                        learn=self._learn,
                     )
+                if self._learn is not None:
+                    self._learn.complete = False  # its output is streamed, not kept
                 self._stream_in = 0
                 self._stream_known = _known_member(self._known, seg)
                 if self._stream_known is not None:
@@ -1589,20 +1616,27 @@ class Rebuilder:
 
     def _job(self, seg: Segment, payload: bytes) -> Callable[[], bytes]:
         what, reference, known, depth = self._what, self._reference, self._known, self._depth
+        learn = self._learn
         if seg.kind in (NESTED, DEFLATE_NESTED):
             self._check_depth()
 
+        def deflated(contents: bytes) -> bytes:
+            out = _deflate_member(seg, contents, known, what)
+            if learn is not None:
+                learn.made(seg, contents, out)
+            return out
+
         def run() -> bytes:
             if seg.kind == DEFLATE:
-                return _deflate_member(seg, payload, known, what)
-            inner = rebuild_document(payload, reference, known, what, depth + 1)
+                return deflated(payload)
+            inner = rebuild_document(payload, reference, known, what, depth + 1, learn)
             if seg.kind == NESTED:
                 if len(inner) != seg.out_len:
                     raise IntegrityError(f"{what}: a nested archive rebuilds to the wrong size")
                 return inner
             if len(inner) != seg.inner_len:
                 raise IntegrityError(f"{what}: a nested archive rebuilds to the wrong size")
-            return _deflate_member(seg, inner, known, what)
+            return deflated(inner)
 
         return run
 

@@ -42,7 +42,9 @@ from ._document import (
     Expander,
     Head,
     KnownDeflates,
+    Learning,
     Rebuilder,
+    ReferenceExpansion,
     ReferenceForm,
     expand_reference,
     form_pieces,
@@ -62,6 +64,9 @@ MAX_ARCHIVE: Final = 512 << 20
 #: source forms kept in memory across puts and gets, as a share of the memory budget's room
 #: (the latest one is always kept)
 _FORMS_SHARE: Final = 4
+#: forms offered by compact references' rebuilds held until taken (a reference read for a
+#: ``vcdiff`` delta of its space leaves one nobody takes)
+_OFFERED: Final = 2
 
 
 @dataclass(frozen=True)
@@ -335,15 +340,30 @@ def _unpacks_to(pieces: list[bytes], expanded: bytes) -> bool:
 
 def decode_reference_sync(body: bytes, what: str) -> bytes:
     """The reference's own bytes from its compact form."""
-    return _rebuild_compact(
-        lzma.decompress(body[len(REFERENCE_MAGIC) :], memlimit=4 << 30), what, None
-    )
+    return _decode_compact(body, what)[0]
 
 
-def _rebuild_compact(expanded: bytes, what: str, known: KnownDeflates | None) -> bytes:
+def _decode_compact(body: bytes, what: str) -> tuple[bytes, ReferenceForm | None]:
+    """The reference's own bytes from its compact form, and its source form, which that
+    rebuild gives for nothing: the compact form is the reference's expansion, and the members
+    it deflated are its known deflates (None when it streamed one out instead of keeping it)."""
+    expanded = lzma.decompress(body[len(REFERENCE_MAGIC) :], memlimit=4 << 30)
+    learn = Learning()
+    raw = _rebuild_compact(expanded, what, None, learn)
+    if not learn.complete:
+        return raw, None
+    length, pos = read_varint(expanded, 0)
+    head = expanded[pos : pos + length]
+    expansion = ReferenceExpansion(head, expanded[pos + length :], learn.known, len(learn.known))
+    return raw, reference_form(raw, expansion, parse_head(head).version)
+
+
+def _rebuild_compact(
+    expanded: bytes, what: str, known: KnownDeflates | None, learn: Learning | None = None
+) -> bytes:
     length, pos = read_varint(expanded, 0)
     segments = parse_head(expanded[pos : pos + length]).segments
-    rebuilder = Rebuilder(b"", what, segments, known=known)
+    rebuilder = Rebuilder(b"", what, segments, known=known, learn=learn)
     out = b"".join(bytes(p) for p in rebuilder.feed(memoryview(expanded)[pos + length :]))
     rebuilder.finish()
     return out
@@ -379,10 +399,14 @@ def reference_reader(
 
         def decode() -> bytes:
             try:
-                raw = decode_reference_sync(body, what)
+                raw, form = _decode_compact(body, what)
             except (IntegrityError, lzma.LZMAError, ValueError):
                 return body
-            return raw if hashlib.sha256(raw).hexdigest() == sha256 else body
+            if hashlib.sha256(raw).hexdigest() != sha256:
+                return body
+            if form is not None:
+                ARCHIVE.offer(sha256, form)
+            return raw
 
         raw = await anyio.to_thread.run_sync(decode)
         for start in range(0, len(raw), _CHUNK):
@@ -426,6 +450,15 @@ class Archive:
     def __init__(self) -> None:
         #: by the reference's SHA-256 and the stream version of the form
         self._forms: OrderedDict[tuple[str, int], ReferenceForm] = OrderedDict()
+        #: forms that came with a compact reference's rebuild, until a read or write takes them
+        self._offered: OrderedDict[tuple[str, int], ReferenceForm] = OrderedDict()
+
+    def offer(self, sha256: str, form: ReferenceForm) -> None:
+        """A reference's form, made as its compact form was rebuilt: the read or write that
+        fetched the reference takes it instead of expanding the reference again."""
+        self._offered[(sha256, SAME_FORM.get(form.version, form.version))] = form
+        while len(self._offered) > _OFFERED:
+            self._offered.popitem(last=False)
 
     async def reference_body(
         self, codec: CodecRunner, path: Path, out: Path
@@ -516,6 +549,9 @@ class Archive:
                 raw = _read_reference(reference)
             key = (sha or hashlib.sha256(raw).hexdigest(), version)
             found = self._forms.get(key)
+            offered = self._offered.pop(key, None)
+            if found is None and offered is not None:
+                return key, offered, True
             if found is None and codec.derived is not None:
                 kept = codec.derived.load_derived(_form_name(key))
                 found = parse_form(kept, raw) if kept is not None else None

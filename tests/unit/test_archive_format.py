@@ -298,6 +298,37 @@ def test_a_nested_member_the_reference_holds_is_named_not_carried(
         blind.finish()
 
 
+def test_rebuilding_a_compact_reference_gives_its_form(tmp_path: Path) -> None:
+    from deltaglider_async._formats.archive import _decode_compact
+
+    for name, raw in (
+        ("nested.jar", deflated_zip(3, nested=True)),
+        ("app.tar.gz", release_tarball(2)),
+        ("golden.tgz", gzip_pinned(b"".join(b"%d\n" % i for i in range(50000)), 9)),
+    ):
+        path, out = tmp_path / name, tmp_path / f"{name}.compact"
+        path.write_bytes(raw)
+        assert encode_reference_sync(path, out) is not None, name
+        rebuilt, form = _decode_compact(out.read_bytes(), name)
+        assert rebuilt == raw and form is not None, name
+        expected = reference_form(raw)
+        assert (form.source, form.members, form.tail, form.version, form.is_archive) == (
+            expected.source,
+            expected.members,
+            expected.tail,
+            expected.version,
+            expected.is_archive,
+        ), name
+        assert _known(form) == _known(expected), name
+
+
+def _known(form: ReferenceForm) -> dict[tuple[int, int], tuple[bytes, bytes, int, int]]:
+    return {
+        k: (bytes(v.compressed), v.contents_digest, v.level, v.mem_level)
+        for k, v in form.known.items()
+    }
+
+
 def test_compact_reference_of_several_xz_streams(tmp_path: Path) -> None:
     words = [random.Random(7).randbytes(3).hex() for _ in range(5_000)]
     members = [
@@ -576,13 +607,7 @@ def test_a_kept_form_reads_back_as_the_form() -> None:
         form.version,
     )
     assert back.is_archive and back.raw is raw
-    assert {
-        k: (bytes(v.compressed), v.contents_digest, v.level, v.mem_level)
-        for k, v in back.known.items()
-    } == {
-        k: (bytes(v.compressed), v.contents_digest, v.level, v.mem_level)
-        for k, v in form.known.items()
-    }
+    assert _known(back) == _known(form)
     for damaged in (b"", data[:-1], data[: len(data) // 2], b"x" + data, data + b"x"):
         assert document.parse_form(damaged, raw) is None
 
