@@ -35,6 +35,9 @@ from .._engine.codec import DECODER_MEMORY, CodecRunner, EncodeResult, EncoderPl
 from .._exceptions import DeltaGliderError, IntegrityError
 from ._containers import expected_expansion, file_expected_expansion, is_gzip
 from ._document import (
+    DEFLATE,
+    DEFLATE_NESTED,
+    NESTED,
     REBUILDER,
     SAME_FORM,
     STREAM_VERSION,
@@ -64,6 +67,8 @@ MAX_ARCHIVE: Final = 512 << 20
 #: source forms kept in memory across puts and gets, as a share of the memory budget's room
 #: (the latest one is always kept)
 _FORMS_SHARE: Final = 4
+#: the top-level segments of an expansion that are members kept as their contents
+_EXPANDED_KINDS: Final = (DEFLATE, DEFLATE_NESTED, NESTED)
 #: forms offered by compact references' rebuilds held until taken (a reference read for a
 #: ``vcdiff`` delta of its space leaves one nobody takes)
 _OFFERED: Final = 2
@@ -354,8 +359,10 @@ def _decode_compact(body: bytes, what: str) -> tuple[bytes, ReferenceForm | None
         return raw, None
     length, pos = read_varint(expanded, 0)
     head = expanded[pos : pos + length]
-    expansion = ReferenceExpansion(head, expanded[pos + length :], learn.known, len(learn.known))
-    return raw, reference_form(raw, expansion, parse_head(head).version)
+    parsed = parse_head(head)
+    members = sum(seg.kind in _EXPANDED_KINDS for seg in parsed.segments)
+    expansion = ReferenceExpansion(head, expanded[pos + length :], learn.known, members)
+    return raw, reference_form(raw, expansion, parsed.version)
 
 
 def _rebuild_compact(
