@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import archive, cache, codec, dask, listing, memory, sdk, stats, transfers
+from . import archive, cache, codec, dask, fresh, listing, memory, sdk, stats, transfers
 from ._common import RESULTS, machine
 
 PARTS = {
@@ -25,6 +25,7 @@ PARTS = {
     "stats": stats,
     "listing": listing,
     "archive": archive,
+    "fresh": fresh,
     "dask": dask,
     "memory": memory,
 }
