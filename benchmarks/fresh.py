@@ -125,9 +125,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         seconds = row["seconds"]
         ratio = seconds["deltaglider 6.2, warm cache"] / seconds["ours, archive, warm cache"]
         cells = " | ".join(f"{seconds[c]:.2f}" for c in columns)
-        lines.append(
-            f"| {row['series']} | {row['size'] / 1e6:.1f} MB | {cells} | {ratio:.1f}× |"
-        )
+        lines.append(f"| {row['series']} | {row['size'] / 1e6:.1f} MB | {cells} | {ratio:.1f}× |")
     return "\n".join(lines) + "\n"
 
 
