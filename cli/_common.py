@@ -492,10 +492,10 @@ def _display(path: str) -> str:
 
 
 def _saved_text(
-    original: int, stored: int, kind: str, reason: str = "", new_reference: bool = False
+    original: int, stored: int, kind: str, reason: str = "", reference: int | None = None
 ) -> str:
-    if new_reference:
-        return f"(new reference {human(original)} + delta {human(stored - original)})"
+    if reference is not None:
+        return f"(new reference {human(reference)} + delta {human(stored - reference)})"
     if kind == "delta":
         # floor, so that 99.97 % does not read as a perfect 100.0 %
         pct = math.floor(1000 * (1 - stored / original)) / 10 if original else 0.0
@@ -522,7 +522,11 @@ def _report_results(
             up = result.upload
             summary.add(up.original_size, up.stored_size, up.stored_as)
             saved = _saved_text(
-                up.original_size, up.stored_size, up.stored_as, up.reason, up.reference_created
+                up.original_size,
+                up.stored_size,
+                up.stored_as,
+                up.reason,
+                up.reference_size if up.reference_created else None,
             )
             out.result(
                 f"{verb}: {_display(result.source)} to {up.url}{out.savings(saved)}",

@@ -213,6 +213,7 @@ class AsyncDeltaGliderClient:
                 reference_key=summary.reference_key or None,
                 reason=summary.reason,
                 reference_created=summary.reference_created,
+                reference_size=summary.reference_size if summary.reference_created else None,
                 delta_format=summary.delta_format or None,
             ).as_dict(),
             "ResponseMetadata": response_metadata(),

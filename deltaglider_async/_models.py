@@ -28,12 +28,15 @@ class DeltaGliderInfo:
     delta_format: str | None = None
     #: why a put that asked for another delta format stored it this way
     format_note: str | None = None
+    #: what the reference this put created takes in the bucket (in ``stored_size`` too)
+    reference_size: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "DeltaFormat": self.delta_format,
             "FormatNote": self.format_note,
             "ReferenceCreated": self.reference_created,
+            "ReferenceSize": self.reference_size,
             "StoredAs": self.stored_as,
             "StoredKey": self.stored_key,
             "StoredSize": self.stored_size,
@@ -64,6 +67,9 @@ class UploadSummary:
     etag: str = ""
     #: the reference a delta is taken against (``reference.bin`` or a later snapshot)
     reference_key: str = ""
+    #: bytes the reference this upload created takes in the bucket (in ``stored_size`` too;
+    #: the archive format's compact form is smaller than the file)
+    reference_size: int = 0
 
     @property
     def savings(self) -> float:

@@ -174,7 +174,7 @@ async def _stream_cp(
             info["StoredSize"],
             info["StoredAs"],
             info["Reason"],
-            info["ReferenceCreated"],
+            info["ReferenceSize"] if info["ReferenceCreated"] else None,
         )
         if out.show_savings or out.json_mode:  # aws-cli prints nothing for a stdin upload
             out.result(

@@ -225,6 +225,7 @@ class PutPipeline(Stage):
         budget = delta_budget(path.stat().st_size, put.ratio_limit)
         delta_path = self._temp_path(DELTA_SUFFIX)
         reference_created = False
+        reference_size = 0  # what the reference this put created takes in the bucket
         ref_sha: str | None
         try:
             early = None
@@ -240,6 +241,7 @@ class PutPipeline(Stage):
                     ref_head, reference_created = await self._create_reference(
                         put, ref_key, path, space_start if leads else None
                     )
+                    reference_size = ref_head.size if reference_created else 0
                 ref_sha = reference_sha(ref_head, ref_key)
                 if leads and space_start is not None:
                     space_start.settle(ref_sha)
@@ -258,8 +260,10 @@ class PutPipeline(Stage):
                 refit = await self._refit(put, references, ref_key, path, delta_path, budget)
                 if refit is None:
                     return await self._put_direct(put, path, reason)
-                ref_key, ref_sha, result, reference_created = refit
-                if reference_created:
+                ref_key, ref_sha, result, created_head = refit
+                reference_created = created_head is not None
+                if created_head is not None:
+                    reference_size = created_head.size
                     snapshot = f"new reference {name_of(ref_key)} ({reason} against the others)"
             meta = delta_metadata(
                 tool=self._ctx.tool,
@@ -318,8 +322,8 @@ class PutPipeline(Stage):
             bucket=bucket,
             key=key,
             original_size=result.size,
-            # The first file of a space also pays for its reference: no saving on it.
-            stored_size=result.delta_size + (result.size if reference_created else 0),
+            # The first file of a space also pays for its reference (as stored: compact, maybe)
+            stored_size=result.delta_size + reference_size,
             stored_as="delta",
             sha256=result.sha256,
             reference_created=reference_created,
@@ -327,6 +331,7 @@ class PutPipeline(Stage):
             delta_format=result.format_name,
             etag=logical_etag(result.sha256),
             reference_key=ref_key,
+            reference_size=reference_size,
         )
 
     async def _refit(
@@ -337,11 +342,11 @@ class PutPipeline(Stage):
         path: Path,
         delta_path: Path,
         budget: int | None,
-    ) -> tuple[str, str, EncodeResult, bool] | None:
+    ) -> tuple[str, str, EncodeResult, ObjectHead | None] | None:
         """A base for a file that misfits ``ref_key``: a few older references (two products
         released into one space take turns), else a new snapshot made from the file, which
         stored whole would be a reference nothing uses (a compact one costs less) while later
-        versions delta against it.  Its key, SHA-256, the delta and whether it is new; None:
+        versions delta against it.  Its key, SHA-256, the delta and its HEAD if it is new; None:
         store the file whole (the default format, or concurrent puts of other files took the
         next few snapshot numbers)."""
         older = references[references.index(ref_key) + 1 :] if ref_key in references else []
@@ -354,7 +359,7 @@ class PutPipeline(Stage):
                 put.bucket, candidate, head.etag, sha, path, delta_path, budget
             )
             if self._fits(result, put.ratio_limit):
-                return candidate, sha, result, False
+                return candidate, sha, result, None
         newest = references[0]
         for _ in range(_OLDER_TRIES):  # concurrent puts of other products take numbers too
             snapshot = self._next_snapshot(newest)
@@ -366,7 +371,7 @@ class PutPipeline(Stage):
                 return None
             result = await self._encode(put, snapshot, head, sha, created, path, delta_path, budget)
             if created or self._fits(result, put.ratio_limit):
-                return snapshot, sha, result, created
+                return snapshot, sha, result, head if created else None
             newest = snapshot
         return None
 

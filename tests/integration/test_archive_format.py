@@ -351,3 +351,25 @@ async def test_a_new_process_reads_the_form_the_cache_kept_instead_of_expanding_
                 for v, body in enumerate(versions):
                     got = await dg.get_object(Bucket=bucket, Key=f"kept/app-{v}.jar")
                     assert await got["Body"].read() == body, where
+
+
+async def test_a_first_put_counts_its_reference_as_stored(
+    s3: LocalS3, bucket: str, tmp_path: Path
+) -> None:
+    body = deflated_zip(1)
+    source = tmp_path / "app-1.whl"
+    source.write_bytes(body)
+    async with make_client(s3, tmp_path / "cache", delta_format="archive") as dg:
+        summary = await dg.upload(source, f"s3://{bucket}/counted/")
+        info = (await dg.put_object(Bucket=bucket, Key="other/app-1.whl", Body=body))[
+            "DeltaGliderInfo"
+        ]
+    listed = {
+        o["Key"]: o["Size"] for o in boto(s3).list_objects_v2(Bucket=bucket).get("Contents", [])
+    }
+    reference = listed["counted/reference.bin"]
+    assert reference < len(body)  # compact
+    assert summary.reference_created and summary.reference_size == reference
+    assert summary.stored_size == reference + listed["counted/app-1.whl.delta"]
+    assert info["ReferenceCreated"] and info["ReferenceSize"] == listed["other/reference.bin"]
+    assert info["StoredSize"] == listed["other/reference.bin"] + listed["other/app-1.whl.delta"]
