@@ -1,9 +1,10 @@
-"""Task groups whose failures surface as the SDK's own exceptions, not as ExceptionGroup."""
+"""Task groups whose failures surface as the SDK's own exceptions, not as ExceptionGroup, and
+locks by key."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -54,3 +55,29 @@ class RatePace:
         self._next = start + self._interval
         if start > now:
             await anyio.sleep(start - now)
+
+
+class KeyedLocks:
+    """One holder at a time per key (one fetch of a reference, one expansion of it); a lock
+    nobody holds or awaits is forgotten."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[anyio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        """Keys held or waited for."""
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (anyio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

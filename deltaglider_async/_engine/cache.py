@@ -43,6 +43,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._exceptions import CacheError, IntegrityError, InvalidArgumentError
+from .._tasks import KeyedLocks
 from .memory import process_budget
 
 log = logging.getLogger("deltaglider_async")
@@ -319,7 +320,7 @@ class ReferenceCache:
         self._directory: Path | None = None
         self._memory: OrderedDict[str, MemoryEntry] = OrderedDict()
         self._memory_limit = memory_bytes
-        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+        self._fetches = KeyedLocks()  # one fetch per reference at a time
         self.fetches = 0
 
     @property
@@ -347,21 +348,6 @@ class ReferenceCache:
     def _path(self, sha256: str) -> Path:
         directory = self.directory
         return directory / sha256[:2] / f"{sha256}.{self._key()[1]}.dgc"
-
-    @contextlib.asynccontextmanager
-    async def _fetch_lock(self, sha256: str) -> AsyncIterator[None]:
-        """One fetch per reference at a time; a lock nobody holds or awaits is forgotten."""
-        lock, users = self._locks.get(sha256, (anyio.Lock(), 0))
-        self._locks[sha256] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[sha256]
-            if users == 1:
-                del self._locks[sha256]
-            else:
-                self._locks[sha256] = (lock, users - 1)
 
     async def get(self, sha256: str, fetch: Fetch) -> ReferenceSource:
         """The cached reference ``sha256``, fetched (once) with ``fetch`` when missing.
@@ -391,7 +377,7 @@ class ReferenceCache:
     async def _get(
         self, sha256: str, fetch: Fetch, *, count: bool, degrade: bool = True
     ) -> ReferenceSource:
-        async with self._fetch_lock(sha256):
+        async with self._fetches.hold(sha256):
             found = self._lookup(sha256)
             if found is not None:
                 return found

@@ -33,6 +33,7 @@ from .._core.policy import MAGIC_BYTES, compress_added_bytes
 from .._engine.cache import ReferenceSource
 from .._engine.codec import DECODER_MEMORY, CodecRunner, EncodeResult, EncoderPlan
 from .._exceptions import DeltaGliderError, IntegrityError
+from .._tasks import KeyedLocks
 from ._containers import expected_expansion, file_expected_expansion, is_gzip
 from ._document import (
     DEFLATE,
@@ -459,6 +460,9 @@ class Archive:
         self._forms: OrderedDict[tuple[str, int], ReferenceForm] = OrderedDict()
         #: forms that came with a compact reference's rebuild, until a read or write takes them
         self._offered: OrderedDict[tuple[str, int], ReferenceForm] = OrderedDict()
+        #: one expansion of a reference at a time: the puts of a bulk upload that encode
+        #: against a new reference wait for the one that makes its form (or compacts it)
+        self._building = KeyedLocks()
 
     def offer(self, sha256: str, form: ReferenceForm) -> None:
         """A reference's form, made as its compact form was rebuilt: the read or write that
@@ -482,14 +486,15 @@ class Archive:
         if need > codec.memory.room:
             log.info("%s: reference stored as it is: %s", path, _too_large(need, codec))
             return None
-        async with codec.memory.reserve(need, f"compacting {path.name}"):
-            form = await anyio.to_thread.run_sync(
-                encode_reference_sync, path, out, parallel, limiter=codec.limiter
-            )
-        if form is None:
-            return None
-        key = (hashlib.sha256(form.raw).hexdigest(), form.version)
-        self._keep(key, form, codec)
+        key = ((await codec.hash_file(path, _CHUNK)).sha256, STREAM_VERSION)
+        async with self._building.hold(key):
+            async with codec.memory.reserve(need, f"compacting {path.name}"):
+                form = await anyio.to_thread.run_sync(
+                    encode_reference_sync, path, out, parallel, limiter=codec.limiter
+                )
+            if form is None or hashlib.sha256(form.raw).hexdigest() != key[0]:
+                return None  # not smaller; or the file changed since (the put will fail)
+            self._keep(key, form, codec)
         await self._persist(codec, key, form)
         return {"dg-reference-form": self.name}
 
@@ -546,6 +551,21 @@ class Archive:
         found = self._cached_form(reference, version)
         if found is not None:
             return found
+        if isinstance(reference, Path):  # a file about to become a reference: nobody waits
+            return await self._make_form(codec, reference, version, raw)
+        async with self._building.hold((reference.sha256, SAME_FORM.get(version, version))):
+            found = self._cached_form(reference, version)  # made while this waited
+            if found is not None:
+                return found
+            return await self._make_form(codec, reference, version, raw)
+
+    async def _make_form(
+        self,
+        codec: CodecRunner,
+        reference: ReferenceSource | Path,
+        version: int,
+        raw: bytes | None,
+    ) -> ReferenceForm:
         version = SAME_FORM.get(version, version)
         sha = None if isinstance(reference, Path) else reference.sha256
 

@@ -373,3 +373,32 @@ async def test_a_first_put_counts_its_reference_as_stored(
     assert summary.stored_size == reference + listed["counted/app-1.whl.delta"]
     assert info["ReferenceCreated"] and info["ReferenceSize"] == listed["other/reference.bin"]
     assert info["StoredSize"] == listed["other/reference.bin"] + listed["other/app-1.whl.delta"]
+
+
+async def test_a_bulk_upload_into_a_new_space_expands_its_reference_once(
+    s3: LocalS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deltaglider_async._formats import _document, archive
+
+    expansions = []
+    original = _document.expand_reference
+
+    def counted(*args: object, **kwargs: object) -> _document.ReferenceExpansion:
+        expansions.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_document, "expand_reference", counted)
+    monkeypatch.setattr(archive, "expand_reference", counted)
+    files = []
+    for v in range(1, 7):
+        path = tmp_path / f"app-1.{v}.jar"
+        path.write_bytes(deflated_zip(v, nested=True))
+        files.append((path, f"s3://{bucket}/bulk/"))
+    async with make_client(s3, tmp_path / "cache", delta_format="archive") as dg:
+        results = await dg.upload_many(files)
+        assert all(r.error is None for r in results)
+        for path, _ in files:
+            got = await dg.get_object(Bucket=bucket, Key=f"bulk/{path.name}")
+            assert await got["Body"].read() == path.read_bytes()
+    # the reference's compaction made its form; the puts waiting for it took that one
+    assert len(expansions) == 1
