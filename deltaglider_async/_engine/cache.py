@@ -522,10 +522,14 @@ class ReferenceCache:
         A cache that cannot keep it only loses it."""
         if self.backend == "memory" or not _NOTE_NAME.fullmatch(name):
             return
-        digest = hashlib.sha256()
-        for piece in pieces:
-            digest.update(piece)
-        sha = digest.hexdigest()
+
+        def address() -> str:
+            digest = hashlib.sha256()
+            for piece in pieces:
+                digest.update(piece)
+            return digest.hexdigest()
+
+        sha = await anyio.to_thread.run_sync(address)
 
         async def local() -> AsyncIterator[bytes]:
             for piece in pieces:

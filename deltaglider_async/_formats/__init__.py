@@ -33,10 +33,11 @@ class DeltaFormat(Protocol):
         ...
 
     async def reference_body(
-        self, codec: CodecRunner, path: Path, out: Path
+        self, codec: CodecRunner, path: Path, sha256: str, out: Path
     ) -> Mapping[str, str] | None:
-        """Write what a new space's ``reference.bin`` should hold for the file ``path`` to
-        ``out`` and return the metadata that says so; None stores the file as it is.  Readers
+        """Write what a new space's ``reference.bin`` should hold for the file ``path`` (whose
+        SHA-256 the caller has read: ``sha256``) to ``out`` and return the metadata that says
+        so; None stores the file as it is.  Readers
         get the file's own bytes back from either (:func:`reference_reader`)."""
         ...
 

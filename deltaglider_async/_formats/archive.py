@@ -279,15 +279,19 @@ def holds_x86_code(data: bytes) -> bool:
     return any(magic in data for magic in _MACHO_X86)
 
 
-def encode_reference_sync(path: Path, out: Path, parallel: int = 1) -> ReferenceForm | None:
+def encode_reference_sync(
+    path: Path, out: Path, parallel: int = 1, sha256: str | None = None
+) -> ReferenceForm | None:
     """Write the compact form of a space's first archive to ``out``: its expanded document
     (members' contents instead of their deflate streams) xz-compressed, proven to rebuild to the
-    very bytes.  None when that would not be smaller (not an archive, nothing expands); else
-    the form deltas against it need, from the same expansion.  ``parallel``: pieces compressed
-    at once."""
+    very bytes.  None when that would not be smaller (not an archive, nothing expands) or the
+    file no longer has the SHA-256 ``sha256`` (it changed since it was hashed); else the form
+    deltas against it need, from the same expansion.  ``parallel``: pieces compressed at once."""
     if path.stat().st_size > MAX_ARCHIVE:
         return None
     data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        return None
     expansion = expand_reference(data)
     if expansion.expanded == 0:
         return None
@@ -472,7 +476,7 @@ class Archive:
             self._offered.popitem(last=False)
 
     async def reference_body(
-        self, codec: CodecRunner, path: Path, out: Path
+        self, codec: CodecRunner, path: Path, sha256: str, out: Path
     ) -> Mapping[str, str] | None:
         """Store the space's reference in compact form (see :func:`encode_reference_sync`), with
         as many pieces compressed at once as the cores and a quarter of the budget's room allow."""
@@ -486,14 +490,14 @@ class Archive:
         if need > codec.memory.room:
             log.info("%s: reference stored as it is: %s", path, _too_large(need, codec))
             return None
-        key = ((await codec.hash_file(path, _CHUNK)).sha256, STREAM_VERSION)
+        key = (sha256, STREAM_VERSION)
         async with self._building.hold(key):
             async with codec.memory.reserve(need, f"compacting {path.name}"):
                 form = await anyio.to_thread.run_sync(
-                    encode_reference_sync, path, out, parallel, limiter=codec.limiter
+                    encode_reference_sync, path, out, parallel, sha256, limiter=codec.limiter
                 )
-            if form is None or hashlib.sha256(form.raw).hexdigest() != key[0]:
-                return None  # not smaller; or the file changed since (the put will fail)
+            if form is None:
+                return None
             self._keep(key, form, codec)
         await self._persist(codec, key, form)
         return {"dg-reference-form": self.name}

@@ -32,7 +32,7 @@ class Vcdiff:
         }
 
     async def reference_body(
-        self, codec: CodecRunner, path: Path, out: Path
+        self, codec: CodecRunner, path: Path, sha256: str, out: Path
     ) -> Mapping[str, str] | None:
         return None  # reference.bin holds the file as it is, as every deltaglider expects
 

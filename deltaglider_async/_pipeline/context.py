@@ -140,7 +140,9 @@ class Stage:
         a new space's reference to ``body``: the metadata that says so, or None when the
         format stores the file as it is."""
         await self._reference_file(bucket, reference, local)
-        return await delta_format.reference_body(self._codec, local, body)
+        sha256 = reference_sha(reference, reference.key)
+        assert sha256 is not None  # the file was read, checked against it
+        return await delta_format.reference_body(self._codec, local, sha256, body)
 
     async def _with_reference(
         self,

@@ -87,7 +87,7 @@ class Election(Stage):
         )
         body = self._temp_path(".ref")
         try:
-            form = await self._ctx.delta_format.reference_body(self._codec, path, body)
+            form = await self._ctx.delta_format.reference_body(self._codec, path, sha256, body)
             with contextlib.suppress(ConflictError):  # another writer won: use its reference
                 if form is None:
                     await self._storage.put_file(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ensurepip
 import gzip
+import hashlib
 import io
 import random
 import shutil
@@ -641,13 +642,14 @@ async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(
     reference.write_bytes(_zip(members))
     target = tmp_path / "v2.zip"
     target.write_bytes(_zip([*members, ("new.txt", b"new", zipfile.ZIP_DEFLATED)]))
+    sha = hashlib.sha256(reference.read_bytes()).hexdigest()
     codec = CodecRunner(1)
     codec.memory = MemoryBudget(128 << 20)
     with monkeypatch.context() as patched:  # refused from the zips' records: nothing expanded
         patched.setattr(archive, "reference_form", _never)
         patched.setattr(archive, "encode_reference_sync", _never)
         result = await ARCHIVE.encode(codec, reference, target, tmp_path / "delta", None)
-        assert await ARCHIVE.reference_body(codec, reference, tmp_path / "ref") is None
+        assert await ARCHIVE.reference_body(codec, reference, sha, tmp_path / "ref") is None
     assert result.format_name == "vcdiff"
     assert "DG_MEMORY_LIMIT" in result.note and "expansion needs" in result.note
     assert codec.memory.in_use == 0
@@ -655,7 +657,7 @@ async def test_an_archive_whose_expansion_exceeds_the_budget_falls_back(
     assert (await ARCHIVE.encode(codec, reference, target, tmp_path / "d2", None)).format_name == (
         "archive"
     )
-    assert await ARCHIVE.reference_body(codec, reference, tmp_path / "ref") is not None
+    assert await ARCHIVE.reference_body(codec, reference, sha, tmp_path / "ref") is not None
 
 
 def _never(*args: object, **kwargs: object) -> None:
