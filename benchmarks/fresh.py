@@ -3,11 +3,12 @@
 The archive benchmark times gets in the process that uploaded the series, where the reference
 and its source form are in memory.  Here each download is its own CLI run, as a user runs one:
 deltaglider 6.2's ``deltaglider cp`` against our ``deltaglider-async cp``, with the delta in the
-default ``vcdiff`` format and in the ``archive`` format, with the reference cache warm (a machine
-that downloaded from the space before) and empty (a fresh CI runner).  Each series' first and last
-release are uploaded, then the last is downloaded three times per case (median, SHA-256 checked),
-all on one SeaweedFS.  Run: ``python -m benchmarks.fresh`` (or ``python -m benchmarks --only
-fresh``).
+default ``vcdiff`` format and in the ``archive`` format, with the reference cache warm (a deploy
+host that downloaded the previous release) and empty (a fresh CI runner).  Each series' first,
+second-to-last and last release are uploaded (by a process with a cache of its own), then the last
+is downloaded three times per case (median, SHA-256 checked), each run with a fresh copy of the
+warm cache, all on one SeaweedFS.  Run: ``python -m benchmarks.fresh`` (or
+``python -m benchmarks --only fresh``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +49,7 @@ def _series() -> list[tuple[str, list[Path]]]:
     found = []
     for name, _, package, versions, kind in SERIES:
         if name in wanted:
-            files = series_files(package, [versions[0], versions[-1]], kind)
+            files = series_files(package, [versions[0], versions[-2], versions[-1]], kind)
             found.append((name, files))
     return found
 
@@ -81,11 +83,15 @@ def measure(server_env: dict[str, str], bucket: str, tmp: Path) -> list[dict[str
             ("ours, archive", [str(OURS), "cp"], ["--delta-format", "archive"]),
         ):
             prefix = f"{uuid.uuid4().hex[:8]}/"
-            cache = tmp / f"cache-{uuid.uuid4().hex[:8]}"
-            env = {**server_env, "DG_CACHE_DIR": str(cache)}
+            uploader = {**server_env, "DG_CACHE_DIR": str(tmp / uuid.uuid4().hex)}
             for path in files:
                 upload = [*command, str(path), f"s3://{bucket}/{prefix}", *extra]
-                subprocess.run(upload, env=env, check=True, capture_output=True, timeout=600)
+                subprocess.run(upload, env=uploader, check=True, capture_output=True, timeout=600)
+            # the deploy host: it downloaded the previous release
+            host = tmp / f"host-{uuid.uuid4().hex[:8]}"
+            env = {**server_env, "DG_CACHE_DIR": str(host)}
+            previous = [*command, f"s3://{bucket}/{prefix}{files[-2].name}", str(tmp / "prev")]
+            subprocess.run(previous, env=env, check=True, capture_output=True, timeout=600)
             tools[tool] = ([*command, f"s3://{bucket}/{prefix}{last.name}"], env)
         row: dict[str, Any] = {"series": name, "size": last.stat().st_size, "seconds": {}}
         for tool, (command, env) in tools.items():
@@ -93,10 +99,12 @@ def measure(server_env: dict[str, str], bucket: str, tmp: Path) -> list[dict[str
                 times = []
                 for _ in range(REPEATS):
                     out = tmp / "out.bin"
-                    run_env = env
-                    if state == "empty":
-                        run_env = {**env, "DG_CACHE_DIR": str(tmp / uuid.uuid4().hex)}
+                    run_cache = tmp / uuid.uuid4().hex
+                    if state == "warm" and Path(env["DG_CACHE_DIR"]).exists():
+                        shutil.copytree(env["DG_CACHE_DIR"], run_cache, symlinks=True)
+                    run_env = {**env, "DG_CACHE_DIR": str(run_cache)}
                     times.append(_timed([*command, str(out)], run_env, out))
+                    shutil.rmtree(run_cache, ignore_errors=True)
                 row["seconds"][f"{tool}, {state} cache"] = _median(times)
             # the last copy read back byte-exact (checked once per tool: timing excludes it)
             check = tmp / "check.bin"
@@ -114,8 +122,9 @@ def render(rows: list[dict[str, Any]]) -> str:
         "",
         "Each download a CLI run of its own (`python -m benchmarks.fresh`): the last release of "
         "a series whose first release is the reference, median of 3 runs, seconds (start-up "
-        "included). Warm: the machine's reference cache holds what earlier runs left; empty: a "
-        "fresh runner. deltaglider 6.2 (its SDK in `python -c`: its CLI's `cp` to a prefix "
+        "included). Warm: a deploy host's reference cache, which downloaded the release before "
+        "(each run starts from a fresh copy of it); empty: a fresh runner. The uploads ran with a "
+        "cache of their own. deltaglider 6.2 (its SDK in `python -c`: its CLI's `cp` to a prefix "
         "stores at the bucket's root) keeps no cache between runs. Below 1×: slower than 6.2.",
         "",
         "| series | size | " + " | ".join(columns) + " | 6.2's time / archive's (warm) |",

@@ -542,7 +542,16 @@ class ReferenceCache:
         except CacheCorruptError as exc:
             log.debug("derived entry %s not kept: %s", name, exc)
             return
-        await anyio.to_thread.run_sync(self.write_note, name, sha.encode())
+        await anyio.to_thread.run_sync(self._rename_derived, name, sha)
+
+    def _rename_derived(self, name: str, sha: str) -> None:
+        """Point note ``name`` at entry ``sha``; the entry it named before (a memo that has
+        grown since) goes, as nothing else names it.  Blocking."""
+        before = (self.read_note(name) or b"").decode("ascii", "replace")
+        self.write_note(name, sha.encode())
+        if before != sha and _SHA256.fullmatch(before):
+            with contextlib.suppress(CacheError, OSError):
+                _discard(self._path(before))
 
     def load_derived(self, name: str) -> bytes | None:
         """What :meth:`keep_derived` kept as ``name``, or None.  Blocking file I/O: call it

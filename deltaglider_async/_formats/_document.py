@@ -23,8 +23,9 @@ import hashlib
 import io
 import itertools
 import os
-from collections import deque
-from collections.abc import Callable, Sequence
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -793,15 +794,18 @@ def _discover(
     producers: Producers,
     known: KnownDeflates,
     refer: bool,
+    memo: DeflateMemo | None,
 ) -> _Found:
     """Inflate one member and find the settings that deflate it back, and so on inside it;
-    with ``refer``, a member ``known`` holds is not even inflated.
+    with ``refer``, a member ``known`` holds is not even inflated, and one the memo holds is
+    not tried.
 
     Pure but for ``producers`` (what worked so far), so it runs on worker threads with copies of
     them: the costly part of an expansion (a trial deflate per member) goes onto every core.
     """
     if method == STORED:
-        return _Found(None, 0, None, _discover_inner(data, depth, producers, known, refer))
+        inner = _discover_inner(data, depth, producers, known, refer, memo)
+        return _Found(None, 0, None, inner)
     crc = binascii.crc32(data)
     reproduced = _known_params(known, data, crc)
     if refer and reproduced is not None:
@@ -809,17 +813,34 @@ def _discover(
     contents = _inflated(data, max(NESTED_LIMIT, 64 * len(data)))
     if contents is None:
         return _Found(None, crc, None, None)
-    tried = [] if reproduced is not None else list(producer.trials(len(contents), hint))
-    match = producer.first_match(tried, contents, data) if tried else None
+    match = _memo_params(memo, data, crc) if reproduced is None else None
+    tried = [] if reproduced is not None or match else list(producer.trials(len(contents), hint))
+    if tried:
+        match = producer.first_match(tried, contents, data)
     params, splits = match if match is not None else (None, ())
     inner = None
     if reproduced is not None or params is not None:
-        inner = _discover_inner(memoryview(contents), depth, producers, known, refer)
+        inner = _discover_inner(memoryview(contents), depth, producers, known, refer, memo)
     return _Found(contents, crc, params, inner, tried, splits=splits)
 
 
+def _memo_params(
+    memo: DeflateMemo | None, data: memoryview, crc: int
+) -> tuple[Params, tuple[Split, ...]] | None:
+    """The settings (and split points) of a memoed member with these very compressed bytes."""
+    found = memo.find(crc, len(data)) if memo is not None else None
+    if found is None or found.deflate.compressed != data:
+        return None
+    return (found.deflate.level, found.deflate.mem_level), found.splits
+
+
 def _discover_inner(
-    contents: memoryview, depth: int, producers: Producers, known: KnownDeflates, refer: bool
+    contents: memoryview,
+    depth: int,
+    producers: Producers,
+    known: KnownDeflates,
+    refer: bool,
+    memo: DeflateMemo | None,
 ) -> _Inner | None:
     if depth + 1 >= MAX_DEPTH or len(contents) > NESTED_LIMIT:
         return None
@@ -837,6 +858,7 @@ def _discover_inner(
             producers,
             known,
             refer,
+            memo,
         )
         for s in spans
     ]
@@ -887,6 +909,7 @@ class _Lookahead:
             producers,
             expander.known,
             expander.refers,
+            expander.memo,
         )
 
 
@@ -902,6 +925,7 @@ class Expander:
         *,
         learn: bool = False,
         version: int = STREAM_VERSION,
+        memo: DeflateMemo | None = None,
     ) -> None:
         if reference is not None and reference.version != version:
             raise ValueError("a stream is expanded against a source form of its own version")
@@ -918,6 +942,8 @@ class Expander:
         self._learn = learn
         #: with ``learn``, the reproducible deflated members this expansion found
         self.learnt: KnownDeflates = {}
+        #: members deflated lately against ``reference``, and where those found here go
+        self.memo = memo
 
     def expand(self, data: bytes) -> tuple[bytes, bytes]:
         """``data`` as (head, payload): the head holds the rebuilder and the segment table, the
@@ -1043,12 +1069,13 @@ class Expander:
         self.stats.expanded += depth == 0
         self._budget -= len(contents)
         level, mem_level = params
+        digest = span_digest(contents) if self._learn or self.memo is not None else b""
         if self._learn:
-            self.learnt[(found.crc, len(data))] = KnownDeflate(
-                data, span_digest(contents), level, mem_level
-            )
+            self.learnt[(found.crc, len(data))] = KnownDeflate(data, digest, level, mem_level)
         inner = self._inner(found.inner, memoryview(contents), depth)
         if inner is None:
+            if self.memo is not None and (found.crc, len(data)) not in self.known:
+                self.memo.add(found.crc, data, digest, params, splits)
             doc.segments.append(
                 Segment(
                     DEFLATE,
@@ -1093,7 +1120,9 @@ class Expander:
                 doc.payload += parts
                 return doc
         if found is None:
-            found = _discover_inner(contents, depth, self.producers, self.known, self.refers)
+            found = _discover_inner(
+                contents, depth, self.producers, self.known, self.refers, self.memo
+            )
             if found is None:
                 return None
         inner = self._document(contents, depth + 1, found.spans, found.found)
@@ -1335,16 +1364,26 @@ def _check_member(seg: Segment, out: bytes, what: str) -> bytes:
 
 
 def _deflate_member(
-    seg: Segment, contents: bytes | memoryview, known: KnownDeflates, what: str
+    seg: Segment,
+    contents: bytes | memoryview,
+    known: KnownDeflates,
+    memo: DeflateMemo | None,
+    what: str,
 ) -> bytes:
-    """The member's compressed bytes: the reference's own where it holds this very member
-    (deflate is deterministic, so they are what deflating would give), else deflated."""
-    found = _known_member(known, seg)
-    if found is not None and found.contents_digest == span_digest(contents):
+    """The member's compressed bytes: the reference's own where it holds this very member, or
+    the memo's (deflate is deterministic, so they are what deflating would give), else
+    deflated (and memoed)."""
+    found = _known_member(known, seg) or _memo_member(memo, seg)
+    digest = span_digest(contents) if found is not None or memo is not None else b""
+    if found is not None and found.contents_digest == digest:
         return bytes(found.compressed)
     if seg.splits:
-        return _deflate_split(seg, contents, what)
-    return _check_member(seg, deflate_raw(contents, seg.level, seg.mem_level), what)
+        out = _deflate_split(seg, contents, what)
+    else:
+        out = _check_member(seg, deflate_raw(contents, seg.level, seg.mem_level), what)
+    if memo is not None:
+        memo.add(seg.crc, out, digest, (seg.level, seg.mem_level), seg.splits)
+    return out
 
 
 def _known_member(known: KnownDeflates, seg: Segment) -> KnownDeflate | None:
@@ -1370,6 +1409,132 @@ class Learning:
         )
 
 
+@dataclass(frozen=True)
+class _Memoed:
+    deflate: KnownDeflate
+    splits: tuple[Split, ...]
+
+
+_MEMO_MAGIC: Final = b"DGMEMO1\n"
+
+
+class DeflateMemo:
+    """Members deflated lately against one reference, by their compressed bytes' (CRC-32,
+    length), so that a put or get does not deflate them again: a member changed since the
+    reference mostly stays changed, so each release's put and get holds most of the previous
+    one's (botocore: 50 MB of service models re-deflated at level 9 per get).  Each entry is
+    what the pinned zlib made of contents with this digest, or a member it was proven to
+    reproduce; like a known member, an entry is taken only when the contents' digest (or the
+    compressed bytes) match.  At most ``limit`` compressed bytes, least recently used dropped
+    first; shared by the worker threads."""
+
+    def __init__(self, limit: int, entries: Iterable[tuple[int, _Memoed]] = ()) -> None:
+        self.limit = limit
+        self.size = 0
+        #: compressed bytes added since :meth:`pieces` last took them
+        self.fresh = 0
+        self._entries: OrderedDict[tuple[int, int], _Memoed] = OrderedDict()
+        self._lock = threading.Lock()
+        for crc, memoed in entries:
+            self._put((crc, len(memoed.deflate.compressed)), memoed)
+        self.fresh = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(self, crc: int, length: int, params: Params | None = None) -> _Memoed | None:
+        """The entry for compressed bytes of this CRC-32 and length (with these settings)."""
+        with self._lock:
+            found = self._entries.get((crc, length))
+            if found is None:
+                return None
+            if params is not None and (found.deflate.level, found.deflate.mem_level) != params:
+                return None
+            self._entries.move_to_end((crc, length))
+            return found
+
+    def add(
+        self,
+        crc: int,
+        compressed: bytes | memoryview,
+        contents_digest: bytes,
+        params: Params,
+        splits: tuple[Split, ...],
+    ) -> None:
+        """Memo ``compressed``, what these settings make of contents with this digest (a view
+        is copied: it would keep what it is a view of alive)."""
+        if len(compressed) > self.limit:
+            return
+        with self._lock:
+            if (crc, len(compressed)) not in self._entries:
+                deflate = KnownDeflate(memoryview(bytes(compressed)), contents_digest, *params)
+                self._put((crc, len(compressed)), _Memoed(deflate, splits))
+
+    def _put(self, key: tuple[int, int], memoed: _Memoed) -> None:
+        self._entries[key] = memoed
+        self.size += key[1]
+        self.fresh += key[1]
+        while self.size > self.limit:
+            (_, dropped), _ = self._entries.popitem(last=False)
+            self.size -= dropped
+
+    def pieces(self) -> list[bytes | memoryview]:
+        """The entries as pieces to store (:meth:`parse` reads them back)."""
+        with self._lock:
+            entries = list(self._entries.items())
+            self.fresh = 0
+        head = [_MEMO_MAGIC, varint(len(entries))]
+        for (crc, length), memoed in entries:
+            found = memoed.deflate
+            head.append(
+                crc.to_bytes(4, "big")
+                + varint(length)
+                + found.contents_digest
+                + bytes([found.level, found.mem_level])
+                + _encode_splits(memoed.splits)
+            )
+        return [b"".join(head), *(memoed.deflate.compressed for _, memoed in entries)]
+
+    @classmethod
+    def parse(cls, data: bytes, limit: int) -> DeflateMemo | None:
+        """The memo :meth:`pieces` stored; None if ``data`` is not one."""
+        if not data.startswith(_MEMO_MAGIC):
+            return None
+        view = memoryview(data)
+        try:
+            count, pos = read_varint(view, len(_MEMO_MAGIC))
+            if count > len(data):
+                return None
+            heads = []
+            for _ in range(count):
+                crc = int.from_bytes(view[pos : pos + 4], "big")
+                length, pos = read_varint(view, pos + 4)
+                digest, level, mem_level = bytes(view[pos : pos + 32]), *view[pos + 32 : pos + 34]
+                if view[pos + 34] != SPLITS:
+                    return None
+                splits, pos = _parse_splits(view, pos + 35)
+                heads.append((crc, length, digest, level, mem_level, splits))
+            entries = []
+            for crc, length, digest, level, mem_level, splits in heads:
+                compressed = view[pos : pos + length]
+                if len(compressed) != length or binascii.crc32(compressed) != crc:
+                    return None
+                pos += length
+                deflate = KnownDeflate(compressed, digest, level, mem_level)
+                entries.append((crc, _Memoed(deflate, splits)))
+        except (IntegrityError, IndexError):
+            return None
+        if pos != len(view):
+            return None
+        return cls(limit, entries)
+
+
+def _memo_member(memo: DeflateMemo | None, seg: Segment) -> KnownDeflate | None:
+    """The memo's entry this segment would rebuild to, if its contents are the memoed ones."""
+    found = memo.find(seg.crc, seg.out_len, (seg.level, seg.mem_level)) if memo else None
+    return found.deflate if found is not None else None
+
+
 def rebuild_document(
     doc: bytes | memoryview,
     reference: bytes,
@@ -1377,10 +1542,11 @@ def rebuild_document(
     what: str,
     depth: int = 0,
     learn: Learning | None = None,
+    memo: DeflateMemo | None = None,
 ) -> bytes:
     """A whole (nested) document back to its bytes, in memory."""
     rebuilder = Rebuilder(
-        reference, what, None, known=known, depth=depth, parallel=False, learn=learn
+        reference, what, None, known=known, depth=depth, parallel=False, learn=learn, memo=memo
     )
     out = b"".join(bytes(piece) for piece in rebuilder.feed(doc))
     rebuilder.finish()
@@ -1409,10 +1575,12 @@ class Rebuilder:
         depth: int = 0,
         parallel: bool = True,
         learn: Learning | None = None,
+        memo: DeflateMemo | None = None,
     ) -> None:
         self._reference = reference
         self._known: KnownDeflates = known or {}
         self._learn = learn
+        self._memo = memo
         self._what = what
         self._depth = depth
         self._parallel = parallel
@@ -1527,11 +1695,14 @@ class Rebuilder:
                         depth=self._depth + 1,
                         parallel=self._parallel,  # on this thread, not a pool worker's
                         learn=self._learn,
+                        memo=self._memo,
                     )
                 if self._learn is not None:
                     self._learn.complete = False  # its output is streamed, not kept
                 self._stream_in = 0
                 self._stream_known = _known_member(self._known, seg)
+                if seg.kind == DEFLATE and self._stream_known is None:
+                    self._stream_known = _memo_member(self._memo, seg)
                 if self._stream_known is not None:
                     self._stream_digest = hashlib.sha256()
                 else:
@@ -1616,12 +1787,12 @@ class Rebuilder:
 
     def _job(self, seg: Segment, payload: bytes) -> Callable[[], bytes]:
         what, reference, known, depth = self._what, self._reference, self._known, self._depth
-        learn = self._learn
+        learn, memo = self._learn, self._memo
         if seg.kind in (NESTED, DEFLATE_NESTED):
             self._check_depth()
 
         def deflated(contents: bytes) -> bytes:
-            out = _deflate_member(seg, contents, known, what)
+            out = _deflate_member(seg, contents, known, memo if seg.kind == DEFLATE else None, what)
             if learn is not None:
                 learn.made(seg, contents, out)
             return out
@@ -1629,7 +1800,7 @@ class Rebuilder:
         def run() -> bytes:
             if seg.kind == DEFLATE:
                 return deflated(payload)
-            inner = rebuild_document(payload, reference, known, what, depth + 1, learn)
+            inner = rebuild_document(payload, reference, known, what, depth + 1, learn, memo)
             if seg.kind == NESTED:
                 if len(inner) != seg.out_len:
                     raise IntegrityError(f"{what}: a nested archive rebuilds to the wrong size")

@@ -43,6 +43,7 @@ from ._document import (
     SAME_FORM,
     STREAM_VERSION,
     WORKERS,
+    DeflateMemo,
     Expander,
     Head,
     KnownDeflates,
@@ -148,14 +149,19 @@ def _unvcdiff(source: bytes, delta: bytes, target_size: int | None) -> Iterable[
 
 
 def _encode_sync(
-    form: ReferenceForm, target: Path, delta_out: Path, budget: int | None, plan: EncoderPlan
+    form: ReferenceForm,
+    target: Path,
+    delta_out: Path,
+    budget: int | None,
+    plan: EncoderPlan,
+    memo: DeflateMemo | None = None,
 ) -> _Encoded:
     if target.stat().st_size > MAX_ARCHIVE:
         return _Encoded(None, f"larger than {MAX_ARCHIVE >> 20} MiB")
     data = target.read_bytes()
     sha, size_in = hashlib.sha256(data).hexdigest(), len(data)
     one_stream = is_gzip(data)
-    expander = Expander(form, learn=True, version=form.version)
+    expander = Expander(form, learn=True, version=form.version, memo=memo)
     head, parts = expander.expand_parts(data)
     del data  # from here on the expansion stands for it
     stats = expander.stats
@@ -439,6 +445,11 @@ def _form_name(key: tuple[str, int]) -> str:
     return f"f-{key[0]}-{key[1]}-{build}"
 
 
+def _memo_name(key: tuple[str, int]) -> str:
+    """The reference cache's name for the members deflated lately against a reference."""
+    return "m" + _form_name(key)[1:]
+
+
 def _too_large(need: int, codec: CodecRunner) -> str:
     return (
         f"its expansion needs {need >> 20} MiB, more than the memory budget leaves "
@@ -467,6 +478,10 @@ class Archive:
         #: one expansion of a reference at a time: the puts of a bulk upload that encode
         #: against a new reference wait for the one that makes its form (or compacts it)
         self._building = KeyedLocks()
+        #: members deflated lately against each form (by the form's key), and the keys whose
+        #: memo is being stored
+        self._memos: dict[tuple[str, int], DeflateMemo] = {}
+        self._storing: set[tuple[str, int]] = set()
 
     def offer(self, sha256: str, form: ReferenceForm) -> None:
         """A reference's form, made as its compact form was rebuilt: the read or write that
@@ -609,10 +624,57 @@ class Archive:
     def _keep(self, key: tuple[str, int], form: ReferenceForm, codec: CodecRunner) -> None:
         self._forms[key] = form
         self._forms.move_to_end(key)
-        total = sum(f.size for f in self._forms.values())
+        total = sum(f.size + self._memo_size(k) for k, f in self._forms.items())
         while total > codec.memory.room // _FORMS_SHARE and len(self._forms) > 1:
-            _, dropped = self._forms.popitem(last=False)
-            total -= dropped.size
+            dropped_key, dropped = self._forms.popitem(last=False)
+            total -= dropped.size + self._memo_size(dropped_key)
+            self._memos.pop(dropped_key, None)
+
+    def _memo_size(self, key: tuple[str, int]) -> int:
+        memo = self._memos.get(key)
+        return memo.size if memo is not None else 0
+
+    async def _memo(
+        self, codec: CodecRunner, reference: ReferenceSource | Path, form: ReferenceForm
+    ) -> tuple[tuple[str, int], DeflateMemo] | None:
+        """The members deflated lately against ``reference`` (by this process, or by one before
+        it that kept them in the reference cache), under its form's key."""
+        if isinstance(reference, Path) or not form.is_archive:
+            return None
+        key = (reference.sha256, form.version)
+        memo = self._memos.get(key)
+        if memo is None:
+            # as much as the reference's own deflated bytes, a few MiB
+            limit = min(len(form.raw), codec.memory.room // (2 * _FORMS_SHARE))
+
+            def load() -> DeflateMemo | None:
+                assert codec.derived is not None
+                kept = codec.derived.load_derived(_memo_name(key))
+                return DeflateMemo.parse(kept, limit) if kept is not None else None
+
+            loaded = None
+            if codec.derived is not None:
+                loaded = await anyio.to_thread.run_sync(load, limiter=codec.limiter)
+            memo = loaded or DeflateMemo(limit)
+            if key in self._forms:  # dropped with it
+                memo = self._memos.setdefault(key, memo)
+        return key, memo
+
+    async def _store_memo(
+        self, codec: CodecRunner, found: tuple[tuple[str, int], DeflateMemo] | None
+    ) -> None:
+        """Keep a memo that gained members in the reference cache, for the next process (one
+        store at a time per memo: a store running now is soon followed by another)."""
+        if found is None or codec.derived is None:
+            return
+        key, memo = found
+        if not memo.fresh or key in self._storing:
+            return
+        self._storing.add(key)
+        try:
+            await codec.derived.keep_derived(_memo_name(key), memo.pieces())
+        finally:
+            self._storing.discard(key)
 
     async def encode(
         self,
@@ -630,7 +692,11 @@ class Archive:
         if form is not None:
             why_not = "the reference is not a zip or gzip archive"
             if form.is_archive:
-                encoded = await self._encode_archive(codec, form, target, delta_out, budget)
+                memo = await self._memo(codec, reference, form)
+                encoded = await self._encode_archive(
+                    codec, form, target, delta_out, budget, memo[1] if memo else None
+                )
+                await self._store_memo(codec, memo)
                 if encoded.result is not None:
                     return encoded.result
                 why_not = encoded.why_not
@@ -644,6 +710,7 @@ class Archive:
         target: Path,
         delta_out: Path,
         budget: int | None,
+        memo: DeflateMemo | None,
     ) -> _Encoded:
         # Held while encoding, beside the encoder: the reference's form, the target and its
         # expansion (estimated from the reference's own).
@@ -656,7 +723,14 @@ class Archive:
         try:
             async with codec.memory.reserve(plan.need + held, f"encoding {target.name}"):
                 return await anyio.to_thread.run_sync(
-                    _encode_sync, form, target, delta_out, budget, plan, limiter=codec.limiter
+                    _encode_sync,
+                    form,
+                    target,
+                    delta_out,
+                    budget,
+                    plan,
+                    memo,
+                    limiter=codec.limiter,
                 )
         except XDeltaError as exc:
             raise DeltaGliderError(f"{target}: encoding failed: {exc}", code="EncodeError") from exc
@@ -692,9 +766,12 @@ class Archive:
         head, rest = found
         del prefix
         form = await self._form(codec, reference, head.version)
+        memo = await self._memo(codec, reference, form)
         async with codec.memory.reserve(form.size + DECODER_MEMORY, f"decoding {what}"):
-            async for out in self._rebuild(codec, form, head, rest, chunks, what):
+            rebuilt = self._rebuild(codec, form, head, rest, chunks, what, memo)
+            async for out in rebuilt:
                 yield out
+        await self._store_memo(codec, memo)
 
     async def _rebuild(
         self,
@@ -704,10 +781,13 @@ class Archive:
         first: bytes,
         rest: AsyncIterator[bytes],
         what: str,
+        memo: tuple[tuple[str, int], DeflateMemo] | None,
     ) -> AsyncIterator[bytes]:
         """The file, from the VCDIFF of its payload: ``first``, then ``rest``."""
         decoder = Decoder(form.source, source_size=len(form.source), target_size=None)
-        rebuilder = Rebuilder(form.raw, what, head.segments, known=form.known)
+        rebuilder = Rebuilder(
+            form.raw, what, head.segments, known=form.known, memo=memo[1] if memo else None
+        )
 
         def step(chunk: bytes, last: bool) -> list[bytes]:
             pieces = list(decoder.stream(chunk)) if chunk else []

@@ -402,3 +402,31 @@ async def test_a_bulk_upload_into_a_new_space_expands_its_reference_once(
             assert await got["Body"].read() == path.read_bytes()
     # the reference's compaction made its form; the puts waiting for it took that one
     assert len(expansions) == 1
+
+
+async def test_a_new_process_takes_the_members_an_earlier_get_deflated(
+    s3: LocalS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy host's case: the members a get deflated are kept in its reference cache, so
+    the next process's get of that release (or of the next one, which holds most of them) does
+    not deflate them again."""
+    from deltaglider_async._formats import _document, archive
+
+    versions = [deflated_zip(v) for v in (1, 2)]
+    async with make_client(s3, tmp_path / "uploader", delta_format="archive") as dg:
+        for v, body in enumerate(versions):
+            await dg.put_object(Bucket=bucket, Key=f"memo/app-{v}.whl", Body=body)
+
+    def deflated(*args: object, **kwargs: object) -> None:
+        raise AssertionError("deflated again")
+
+    host = tmp_path / "host"
+    for deflating in (True, False):
+        archive.ARCHIVE._memos.clear()  # what a new process starts with
+        with monkeypatch.context() as patched:
+            if not deflating:
+                for name in ("deflate_raw", "deflate_resume", "Deflater"):
+                    patched.setattr(_document, name, deflated)
+            async with make_client(s3, host) as dg:
+                got = await dg.get_object(Bucket=bucket, Key="memo/app-1.whl")
+                assert await got["Body"].read() == versions[1]
