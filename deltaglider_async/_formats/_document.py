@@ -1426,10 +1426,13 @@ class DeflateMemo:
     what the pinned zlib made of contents with this digest, or a member it was proven to
     reproduce; like a known member, an entry is taken only when the contents' digest (or the
     compressed bytes) match.  At most ``limit`` compressed bytes, least recently used dropped
-    first; shared by the worker threads."""
+    first; shared by the worker threads.  ``name``: what a cache keeps it as."""
 
-    def __init__(self, limit: int, entries: Iterable[tuple[int, _Memoed]] = ()) -> None:
+    def __init__(
+        self, limit: int, entries: Iterable[tuple[int, _Memoed]] = (), *, name: str = ""
+    ) -> None:
         self.limit = limit
+        self.name = name
         self.size = 0
         #: compressed bytes added since :meth:`pieces` last took them
         self.fresh = 0
@@ -1496,7 +1499,7 @@ class DeflateMemo:
         return [b"".join(head), *(memoed.deflate.compressed for _, memoed in entries)]
 
     @classmethod
-    def parse(cls, data: bytes, limit: int) -> DeflateMemo | None:
+    def parse(cls, data: bytes, limit: int, *, name: str = "") -> DeflateMemo | None:
         """The memo :meth:`pieces` stored; None if ``data`` is not one."""
         if not data.startswith(_MEMO_MAGIC):
             return None
@@ -1526,7 +1529,7 @@ class DeflateMemo:
             return None
         if pos != len(view):
             return None
-        return cls(limit, entries)
+        return cls(limit, entries, name=name)
 
 
 def _memo_member(memo: DeflateMemo | None, seg: Segment) -> KnownDeflate | None:

@@ -478,10 +478,10 @@ class Archive:
         #: one expansion of a reference at a time: the puts of a bulk upload that encode
         #: against a new reference wait for the one that makes its form (or compacts it)
         self._building = KeyedLocks()
-        #: members deflated lately against each form (by the form's key), and the keys whose
-        #: memo is being stored
+        #: members deflated lately against each form (by the form's key), and the names of
+        #: the memos being stored
         self._memos: dict[tuple[str, int], DeflateMemo] = {}
-        self._storing: set[tuple[str, int]] = set()
+        self._storing: set[str] = set()
 
     def offer(self, sha256: str, form: ReferenceForm) -> None:
         """A reference's form, made as its compact form was rebuilt: the read or write that
@@ -636,7 +636,7 @@ class Archive:
 
     async def _memo(
         self, codec: CodecRunner, reference: ReferenceSource | Path, form: ReferenceForm
-    ) -> tuple[tuple[str, int], DeflateMemo] | None:
+    ) -> DeflateMemo | None:
         """The members deflated lately against ``reference`` (by this process, or by one before
         it that kept them in the reference cache), under its form's key."""
         if isinstance(reference, Path) or not form.is_archive:
@@ -647,34 +647,31 @@ class Archive:
             # as much as the reference's own deflated bytes, a few MiB
             limit = min(len(form.raw), codec.memory.room // (2 * _FORMS_SHARE))
 
+            name = _memo_name(key)
+
             def load() -> DeflateMemo | None:
                 assert codec.derived is not None
-                kept = codec.derived.load_derived(_memo_name(key))
-                return DeflateMemo.parse(kept, limit) if kept is not None else None
+                kept = codec.derived.load_derived(name)
+                return DeflateMemo.parse(kept, limit, name=name) if kept is not None else None
 
             loaded = None
             if codec.derived is not None:
                 loaded = await anyio.to_thread.run_sync(load, limiter=codec.limiter)
-            memo = loaded or DeflateMemo(limit)
+            memo = loaded or DeflateMemo(limit, name=name)
             if key in self._forms:  # dropped with it
                 memo = self._memos.setdefault(key, memo)
-        return key, memo
+        return memo
 
-    async def _store_memo(
-        self, codec: CodecRunner, found: tuple[tuple[str, int], DeflateMemo] | None
-    ) -> None:
+    async def _store_memo(self, codec: CodecRunner, memo: DeflateMemo | None) -> None:
         """Keep a memo that gained members in the reference cache, for the next process (one
         store at a time per memo: a store running now is soon followed by another)."""
-        if found is None or codec.derived is None:
+        if memo is None or codec.derived is None or not memo.fresh or memo.name in self._storing:
             return
-        key, memo = found
-        if not memo.fresh or key in self._storing:
-            return
-        self._storing.add(key)
+        self._storing.add(memo.name)
         try:
-            await codec.derived.keep_derived(_memo_name(key), memo.pieces())
+            await codec.derived.keep_derived(memo.name, memo.pieces())
         finally:
-            self._storing.discard(key)
+            self._storing.discard(memo.name)
 
     async def encode(
         self,
@@ -693,9 +690,7 @@ class Archive:
             why_not = "the reference is not a zip or gzip archive"
             if form.is_archive:
                 memo = await self._memo(codec, reference, form)
-                encoded = await self._encode_archive(
-                    codec, form, target, delta_out, budget, memo[1] if memo else None
-                )
+                encoded = await self._encode_archive(codec, form, target, delta_out, budget, memo)
                 await self._store_memo(codec, memo)
                 if encoded.result is not None:
                     return encoded.result
@@ -781,13 +776,11 @@ class Archive:
         first: bytes,
         rest: AsyncIterator[bytes],
         what: str,
-        memo: tuple[tuple[str, int], DeflateMemo] | None,
+        memo: DeflateMemo | None,
     ) -> AsyncIterator[bytes]:
         """The file, from the VCDIFF of its payload: ``first``, then ``rest``."""
         decoder = Decoder(form.source, source_size=len(form.source), target_size=None)
-        rebuilder = Rebuilder(
-            form.raw, what, head.segments, known=form.known, memo=memo[1] if memo else None
-        )
+        rebuilder = Rebuilder(form.raw, what, head.segments, known=form.known, memo=memo)
 
         def step(chunk: bytes, last: bool) -> list[bytes]:
             pieces = list(decoder.stream(chunk)) if chunk else []
