@@ -452,8 +452,10 @@ def render(r: dict[str, Any]) -> str:
         "Each series uploaded in order into SeaweedFS by deltaglider 6.2 and by us in both "
         "formats (`python -m benchmarks --only archive`). Stored = every object under the "
         "prefix, references included. Get: the last release, median of 3 in the uploading "
-        "process; put: the whole series, and the median of a release's put after the first "
-        f"(which also makes the reference). Stored is also compared at release {COMPARED_AT}.",
+        "process (whose memo holds the members its puts deflated: a new process's downloads "
+        "are in fresh.md); put: the whole series, and the median of a release's put after the "
+        f"first (which also makes the reference). Stored is also compared at release "
+        f"{COMPARED_AT}.",
         "",
         "| series | releases | logical | deltaglider 6.2 | ours, vcdiff | ours, archive "
         f"| references | stored vs 6.2 | at release {COMPARED_AT} | added per release vs 6.2 "

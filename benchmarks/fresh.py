@@ -14,6 +14,7 @@ warm cache, all on one SeaweedFS.  Run: ``python -m benchmarks.fresh`` (or
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import os
 import shutil
@@ -146,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
 
     from tests.localserver import seaweedfs
+
+    # what an installed package has: its modules compiled (this machine writes no .pyc itself)
+    for package in ("deltaglider_async", "cli", "xdelta_ffi"):
+        compileall.compile_dir(ROOT / package, quiet=1)
 
     with seaweedfs() as server, tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, **server.env(), "DG_SUPPRESS_DEPRECATION": "1"}

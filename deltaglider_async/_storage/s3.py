@@ -138,6 +138,14 @@ def _wants_path_style(client: Any) -> bool:
     return not on_aws and _addressing(client) == "auto"
 
 
+def _plain_http(endpoint_url: str | None) -> bool:
+    """An ``http://`` endpoint reached without a proxy: nothing to verify, so no TLS context
+    to build (loading the CA bundle costs 40 ms of each process's first request)."""
+    proxies = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    proxied = any(os.environ.get(name) for name in proxies)
+    return bool(endpoint_url) and str(endpoint_url).lower().startswith("http://") and not proxied
+
+
 def not_s3(what: str, missing: str) -> StorageError:
     """An answer without what every S3 answer carries: a web page, a proxy, a wrong port."""
     return StorageError(
@@ -223,17 +231,33 @@ class S3Storage:
     async def open(self) -> None:
         stack = contextlib.AsyncExitStack()
         try:
+            plain = _plain_http(self._endpoint_url)
             self._client = await stack.enter_async_context(
-                self._session.client("s3", endpoint_url=self._endpoint_url, config=self._config)
+                self._session.client(
+                    "s3",
+                    endpoint_url=self._endpoint_url,
+                    config=self._config,
+                    **({"verify": False} if plain else {}),
+                )
             )
-            if _wants_path_style(self._client):
+            path_style = _wants_path_style(self._client)
+            resolved = not plain and _plain_http(str(self._client.meta.endpoint_url))
+            if path_style or resolved:
                 # An endpoint botocore resolved itself (AWS_ENDPOINT_URL*, a profile's
-                # endpoint_url) is as custom as one we were given: no bucket.host names.
+                # endpoint_url) is as custom as one we were given: no bucket.host names, and
+                # no TLS context for plain HTTP.
                 await stack.aclose()
                 stack = contextlib.AsyncExitStack()
-                config = self._config.merge(AioConfig(s3={"addressing_style": "path"}))
+                config = self._config
+                if path_style:
+                    config = config.merge(AioConfig(s3={"addressing_style": "path"}))
                 self._client = await stack.enter_async_context(
-                    self._session.client("s3", endpoint_url=self._endpoint_url, config=config)
+                    self._session.client(
+                        "s3",
+                        endpoint_url=self._endpoint_url,
+                        config=config,
+                        **({"verify": False} if plain or resolved else {}),
+                    )
                 )
             self._client.meta.events.register_first("needs-retry.s3", limit_stall_retries)
         except Exception as exc:

@@ -334,3 +334,32 @@ async def test_dg_log_level_reports_storage_decisions(
     assert any("reference created from a.zip" in m for m in messages)
     assert any("log/b.zip: stored as delta" in m for m in messages)
     assert any("log/c.txt: stored directly" in m for m in messages)
+
+
+async def test_a_plain_http_endpoint_builds_no_tls_context(
+    s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the CA bundle costs each process 40 ms, for nothing over plain HTTP: neither for
+    an endpoint we are given nor for one botocore resolves (AWS_ENDPOINT_URL)."""
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    from deltaglider_async import ReferenceCache, create_client
+
+    def tls(*args: object) -> None:
+        raise AssertionError("a TLS context was built for a plain HTTP endpoint")
+
+    monkeypatch.setattr(AIOHTTPSession, "_get_ssl_context", tls)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint_url)
+    for endpoint in (s3.endpoint_url, None):
+        client = create_client(
+            endpoint,
+            region_name=s3.region,
+            aws_access_key_id=s3.access_key,
+            aws_secret_access_key=s3.secret_key,
+            cache=ReferenceCache(directory=tmp_path / "c"),
+            env={},
+        )
+        async with client as dg:
+            await dg.put_object(Bucket=bucket, Key="plain/a.txt", Body=b"plain")
+            got = await dg.get_object(Bucket=bucket, Key="plain/a.txt")
+            assert await got["Body"].read() == b"plain"
