@@ -461,7 +461,8 @@ class ReferenceForm:
     reproducible deflated members (:class:`KnownDeflate`)."""
 
     raw: bytes
-    source: bytes
+    #: a view of the kept form it was loaded from, or bytes
+    source: bytes | memoryview
     members: dict[bytes, int]
     is_archive: bool
     #: where the bytes after the last member (a zip's central directory) start
@@ -546,7 +547,7 @@ def parse_form(data: bytes, raw: bytes) -> ReferenceForm | None:
         return None
     if pos + size != len(view) or tail > len(raw) or version not in STREAM_VERSIONS:
         return None
-    return ReferenceForm(raw, data[pos:], members, is_archive, tail, known, version)
+    return ReferenceForm(raw, view[pos:], members, is_archive, tail, known, version)
 
 
 @dataclass(frozen=True)

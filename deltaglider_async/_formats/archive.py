@@ -96,7 +96,11 @@ _FEED: Final = 4 << 20
 
 
 def _vcdiff(
-    source: bytes, target: list[bytes | memoryview], plan: EncoderPlan, *, one_stream: bool
+    source: bytes | memoryview,
+    target: list[bytes | memoryview],
+    plan: EncoderPlan,
+    *,
+    one_stream: bool,
 ) -> bytes:
     """VCDIFF of the concatenation of ``target``'s pieces, each let go of once it is fed (the
     encoder keeps what it has not encoded yet, at most a window)."""
@@ -139,7 +143,7 @@ def _whole_block(size: int) -> int:
     return 1 << max(14, (size - 1).bit_length())
 
 
-def _unvcdiff(source: bytes, delta: bytes, target_size: int | None) -> Iterable[bytes]:
+def _unvcdiff(source: bytes | memoryview, delta: bytes, target_size: int | None) -> Iterable[bytes]:
     decoder = Decoder(source, source_size=len(source), target_size=target_size)
     try:
         yield from decoder.stream(delta)
