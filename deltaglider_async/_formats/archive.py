@@ -69,6 +69,8 @@ MAX_ARCHIVE: Final = 512 << 20
 #: source forms kept in memory across puts and gets, as a share of the memory budget's room
 #: (the latest one is always kept)
 _FORMS_SHARE: Final = 4
+#: a memo of members deflated lately holds twice the reference's size, at least this much
+_MEMO_FLOOR: Final = 4 << 20
 #: the top-level segments of an expansion that are members kept as their contents
 _EXPANDED_KINDS: Final = (DEFLATE, DEFLATE_NESTED, NESTED)
 #: forms offered by compact references' rebuilds held until taken (a reference read for a
@@ -648,8 +650,11 @@ class Archive:
         key = (reference.sha256, form.version)
         memo = self._memos.get(key)
         if memo is None:
-            # as much as the reference's own deflated bytes, a few MiB
-            limit = min(len(form.raw), codec.memory.room // (2 * _FORMS_SHARE))
+            # what changed since the reference can be all of a release, and more than the
+            # reference (py4j's: every member of a 120 KB jar)
+            limit = min(
+                max(2 * len(form.raw), _MEMO_FLOOR), codec.memory.room // (2 * _FORMS_SHARE)
+            )
 
             name = _memo_name(key)
 
