@@ -6,8 +6,8 @@ deltaglider 6.2's ``deltaglider cp`` against our ``deltaglider-async cp``, with 
 default ``vcdiff`` format and in the ``archive`` format, with the reference cache warm (a deploy
 host that downloaded the previous release) and empty (a fresh CI runner).  Each series' first,
 second-to-last and last release are uploaded (by a process with a cache of its own), then the last
-is downloaded three times per case (median, SHA-256 checked), each run with a fresh copy of the
-warm cache, all on one SeaweedFS.  Run: ``python -m benchmarks.fresh`` (or
+is downloaded five times per case, the cases taking turns (median, SHA-256 checked), each run with
+a fresh copy of the warm cache, all on one SeaweedFS.  Run: ``python -m benchmarks.fresh`` (or
 ``python -m benchmarks --only fresh``).
 """
 
@@ -30,7 +30,7 @@ from ._common import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = Path(sys.executable).with_name("deltaglider-async")
-REPEATS = 3
+REPEATS = 5
 _OLD_CP = """
 import os, sys
 from deltaglider import create_client
@@ -95,18 +95,20 @@ def measure(server_env: dict[str, str], bucket: str, tmp: Path) -> list[dict[str
             subprocess.run(previous, env=env, check=True, capture_output=True, timeout=600)
             tools[tool] = ([*command, f"s3://{bucket}/{prefix}{last.name}"], env)
         row: dict[str, Any] = {"series": name, "size": last.stat().st_size, "seconds": {}}
-        for tool, (command, env) in tools.items():
-            for state in ("warm", "empty"):
-                times = []
-                for _ in range(REPEATS):
+        times: dict[str, list[float]] = {}
+        for _ in range(REPEATS):  # the tools take turns: a slower spell of the machine hits all
+            for tool, (command, env) in tools.items():
+                for state in ("warm", "empty"):
                     out = tmp / "out.bin"
                     run_cache = tmp / uuid.uuid4().hex
                     if state == "warm" and Path(env["DG_CACHE_DIR"]).exists():
                         shutil.copytree(env["DG_CACHE_DIR"], run_cache, symlinks=True)
                     run_env = {**env, "DG_CACHE_DIR": str(run_cache)}
-                    times.append(_timed([*command, str(out)], run_env, out))
+                    elapsed = _timed([*command, str(out)], run_env, out)
+                    times.setdefault(f"{tool}, {state} cache", []).append(elapsed)
                     shutil.rmtree(run_cache, ignore_errors=True)
-                row["seconds"][f"{tool}, {state} cache"] = _median(times)
+        row["seconds"] = {case: _median(values) for case, values in times.items()}
+        for tool, (command, env) in tools.items():
             # the last copy read back byte-exact (checked once per tool: timing excludes it)
             check = tmp / "check.bin"
             subprocess.run([*command, str(check)], env=env, check=True, capture_output=True)
@@ -122,20 +124,26 @@ def render(rows: list[dict[str, Any]]) -> str:
         "## Downloads in a new process (CLI, SeaweedFS)",
         "",
         "Each download a CLI run of its own (`python -m benchmarks.fresh`): the last release of "
-        "a series whose first release is the reference, median of 3 runs, seconds (start-up "
+        f"a series whose first release is the reference, median of {REPEATS} runs (the tools "
+        "taking turns), seconds (start-up "
         "included). Warm: a deploy host's reference cache, which downloaded the release before "
         "(each run starts from a fresh copy of it); empty: a fresh runner. The uploads ran with a "
         "cache of their own. deltaglider 6.2 (its SDK in `python -c`: its CLI's `cp` to a prefix "
         "stores at the bucket's root) keeps no cache between runs. Below 1×: slower than 6.2.",
         "",
-        "| series | size | " + " | ".join(columns) + " | 6.2's time / archive's (warm) |",
-        "|---|---|" + "---|" * len(columns) + "---|",
+        "| series | size | "
+        + " | ".join(columns)
+        + " | 6.2's time / vcdiff's (warm) | 6.2's time / archive's (warm) |",
+        "|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     for row in rows:
         seconds = row["seconds"]
-        ratio = seconds["deltaglider 6.2, warm cache"] / seconds["ours, archive, warm cache"]
+        old = seconds["deltaglider 6.2, warm cache"]
+        ratios = " | ".join(
+            f"{old / seconds[f'ours, {fmt}, warm cache']:.2f}×" for fmt in ("vcdiff", "archive")
+        )
         cells = " | ".join(f"{seconds[c]:.2f}" for c in columns)
-        lines.append(f"| {row['series']} | {row['size'] / 1e6:.1f} MB | {cells} | {ratio:.1f}× |")
+        lines.append(f"| {row['series']} | {row['size'] / 1e6:.1f} MB | {cells} | {ratios} |")
     return "\n".join(lines) + "\n"
 
 
