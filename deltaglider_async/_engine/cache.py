@@ -544,9 +544,9 @@ class ReferenceCache:
         except CacheCorruptError as exc:
             log.debug("derived entry %s not kept: %s", name, exc)
             return
-        await anyio.to_thread.run_sync(self._rename_derived, name, sha)
+        await anyio.to_thread.run_sync(self._name_derived, name, sha)
 
-    def _rename_derived(self, name: str, sha: str) -> None:
+    def _name_derived(self, name: str, sha: str) -> None:
         """Point note ``name`` at entry ``sha``; the entry it named before (a memo that has
         grown since) goes, as nothing else names it.  Blocking."""
         before = (self.read_note(name) or b"").decode("ascii", "replace")

@@ -1501,7 +1501,8 @@ class DeflateMemo:
 
     @classmethod
     def parse(cls, data: bytes, limit: int, *, name: str = "") -> DeflateMemo | None:
-        """The memo :meth:`pieces` stored; None if ``data`` is not one."""
+        """The memo :meth:`pieces` stored; None if ``data`` is not one, or is more than
+        ``limit`` (its entries are views of it: dropping some would not free it)."""
         if not data.startswith(_MEMO_MAGIC):
             return None
         view = memoryview(data)
@@ -1518,6 +1519,8 @@ class DeflateMemo:
                     return None
                 splits, pos = _parse_splits(view, pos + 35)
                 heads.append((crc, length, digest, level, mem_level, splits))
+            if sum(head[1] for head in heads) > limit:
+                return None
             entries = []
             for crc, length, digest, level, mem_level, splits in heads:
                 compressed = view[pos : pos + length]

@@ -79,6 +79,9 @@ def test_a_memo_stays_within_its_limit_and_reads_back() -> None:
         body = bytes([i + 1]) * (100 + i)
         real.add(binascii.crc32(body), body, bytes([i]) * 32, (9, 8), ((50, 20),) if i else ())
     data = b"".join(bytes(p) for p in real.pieces())
+    big = DeflateMemo(1 << 20)
+    body = bytes(range(256)) * 1024  # 256 KiB
+    big.add(binascii.crc32(body), body, b"1" * 32, (9, 8), ())
     assert real.fresh == 0
     back = DeflateMemo.parse(data, 1 << 20)
     assert back is not None and len(back) == 3 and back.fresh == 0
@@ -90,6 +93,8 @@ def test_a_memo_stays_within_its_limit_and_reads_back() -> None:
         assert found.splits == (((50, 20),) if i else ())
     for damaged in (b"", data[:-1], data[: len(data) // 2], b"x" + data, data + b"x"):
         assert DeflateMemo.parse(damaged, 1 << 20) is None
+    # kept by a process with a larger budget: more than this one may hold
+    assert DeflateMemo.parse(b"".join(bytes(p) for p in big.pieces()), 1 << 16) is None
     flipped = bytearray(data)
     flipped[-1] ^= 1  # compressed bytes that are not what their CRC-32 says
     assert DeflateMemo.parse(bytes(flipped), 1 << 20) is None
