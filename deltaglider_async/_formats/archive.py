@@ -649,26 +649,31 @@ class Archive:
             return None
         key = (reference.sha256, form.version)
         memo = self._memos.get(key)
-        if memo is None:
-            # what changed since the reference can be all of a release, and more than the
-            # reference (py4j's: every member of a 120 KB jar)
-            limit = min(
-                max(2 * len(form.raw), _MEMO_FLOOR), codec.memory.room // (2 * _FORMS_SHARE)
-            )
+        if memo is not None:
+            return memo
+        async with self._building.hold(("memo", key)):  # the gets of a bulk load it once
+            memo = self._memos.get(key)
+            return memo if memo is not None else await self._load_memo(codec, key, form)
 
-            name = _memo_name(key)
+    async def _load_memo(
+        self, codec: CodecRunner, key: tuple[str, int], form: ReferenceForm
+    ) -> DeflateMemo:
+        # what changed since the reference can be all of a release, and more than the
+        # reference (py4j's: every member of a 120 KB jar)
+        limit = min(max(2 * len(form.raw), _MEMO_FLOOR), codec.memory.room // (2 * _FORMS_SHARE))
+        name = _memo_name(key)
 
-            def load() -> DeflateMemo | None:
-                assert codec.derived is not None
-                kept = codec.derived.load_derived(name)
-                return DeflateMemo.parse(kept, limit, name=name) if kept is not None else None
+        def load() -> DeflateMemo | None:
+            assert codec.derived is not None
+            kept = codec.derived.load_derived(name)
+            return DeflateMemo.parse(kept, limit, name=name) if kept is not None else None
 
-            loaded = None
-            if codec.derived is not None:
-                loaded = await anyio.to_thread.run_sync(load, limiter=codec.limiter)
-            memo = loaded or DeflateMemo(limit, name=name)
-            if key in self._forms:  # dropped with it
-                memo = self._memos.setdefault(key, memo)
+        loaded = None
+        if codec.derived is not None:
+            loaded = await anyio.to_thread.run_sync(load, limiter=codec.limiter)
+        memo = loaded or DeflateMemo(limit, name=name)
+        if key in self._forms:  # dropped with it
+            self._memos[key] = memo
         return memo
 
     async def _store_memo(self, codec: CodecRunner, memo: DeflateMemo | None) -> None:
